@@ -1,0 +1,32 @@
+"""The core's built-in plugins, registered through the same hooks as third-party ones."""
+
+from __future__ import annotations
+
+from fogwire.hookspecs import hookimpl
+from fogwire.registry import SinkRegistry, SourceRegistry
+from fogwire.sinks import ReloadSink, SinkContext
+from fogwire.sources import ConfigSource, SourceContext
+
+
+def _file_source(context: SourceContext) -> ConfigSource:
+    from fogwire.builtin.file_source import FileSource
+
+    return FileSource(context)
+
+
+def _log_sink(context: SinkContext) -> ReloadSink:
+    from fogwire.builtin.log_sink import LogSink
+
+    return LogSink(context)
+
+
+@hookimpl
+def fogwire_register_config_sources(registry: SourceRegistry) -> None:
+    """Register the ``file`` source: desired state from a local YAML file, watched."""
+    registry.add("file", _file_source, description="desired state from a local YAML/JSON file, watched")
+
+
+@hookimpl
+def fogwire_register_reload_sinks(registry: SinkRegistry) -> None:
+    """Register the ``log`` sink: logs each change it is given, applies nothing."""
+    registry.add("log", _log_sink, description="logs what changed; applies nothing")

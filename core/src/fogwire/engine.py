@@ -1,0 +1,354 @@
+"""The container engine contract.
+
+An engine plugin registers a factory for a subclass of :class:`Engine` through the
+``fogwire_register_engines`` hook. Everything the agent does to containers goes
+through these methods, so the reconciler works unchanged on every engine.
+
+Rules every engine follows:
+
+* A workload the engine creates carries :data:`MANAGED_LABEL` (value: the agent id)
+  and :data:`NAME_LABEL`. :meth:`Engine.list_managed`, :meth:`Engine.inspect`,
+  :meth:`Engine.remove` and friends only ever see workloads carrying the agent's
+  managed label: an unmanaged container is never touched, changed or removed.
+* Methods are coroutines; an engine whose SDK blocks runs it in a thread
+  (``asyncio.to_thread``), never on the event loop.
+* Failures raise :class:`fogwire.errors.EngineError` subclasses with a message
+  that names the workload or image; registry passwords never appear in them.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import AsyncIterator, Collection, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import attrs
+
+from fogwire.errors import EngineError, ImageNotFoundError
+
+MANAGED_LABEL = "io.fogwire.managed"
+"""Label whose value is the id of the agent managing the workload."""
+
+NAME_LABEL = "io.fogwire.workload"
+"""Label holding the workload name the agent gave the workload."""
+
+SPEC_HASH_LABEL = "io.fogwire.spec-hash"
+"""Label the reconciler sets to the hash of the spec a workload was created from."""
+
+
+class WorkloadState(enum.Enum):
+    """The engine-neutral state of a workload."""
+
+    CREATED = "created"
+    RUNNING = "running"
+    RESTARTING = "restarting"
+    EXITED = "exited"
+    DEAD = "dead"
+    PAUSED = "paused"
+    UNKNOWN = "unknown"
+
+
+class Health(enum.Enum):
+    """Health of a workload as its health check reports it."""
+
+    NONE = "none"
+    STARTING = "starting"
+    HEALTHY = "healthy"
+    UNHEALTHY = "unhealthy"
+
+
+class EventKind(enum.Enum):
+    """Kinds of workload events every engine reports."""
+
+    START = "start"
+    DIE = "die"
+    OOM = "oom"
+    HEALTH = "health"
+
+
+@attrs.frozen
+class RegistryAuth:
+    """Credentials for one registry server; the password is never shown in a repr."""
+
+    server: str
+    username: str
+    password: str = attrs.field(repr=False)
+    email: str = ""
+    insecure: bool = False
+    """Talk plain HTTP / skip TLS verification (loopback test registries)."""
+
+
+@attrs.frozen
+class PortMapping:
+    """Publish ``container_port`` on ``host_ip:host_port`` of the host."""
+
+    container_port: int
+    host_port: int
+    protocol: Literal["tcp", "udp"] = "tcp"
+    host_ip: str = ""
+
+
+@attrs.frozen
+class VolumeMount:
+    """A bind mount (``source`` is a host path) or a named volume (``source`` is its name)."""
+
+    source: str
+    target: str
+    kind: Literal["bind", "volume"] = "bind"
+    read_only: bool = False
+
+
+@attrs.frozen
+class HealthCheck:
+    """A health check in Docker's form: ``test`` is ``["CMD", ...]`` or ``["CMD-SHELL", "..."]``."""
+
+    test: tuple[str, ...]
+    interval_s: float = 30.0
+    timeout_s: float = 30.0
+    start_period_s: float = 0.0
+    retries: int = 3
+
+
+@attrs.frozen
+class RestartPolicy:
+    """What the engine does when the workload's process exits."""
+
+    name: Literal["no", "always", "on-failure", "unless-stopped"] = "no"
+    max_retries: int = 0
+
+
+@attrs.frozen
+class WorkloadSpec:
+    """Everything needed to create one workload (one container).
+
+    ``entrypoint`` replaces the image's entrypoint when given; ``command`` replaces
+    its command (the arguments). ``memory_limit_mib`` is in MiB, as the controller
+    sends it; ``cpu_limit`` is in cores (0.5 = half a core).
+    """
+
+    name: str
+    image: str
+    env: Mapping[str, str] = attrs.field(factory=dict)
+    entrypoint: tuple[str, ...] | None = None
+    command: tuple[str, ...] = ()
+    ports: tuple[PortMapping, ...] = ()
+    mounts: tuple[VolumeMount, ...] = ()
+    host_network: bool = False
+    privileged: bool = False
+    extra_hosts: Mapping[str, str] = attrs.field(factory=dict)
+    labels: Mapping[str, str] = attrs.field(factory=dict)
+    restart: RestartPolicy = RestartPolicy()
+    cpu_limit: float | None = None
+    memory_limit_mib: int | None = None
+    cap_add: tuple[str, ...] = ()
+    cap_drop: tuple[str, ...] = ()
+    health_check: HealthCheck | None = None
+
+
+@attrs.frozen
+class WorkloadInfo:
+    """What the engine reports about one managed workload."""
+
+    name: str
+    id: str
+    image: str
+    state: WorkloadState
+    labels: Mapping[str, str] = attrs.field(factory=dict)
+    image_digest: str | None = None
+    """Digest (``sha256:…``) of the image actually running: the image id/config digest."""
+    exit_code: int | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    health: Health = Health.NONE
+    restart_count: int = 0
+    oom_killed: bool = False
+
+
+@attrs.frozen
+class EngineEvent:
+    """A lifecycle event of a managed workload."""
+
+    kind: EventKind
+    workload: str
+    time: datetime
+    exit_code: int | None = None
+    health: Health | None = None
+
+
+@attrs.frozen
+class PullResult:
+    """The outcome of obtaining an image.
+
+    ``source`` says where the image came from: ``"registry"`` (pulled now) or
+    ``"local"`` (already present). ``fallback_reason`` is set when a pull failed and
+    the local copy is used instead.
+    """
+
+    reference: str
+    digest: str | None
+    source: Literal["registry", "local"]
+    fallback_reason: str | None = None
+
+
+@attrs.frozen
+class LoadResult:
+    """Images an archive brought into the engine."""
+
+    references: tuple[str, ...]
+
+
+@attrs.frozen
+class PruneResult:
+    """Images removed by :meth:`Engine.prune_images`."""
+
+    removed: tuple[str, ...]
+    reclaimed_bytes: int = 0
+
+
+@attrs.frozen
+class LogLine:
+    """One line of a workload's output, without its trailing newline."""
+
+    stream: Literal["stdout", "stderr"]
+    text: str
+
+
+@attrs.frozen
+class EngineContext:
+    """What the agent hands an engine at construction.
+
+    ``url`` is ``containerEngineUrl`` (``None``: the engine's default or embedded
+    mode). The directories are the agent's own; an engine keeps its files there.
+    ``options`` are the engine-specific keys of the agent config.
+    """
+
+    agent_id: str
+    data_dir: Path
+    run_dir: Path
+    log_dir: Path
+    url: str | None = None
+    options: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+class PullPolicy(enum.Enum):
+    """How :meth:`Engine.obtain_image` gets an image."""
+
+    PULL = "pull"
+    """Pull from the registry; on failure fall back to a local copy if one exists."""
+    NEVER = "never"
+    """Use only a local copy (registry ``local`` / ``from_cache``); never pull."""
+
+
+class Engine(abc.ABC):
+    """Base class of every container engine plugin.
+
+    Subclasses implement the abstract coroutines; :meth:`obtain_image` (the registry
+    and fallback policy) is shared. The agent calls :meth:`start` once before
+    anything else and :meth:`close` on shutdown.
+    """
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, context: EngineContext) -> None:
+        self.context = context
+
+    @property
+    def managed_labels(self) -> dict[str, str]:
+        """The labels marking a workload as managed by this agent."""
+        return {MANAGED_LABEL: self.context.agent_id}
+
+    async def start(self) -> None:  # noqa: B027 - optional hook with a default
+        """Connect to the engine (or start an embedded one). Default: nothing."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook with a default
+        """Release connections and stop anything :meth:`start` started. Default: nothing."""
+
+    @abc.abstractmethod
+    async def pull(self, reference: str, auth: RegistryAuth | None = None) -> str | None:
+        """Pull ``reference`` from its registry and return the image digest.
+
+        Raises :class:`~fogwire.errors.ImageNotFoundError` when the registry has no
+        such image, :class:`~fogwire.errors.RegistryAuthError` when it refuses the
+        credentials, :class:`~fogwire.errors.EngineError` otherwise.
+        """
+
+    @abc.abstractmethod
+    async def image_digest(self, reference: str) -> str | None:
+        """Return the digest of the local image ``reference``, or ``None`` if absent."""
+
+    async def obtain_image(
+        self,
+        reference: str,
+        auth: RegistryAuth | None = None,
+        policy: PullPolicy = PullPolicy.PULL,
+    ) -> PullResult:
+        """Make ``reference`` available locally following ``policy``.
+
+        With :attr:`PullPolicy.NEVER` the image must already be present. With
+        :attr:`PullPolicy.PULL` a failed pull falls back to a local copy when one
+        exists, and the result says so; without one the pull error is raised.
+        """
+        if policy is PullPolicy.NEVER:
+            digest = await self.image_digest(reference)
+            if digest is None:
+                raise ImageNotFoundError(
+                    f"image {reference!r} is not present locally and its registry is "
+                    "'local'/'from_cache', which never pulls: load it first "
+                    "(fogwire bundle import, or the engine's own load)"
+                )
+            return PullResult(reference, digest, "local")
+        try:
+            digest = await self.pull(reference, auth)
+        except EngineError as error:
+            local = await self.image_digest(reference)
+            if local is None:
+                raise
+            return PullResult(reference, local, "local", fallback_reason=str(error))
+        return PullResult(reference, digest, "registry")
+
+    @abc.abstractmethod
+    async def load_image_archive(self, path: Path) -> LoadResult:
+        """Load a docker-archive or OCI-layout tarball into the engine."""
+
+    @abc.abstractmethod
+    async def create(self, spec: WorkloadSpec) -> WorkloadInfo:
+        """Create (not start) a workload from ``spec``, adding the managed labels.
+
+        Raises :class:`~fogwire.errors.EngineError` if a container of that name
+        already exists, managed or not.
+        """
+
+    @abc.abstractmethod
+    async def start_workload(self, name: str) -> None:
+        """Start a created or stopped managed workload."""
+
+    @abc.abstractmethod
+    async def stop(self, name: str, timeout_s: float = 10.0) -> None:
+        """Stop a managed workload: SIGTERM, then SIGKILL after ``timeout_s``."""
+
+    @abc.abstractmethod
+    async def remove(self, name: str) -> None:
+        """Remove a managed workload, stopping it first. Idempotent: absent is fine."""
+
+    @abc.abstractmethod
+    async def inspect(self, name: str) -> WorkloadInfo | None:
+        """Report on a managed workload, or ``None`` if no managed workload has that name."""
+
+    @abc.abstractmethod
+    async def list_managed(self) -> list[WorkloadInfo]:
+        """Every workload carrying this agent's managed label, and nothing else."""
+
+    @abc.abstractmethod
+    def logs(self, name: str, *, tail: int | None = None, follow: bool = False) -> AsyncIterator[LogLine]:
+        """The workload's output: the last ``tail`` lines (all if ``None``), then new ones if ``follow``."""
+
+    @abc.abstractmethod
+    def events(self) -> AsyncIterator[EngineEvent]:
+        """A stream of start/die/oom/health events of managed workloads, until cancelled."""
+
+    @abc.abstractmethod
+    async def prune_images(self, keep: Collection[str] = ()) -> PruneResult:
+        """Remove images no container uses, except those named in ``keep``."""
