@@ -8,12 +8,15 @@ serialisation code; everything about turning plain data into them lives here.
 from __future__ import annotations
 
 import enum
+import types
+import typing
 from collections.abc import Callable, Mapping
 from typing import Any, NewType, TypeVar
 
+import attrs
 import cattrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
-from cattrs.gen import make_dict_structure_fn
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from fogwire.errors import ConfigError, Problem
 
@@ -91,6 +94,60 @@ def _enum_hook(cls: type[enum.Enum]) -> Callable[[Any, Any], enum.Enum]:
     return structure
 
 
+def to_camel(name: str) -> str:
+    """``host_network_mode`` → ``hostNetworkMode``; ``from_`` → ``from``; camelCase stays."""
+    head, *rest = name.rstrip("_").split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def _is_model_class(cls: Any) -> bool:
+    return attrs.has(cls) and getattr(cls, "__module__", "").startswith("fogwire.model.")
+
+
+def _camel_structure(converter: cattrs.Converter) -> Callable[[Any], Any]:
+    def factory(cls: Any) -> Any:
+        overrides = {a.name: override(rename=to_camel(a.name)) for a in attrs.fields(cls) if to_camel(a.name) != a.name}
+        return make_dict_structure_fn(cls, converter, _cattrs_forbid_extra_keys=True, **overrides)
+
+    return factory
+
+
+def _camel_unstructure(converter: cattrs.Converter) -> Callable[[Any], Any]:
+    def factory(cls: Any) -> Any:
+        overrides = {a.name: override(rename=to_camel(a.name)) for a in attrs.fields(cls) if to_camel(a.name) != a.name}
+        return make_dict_unstructure_fn(cls, converter, **overrides)
+
+    return factory
+
+
+def _is_int_str_union(t: Any) -> bool:
+    args = set(typing.get_args(t))
+    return typing.get_origin(t) in (typing.Union, types.UnionType) and {int, str} <= args
+
+
+def _int_or_str(t: Any) -> Callable[[Any, Any], Any]:
+    optional = type(None) in typing.get_args(t)
+
+    def structure(value: Any, _: Any) -> Any:
+        if value is None and optional:
+            return None
+        if isinstance(value, (int, str)) and not isinstance(value, bool):
+            return value
+        raise ValueProblem(f"expected a registry name ('remote', 'local') or id, got {_describe(value)}")
+
+    return structure
+
+
+def _scalar_text(value: Any, _: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    raise ValueProblem(f"expected a string or number, got {_describe(value)}")
+
+
 def make_converter(converter: cattrs.Converter | None = None) -> cattrs.Converter:
     """Configure ``converter`` (a new one by default) the fogwire way and return it.
 
@@ -112,13 +169,33 @@ def make_converter(converter: cattrs.Converter | None = None) -> cattrs.Converte
     converter.register_structure_hook_factory(
         lambda t: isinstance(t, type) and issubclass(t, enum.Enum), _enum_hook
     )
+    converter.register_structure_hook_factory(_is_int_str_union, _int_or_str)
+    converter.register_structure_hook_factory(_is_model_class, _camel_structure(converter))
+    converter.register_unstructure_hook_factory(_is_model_class, _camel_unstructure(converter))
+    _register_iofog_scalars(converter)
     return converter
+
+
+def _register_iofog_scalars(converter: cattrs.Converter) -> None:
+    from fogwire.model import iofog
+
+    converter.register_structure_hook(iofog.EnvValue, lambda v, _: iofog.EnvValue(_scalar_text(v, None)))
+    converter.register_unstructure_hook(iofog.EnvValue, str)
+    structure_host = converter.get_structure_hook(iofog.ExtraHost)
+
+    def extra_host(value: Any, _: Any) -> iofog.ExtraHost:
+        if isinstance(value, str):
+            name, sep, address = value.partition(":")
+            if not sep or not name or not address:
+                raise ValueProblem(f"expected 'name:address' or {{name, address}}, got {_describe(value)}")
+            return iofog.ExtraHost(name, address)
+        return structure_host(value, iofog.ExtraHost)  # type: ignore[no-any-return]
+
+    converter.register_structure_hook(iofog.ExtraHost, extra_host)
 
 
 def make_renaming_hook(converter: cattrs.Converter, cls: type[Any], **renames: str) -> None:
     """Structure/unstructure ``cls`` with some attributes under other keys (``x86_image="x86"``)."""
-    from cattrs.gen import make_dict_unstructure_fn, override
-
     overrides = {attr: override(rename=key) for attr, key in renames.items()}
     converter.register_structure_hook(cls, make_dict_structure_fn(cls, converter, **overrides))  # type: ignore[arg-type]
     converter.register_unstructure_hook(cls, make_dict_unstructure_fn(cls, converter, **overrides))  # type: ignore[arg-type]
@@ -140,15 +217,16 @@ def _join(path: str, step: str) -> str:
 def _walk(error: BaseException, path: str, document: str, index: int, out: list[Problem]) -> None:
     if isinstance(error, ClassValidationError):
         with_notes, without = error.group_exceptions()
+        rename = to_camel if _is_model_class(error.cl) else str
         for exc, note in with_notes:
-            _walk(exc, _join(path, note.name), document, index, out)
+            _walk(exc, _join(path, rename(note.name)), document, index, out)
         for exc in without:
             _walk(exc, path, document, index, out)
     elif isinstance(error, IterableValidationError):
         with_notes, without = error.group_exceptions()
         for exc, note in with_notes:
-            step = f"[{note.index!r}]" if not isinstance(note.index, str) else f".{note.index}"
-            _walk(exc, path + step if step.startswith("[") else _join(path, note.index), document, index, out)
+            step = f"[{note.index}]" if isinstance(note.index, int) else f".{note.index}"
+            _walk(exc, path + step if step.startswith("[") else _join(path, str(note.index)), document, index, out)
         for exc in without:
             _walk(exc, path, document, index, out)
     elif isinstance(error, ExceptionGroup):

@@ -1,0 +1,90 @@
+"""``fogwire validate``: check documents without applying anything.
+
+Each file may hold several YAML (or JSON) documents. A document with ``kind`` is an
+ioFog document; a mapping with ``profiles``/``currentProfile`` is an agent config; a
+list of ``[entityType, {attributes}]`` pairs is a skrouterd router config. ioFog
+documents in one file are checked together as one desired state (references must
+resolve). Exit 0 when valid; exit 2 with one line per problem otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from fogwire.cli.common import print_json
+from fogwire.errors import ConfigError, Problem, SourceError
+
+
+def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
+    """``-f FILE`` (repeatable) and ``--json``."""
+    parser.add_argument("-f", "--file", dest="files", action="append", required=True, metavar="FILE")
+    parser.add_argument("--json", action="store_true", help="print {valid, problems[]} as JSON")
+
+
+def validate_file(path: Path) -> list[Problem]:
+    """Every problem in the file at ``path`` (empty when it is valid)."""
+    from fogwire.builtin.file_source import load_documents
+    from fogwire.config import parse_agent_config
+    from fogwire.model.desired import assemble
+    from fogwire.plugins import PluginHost
+
+    origin = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        return [Problem(origin, 0, "", f"cannot read: {error.strerror or error}")]
+    try:
+        documents = load_documents(text, origin)
+    except SourceError as error:
+        return [Problem(origin, 0, "", str(error).removeprefix(origin + ": "))]
+    if not documents:
+        return [Problem(origin, 0, "", "no documents in file")]
+    converter = PluginHost().make_converter()
+    problems: list[Problem] = []
+    iofog: list[Any] = []
+    for index, document in enumerate(documents, start=1):
+        try:
+            if isinstance(document, list):
+                from fogwire.model import router
+
+                router.parse_router_config(document, origin, index, converter)
+            elif isinstance(document, dict) and "kind" not in document and (
+                "profiles" in document or "currentProfile" in document
+            ):
+                parse_agent_config(document, origin, converter)
+            else:
+                iofog.append((index, document))
+        except ConfigError as error:
+            problems.extend(error.problems)
+    if iofog:
+        try:
+            assemble(converter, [doc for _, doc in iofog], origin, indices=[i for i, _ in iofog])
+        except ConfigError as error:
+            problems.extend(error.problems)
+    return problems
+
+
+def run(args: argparse.Namespace) -> int:
+    """Validate each file; print problems; exit 2 if any."""
+    problems: list[Problem] = []
+    for name in args.files:
+        problems.extend(validate_file(Path(name)))
+    if args.json:
+        print_json(
+            {
+                "valid": not problems,
+                "problems": [
+                    {"document": p.document, "index": p.index, "path": p.path, "message": p.message} for p in problems
+                ],
+            }
+        )
+    else:
+        import sys
+
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        if not problems:
+            print(f"valid: {', '.join(args.files)}")
+    return 2 if problems else 0

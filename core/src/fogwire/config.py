@@ -1,0 +1,100 @@
+"""Reading, validating and writing the agent config file."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import attrs
+import cattrs
+import yaml
+
+from fogwire.convert import make_converter, require_mapping, structure
+from fogwire.errors import ConfigError, Problem
+from fogwire.model.agent_config import (
+    ENGINE_ALIASES,
+    KNOWN_ENGINES_BY_OS,
+    AgentConfig,
+    PluginSelection,
+    Profile,
+    default_engine,
+)
+
+
+def check_agent_config(config: AgentConfig, origin: str, index: int = 1, platform: str = sys.platform) -> AgentConfig:
+    """Validate cross-field rules; return the config with engine names normalised.
+
+    ``edgelet`` becomes ``containerd``; an unset engine becomes the OS default;
+    a fogwire engine that can't run on this OS is an error.
+    """
+    problems: list[Problem] = []
+    if config.current_profile not in config.profiles:
+        names = ", ".join(sorted(config.profiles)) or "none"
+        problems.append(
+            Problem(origin, index, "currentProfile", f"no profile named {config.current_profile!r} (profiles: {names})")
+        )
+    os_key = next((k for k in KNOWN_ENGINES_BY_OS if platform.startswith(k)), "linux")
+    every_known = {name for names in KNOWN_ENGINES_BY_OS.values() for name in names}
+    profiles = {}
+    for name, profile in config.profiles.items():
+        engine = profile.container_engine or default_engine(platform)
+        engine = ENGINE_ALIASES.get(engine, engine)
+        if engine in every_known and engine not in KNOWN_ENGINES_BY_OS[os_key]:
+            allowed = ", ".join(KNOWN_ENGINES_BY_OS[os_key])
+            problems.append(
+                Problem(
+                    origin,
+                    index,
+                    f"profiles.{name}.containerEngine",
+                    f"engine {engine!r} does not run on {os_key}; expected one of {allowed}",
+                )
+            )
+        if profile.arch not in ("auto", "amd64", "arm64", "arm", "riscv64"):
+            problems.append(
+                Problem(
+                    origin, index, f"profiles.{name}.arch", f"expected auto, amd64, arm64, arm or riscv64, got {profile.arch!r}"
+                )
+            )
+        profiles[name] = attrs.evolve(profile, container_engine=engine)
+    if problems:
+        raise ConfigError(problems)
+    return attrs.evolve(config, profiles=profiles)
+
+
+def parse_agent_config(
+    data: Any, origin: str, converter: cattrs.Converter | None = None, platform: str = sys.platform
+) -> AgentConfig:
+    """Structure and check raw config data (``None`` or empty means all defaults)."""
+    converter = converter or make_converter()
+    if data is None:
+        data = {}
+    mapping = require_mapping(data, origin, 1, "")
+    config = structure(converter, mapping, AgentConfig, origin, 1)
+    return check_agent_config(config, origin, 1, platform)
+
+
+def load_agent_config(path: Path, converter: cattrs.Converter | None = None) -> AgentConfig:
+    """Read the config file; a missing file means all defaults."""
+    if not path.exists():
+        return parse_agent_config(None, str(path), converter)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ConfigError([Problem(str(path), 1, "", f"not valid YAML: {error}")]) from error
+    return parse_agent_config(data, str(path), converter)
+
+
+def default_config(desired_state_file: Path) -> AgentConfig:
+    """The config ``fogwire init-config`` writes: one ``default`` profile, the ``file`` source."""
+    profile = Profile(
+        container_engine=default_engine(),
+        config_source=PluginSelection("file", {"path": str(desired_state_file)}),
+    )
+    return AgentConfig("default", {"default": profile})
+
+
+def dump_agent_config(config: AgentConfig, converter: cattrs.Converter | None = None) -> str:
+    """The config as YAML text."""
+    converter = converter or make_converter()
+    return yaml.safe_dump(converter.unstructure(config), sort_keys=False)

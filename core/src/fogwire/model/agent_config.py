@@ -1,0 +1,80 @@
+"""The agent config: profiles as in edgelet's ``config.yaml``, plus fogwire's own keys.
+
+::
+
+    currentProfile: production
+    profiles:
+      production:
+        containerEngine: containerd      # edgelet is accepted as an alias
+        containerEngineUrl: null         # null: the engine's default (embedded containerd)
+        pruningFrequency: 24             # hours; 0 disables pruning
+        watchdogEnabled: true
+        configSource: {name: file, options: {path: /etc/fogwire/desired.yaml}}
+        reloadSinks: []
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from fogwire.convert import NonNegativeInt, PositiveInt
+
+ENGINE_ALIASES = {"edgelet": "containerd"}
+"""Names accepted for an engine and the name they stand for."""
+
+KNOWN_ENGINES_BY_OS = {
+    "linux": ("containerd", "docker", "podman"),
+    "darwin": ("docker", "podman"),
+    "win32": ("docker", "podman"),
+}
+"""The fogwire engines each OS can run; third-party engine names pass through."""
+
+
+def default_engine(platform: str = sys.platform) -> str:
+    """``containerd`` on Linux, ``docker`` elsewhere (as edgelet)."""
+    return "containerd" if platform.startswith("linux") else "docker"
+
+
+@attrs.frozen
+class PluginSelection:
+    """A plugin chosen by name, with its options."""
+
+    name: str
+    options: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class Profile:
+    """One profile of the agent config."""
+
+    container_engine: str | None = None
+    container_engine_url: str | None = None
+    engine_options: Mapping[str, Any] = attrs.field(factory=dict)
+    pruning_frequency: NonNegativeInt = 24
+    watchdog_enabled: bool = False
+    arch: str = "auto"
+    controller_url: str | None = None
+    upgrade_scan_frequency: NonNegativeInt = 24
+    disk_directory: str | None = None
+    agent_id: str = "fogwire"
+    config_source: PluginSelection | None = None
+    reload_sinks: tuple[PluginSelection, ...] = ()
+    resync_seconds: PositiveInt = 60
+    log_level: str = "info"
+
+
+@attrs.frozen
+class AgentConfig:
+    """The whole config file: profiles and which one is current."""
+
+    current_profile: str = "default"
+    profiles: Mapping[str, Profile] = attrs.field(factory=lambda: {"default": Profile()})
+
+    @property
+    def profile(self) -> Profile:
+        """The current profile (validated to exist by :func:`fogwire.config.load_agent_config`)."""
+        return self.profiles[self.current_profile]

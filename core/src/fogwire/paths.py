@@ -1,0 +1,83 @@
+"""Where fogwire keeps its config, state, logs and runtime files.
+
+As root: ``/etc/fogwire``, ``/var/lib/fogwire``, ``/var/log/fogwire``,
+``/run/fogwire``. Otherwise the platform's user directories (platformdirs). Each
+is overridable by environment variable and by a CLI flag (flags win).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import attrs
+
+ENV_VARS = {
+    "config_file": "FOGWIRE_CONFIG",
+    "state_dir": "FOGWIRE_STATE_DIR",
+    "log_dir": "FOGWIRE_LOG_DIR",
+    "run_dir": "FOGWIRE_RUN_DIR",
+}
+"""The environment variable overriding each path."""
+
+
+@attrs.frozen
+class Paths:
+    """The agent's directories and its config file."""
+
+    config_file: Path
+    state_dir: Path
+    log_dir: Path
+    run_dir: Path
+
+    @property
+    def config_dir(self) -> Path:
+        """The directory holding the config file."""
+        return self.config_file.parent
+
+    @property
+    def database(self) -> Path:
+        """The SQLite state file."""
+        return self.state_dir / "state.db"
+
+    @property
+    def control_socket(self) -> Path:
+        """The unix socket the daemon and the CLI talk over."""
+        return self.run_dir / "fogwire.sock"
+
+    def ensure(self) -> None:
+        """Create the directories (0700 for state and run, which hold secrets and sockets)."""
+        for directory, mode in ((self.state_dir, 0o700), (self.run_dir, 0o700), (self.log_dir, 0o755)):
+            directory.mkdir(parents=True, exist_ok=True, mode=mode)
+
+
+def default_paths(environ: Mapping[str, str] | None = None, *, is_root: bool | None = None) -> Paths:
+    """The paths from the environment, else the defaults for this user."""
+    env = os.environ if environ is None else environ
+    root = (os.geteuid() == 0 if hasattr(os, "geteuid") else False) if is_root is None else is_root
+    if root:
+        defaults = {
+            "config_file": Path("/etc/fogwire/config.yaml"),
+            "state_dir": Path("/var/lib/fogwire"),
+            "log_dir": Path("/var/log/fogwire"),
+            "run_dir": Path("/run/fogwire"),
+        }
+    else:
+        import platformdirs
+
+        dirs = platformdirs.PlatformDirs("fogwire", appauthor=False)
+        defaults = {
+            "config_file": Path(dirs.user_config_dir) / "config.yaml",
+            "state_dir": Path(dirs.user_state_dir),
+            "log_dir": Path(dirs.user_log_dir),
+            "run_dir": Path(dirs.user_runtime_dir),
+        }
+    chosen = {key: Path(env[var]) if env.get(var) else defaults[key] for key, var in ENV_VARS.items()}
+    return Paths(**chosen)
+
+
+def with_overrides(paths: Paths, **overrides: str | os.PathLike[str] | None) -> Paths:
+    """``paths`` with the given (flag) values replacing the environment and defaults."""
+    changes = {key: Path(value) for key, value in overrides.items() if value}
+    return attrs.evolve(paths, **changes)
