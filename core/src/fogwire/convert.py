@@ -107,7 +107,7 @@ def _is_model_class(cls: Any) -> bool:
 def _camel_structure(converter: cattrs.Converter) -> Callable[[Any], Any]:
     def factory(cls: Any) -> Any:
         overrides = {a.name: override(rename=to_camel(a.name)) for a in attrs.fields(cls) if to_camel(a.name) != a.name}
-        return make_dict_structure_fn(cls, converter, _cattrs_forbid_extra_keys=True, **overrides)
+        return make_dict_structure_fn(cls, converter, _cattrs_forbid_extra_keys=True, **overrides)  # type: ignore[arg-type]
 
     return factory
 
@@ -115,7 +115,7 @@ def _camel_structure(converter: cattrs.Converter) -> Callable[[Any], Any]:
 def _camel_unstructure(converter: cattrs.Converter) -> Callable[[Any], Any]:
     def factory(cls: Any) -> Any:
         overrides = {a.name: override(rename=to_camel(a.name)) for a in attrs.fields(cls) if to_camel(a.name) != a.name}
-        return make_dict_unstructure_fn(cls, converter, **overrides)
+        return make_dict_unstructure_fn(cls, converter, **overrides)  # type: ignore[arg-type]
 
     return factory
 
@@ -223,10 +223,11 @@ def _walk(error: BaseException, path: str, document: str, index: int, out: list[
         for exc in without:
             _walk(exc, path, document, index, out)
     elif isinstance(error, IterableValidationError):
-        with_notes, without = error.group_exceptions()
-        for exc, note in with_notes:
-            step = f"[{note.index}]" if isinstance(note.index, int) else f".{note.index}"
-            _walk(exc, path + step if step.startswith("[") else _join(path, str(note.index)), document, index, out)
+        item_notes, without = error.group_exceptions()
+        for exc, item_note in item_notes:
+            position = item_note.index
+            step = f"[{position}]" if isinstance(position, int) else f".{position}"
+            _walk(exc, path + step if step.startswith("[") else _join(path, str(position)), document, index, out)
         for exc in without:
             _walk(exc, path, document, index, out)
     elif isinstance(error, ExceptionGroup):

@@ -136,7 +136,11 @@ class PluginHost:
             self.add_plugin(plugin, owner=getattr(plugin, "__name__", repr(plugin)))
 
     def _registry(self, kind: Kind) -> PluginRegistry[Any]:
-        return {"engine": self.engines, "config_source": self.sources, "reload_sink": self.sinks}[kind]
+        if kind == "engine":
+            return self.engines
+        if kind == "config_source":
+            return self.sources
+        return self.sinks
 
     def add_plugin(self, plugin: object, *, owner: str) -> None:
         """Register an in-process plugin object (a module or class instance) and run its hooks."""
@@ -169,7 +173,10 @@ class PluginHost:
         return self._records[group]
 
     def _load_record(self, kind: Kind, record: _entrypoints.EntryPointRecord) -> None:
-        where = f"distribution {record.distribution!r} ({record.version}), entry point {record.name!r} = {record.value!r}"
+        where = (
+            f"distribution {record.distribution!r} ({record.version}), "
+            f"entry point {record.name!r} = {record.value!r}"
+        )
         try:
             plugin = record.load()
         except Exception as error:  # noqa: BLE001 - any import failure is reported with its cause

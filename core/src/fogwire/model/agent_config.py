@@ -54,16 +54,16 @@ class Profile:
     container_engine: str | None = None
     container_engine_url: str | None = None
     engine_options: Mapping[str, Any] = attrs.field(factory=dict)
-    pruning_frequency: NonNegativeInt = 24
+    pruning_frequency: NonNegativeInt = NonNegativeInt(24)
     watchdog_enabled: bool = False
     arch: str = "auto"
     controller_url: str | None = None
-    upgrade_scan_frequency: NonNegativeInt = 24
+    upgrade_scan_frequency: NonNegativeInt = NonNegativeInt(24)
     disk_directory: str | None = None
     agent_id: str = "fogwire"
     config_source: PluginSelection | None = None
     reload_sinks: tuple[PluginSelection, ...] = ()
-    resync_seconds: PositiveInt = 60
+    resync_seconds: PositiveInt = PositiveInt(60)
     log_level: str = "info"
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 import cattrs
 
-from fogwire.convert import require_mapping, structure
+from fogwire.convert import PositiveInt, require_mapping, structure
 from fogwire.errors import ConfigError, Problem
 from fogwire.model.iofog import (
     DOCUMENT_CLASSES,
@@ -35,8 +35,8 @@ REGISTRY_ALIASES = {"remote": REMOTE_REGISTRY_ID, "local": LOCAL_REGISTRY_ID, "f
 """Registry names accepted wherever a registry id is."""
 
 BUILTIN_REGISTRIES = {
-    REMOTE_REGISTRY_ID: RegistrySpec(url="registry.hub.docker.com", id=REMOTE_REGISTRY_ID),
-    LOCAL_REGISTRY_ID: RegistrySpec(url="from_cache", id=LOCAL_REGISTRY_ID),
+    REMOTE_REGISTRY_ID: RegistrySpec(url="registry.hub.docker.com", id=PositiveInt(REMOTE_REGISTRY_ID)),
+    LOCAL_REGISTRY_ID: RegistrySpec(url="from_cache", id=PositiveInt(LOCAL_REGISTRY_ID)),
 }
 
 
@@ -128,31 +128,31 @@ def assemble(
                 document.spec, document.metadata.name or document.spec.name, document.spec.application, index, "spec"
             )
         elif isinstance(document, CatalogItem):
-            spec = document.spec
-            if spec.id is None:
+            item = document.spec
+            if item.id is None:
                 problems.append(Problem(origin, index, "spec.id", "a catalog item needs an id to be referenced"))
-            elif spec.id in catalog:
-                problems.append(Problem(origin, index, "spec.id", f"duplicate catalog item id {spec.id}"))
+            elif item.id in catalog:
+                problems.append(Problem(origin, index, "spec.id", f"duplicate catalog item id {item.id}"))
             else:
-                catalog[spec.id] = spec
-            if not spec.x86 and not spec.arm:
+                catalog[item.id] = item
+            if not item.x86 and not item.arm:
                 problems.append(Problem(origin, index, "spec", "a catalog item needs an image: 'x86' and/or 'arm'"))
-            if registry_id(spec.registry) is None:
+            if registry_id(item.registry) is None:
                 problems.append(
-                    Problem(origin, index, "spec.registry", f"expected 'remote', 'local' or an id, got {spec.registry!r}")
+                    Problem(origin, index, "spec.registry", f"expected 'remote', 'local' or an id, got {item.registry!r}")
                 )
         elif isinstance(document, Registry):
-            spec = document.spec
-            if spec.id is None:
+            reg = document.spec
+            if reg.id is None:
                 problems.append(Problem(origin, index, "spec.id", "a registry needs an id (3 or more) to be referenced"))
-            elif spec.id in BUILTIN_REGISTRIES:
+            elif reg.id in BUILTIN_REGISTRIES:
                 problems.append(
-                    Problem(origin, index, "spec.id", f"registry ids 1 and 2 are built in; got {spec.id}")
+                    Problem(origin, index, "spec.id", f"registry ids 1 and 2 are built in; got {reg.id}")
                 )
-            elif spec.id in registries:
-                problems.append(Problem(origin, index, "spec.id", f"duplicate registry id {spec.id}"))
+            elif reg.id in registries:
+                problems.append(Problem(origin, index, "spec.id", f"duplicate registry id {reg.id}"))
             else:
-                registries[spec.id] = spec
+                registries[reg.id] = reg
 
     ports: dict[tuple[int, str], str] = {}
     for ms in microservices.values():

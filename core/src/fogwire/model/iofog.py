@@ -75,7 +75,7 @@ class EnvVar:
     """One environment variable; YAML numbers and booleans are taken as their text."""
 
     key: str
-    value: EnvValue = ""
+    value: EnvValue = EnvValue("")
 
 
 @attrs.frozen
