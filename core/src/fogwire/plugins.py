@@ -147,10 +147,22 @@ class PluginHost:
         key = plugin.__name__ if isinstance(plugin, types.ModuleType) else f"{owner}:{id(plugin)}"
         if key not in self._registered:
             self.pm.register(plugin, name=key)
-            self.pm.check_pending()
+            self._check_pending(key)
             self._registered[key] = (plugin, owner)
         for kind in GROUPS:
             self._run_register_hook(key, kind)
+
+    def _check_pending(self, key: str) -> None:
+        """``check_pending()``, unregistering plugin ``key`` if it has a misspelled hook.
+
+        Left registered, its unknown hook would fail every later check, so one bad
+        plugin would make every other plugin fail to load too.
+        """
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError:
+            self.pm.unregister(name=key)
+            raise
 
     def _run_register_hook(self, key: str, kind: Kind) -> None:
         if (key, kind) in self._called:
@@ -188,8 +200,8 @@ class PluginHost:
         try:
             if key not in self._registered:
                 self.pm.register(plugin, name=key)
+                self._check_pending(key)
                 self._registered[key] = (plugin, record.distribution)
-                self.pm.check_pending()
             self._run_register_hook(key, kind)
         except DuplicatePluginError:
             raise
