@@ -15,6 +15,7 @@ from typing import Any, NewType, TypeVar
 
 import attrs
 import cattrs
+from cattrs.cols import homogenous_tuple_structure_factory, list_structure_factory
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
@@ -107,7 +108,54 @@ def _is_model_class(cls: Any) -> bool:
 def _camel_structure(converter: cattrs.Converter) -> Callable[[Any], Any]:
     def factory(cls: Any) -> Any:
         overrides = {a.name: override(rename=to_camel(a.name)) for a in attrs.fields(cls) if to_camel(a.name) != a.name}
-        return make_dict_structure_fn(cls, converter, _cattrs_forbid_extra_keys=True, **overrides)  # type: ignore[arg-type]
+        return _require_mapping(
+            make_dict_structure_fn(cls, converter, _cattrs_forbid_extra_keys=True, **overrides)  # type: ignore[arg-type]
+        )
+
+    return factory
+
+
+def _require_mapping(structure: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """``structure``, refusing anything but a mapping with a message (not a ``TypeError``)."""
+
+    def checked(value: Any, cls: Any) -> Any:
+        if not isinstance(value, Mapping):
+            raise ValueProblem(f"expected a mapping, got {_describe(value)}")
+        return structure(value, cls)
+
+    return checked
+
+
+def _is_sequence(t: Any) -> bool:
+    origin = typing.get_origin(t)
+    args = typing.get_args(t)
+    return origin is list or (origin is tuple and len(args) == 2 and args[1] is Ellipsis)
+
+
+def _sequence(converter: cattrs.Converter) -> Callable[[Any], Callable[[Any, Any], Any]]:
+    """Lists only: cattrs alone would take a string as a list of characters and a mapping as its keys."""
+
+    def factory(t: Any) -> Callable[[Any, Any], Any]:
+        make = list_structure_factory if typing.get_origin(t) is list else homogenous_tuple_structure_factory
+        structure = make(t, converter)
+
+        def checked(value: Any, cls: Any) -> Any:
+            if not isinstance(value, (list, tuple)):
+                raise ValueProblem(f"expected a list, got {_describe(value)}")
+            return structure(value, cls)
+
+        return checked
+
+    return factory
+
+
+def _is_mapping(t: Any) -> bool:
+    return typing.get_origin(t) in (dict, Mapping)
+
+
+def _mapping(converter: cattrs.Converter) -> Callable[[Any], Callable[[Any, Any], Any]]:
+    def factory(t: Any) -> Callable[[Any, Any], Any]:
+        return _require_mapping(converter.gen_structure_mapping(t))
 
     return factory
 
@@ -170,6 +218,8 @@ def make_converter(converter: cattrs.Converter | None = None) -> cattrs.Converte
         lambda t: isinstance(t, type) and issubclass(t, enum.Enum), _enum_hook
     )
     converter.register_structure_hook_factory(_is_int_str_union, _int_or_str)
+    converter.register_structure_hook_factory(_is_sequence, _sequence(converter))
+    converter.register_structure_hook_factory(_is_mapping, _mapping(converter))
     converter.register_structure_hook_factory(_is_model_class, _camel_structure(converter))
     converter.register_unstructure_hook_factory(_is_model_class, _camel_unstructure(converter))
     _register_iofog_scalars(converter)

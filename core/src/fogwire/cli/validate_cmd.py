@@ -38,7 +38,11 @@ def validate_file(path: Path) -> list[Problem]:
     try:
         documents = load_documents(text, origin)
     except SourceError as error:
-        return [Problem(origin, 0, "", str(error).removeprefix(origin + ": "))]
+        mark = getattr(error.__cause__, "problem_mark", None)
+        if mark is None:
+            return [Problem(origin, 0, "", str(error).removeprefix(origin + ": "))]
+        problem = getattr(error.__cause__, "problem", None) or error.__cause__
+        return [Problem(origin, 0, f"line {mark.line + 1}", f"not valid YAML: {problem}")]
     if not documents:
         return [Problem(origin, 0, "", "no documents in file")]
     converter = PluginHost().make_converter()
