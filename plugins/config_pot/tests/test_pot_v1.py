@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from pathlib import Path
 
@@ -71,7 +72,7 @@ async def test_server_certificate_from_another_ca_is_refused(
     source = make_source(tls_server, api="v1", startup_timeout=30)
     loop = asyncio.get_running_loop()
     started = loop.time()
-    with pytest.raises(LocalApiError, match="TLS verification .* failed") as caught:
+    with pytest.raises(LocalApiError, match=r"TLS verification .* failed") as caught:
         await source.fetch()
     assert str(serviceaccount / "ca.crt") in str(caught.value)
     assert loop.time() - started < 5, "a wrong CA must fail at once, not wait out the start-up timeout"
@@ -263,7 +264,7 @@ async def test_reconnect_backoff_doubles_and_is_capped(tls_server: LocalApiServe
         await changes.aclose()
     attempts = tls_server.control_attempts
     assert len(attempts) == 7
-    gaps = [b - a for a, b in zip(attempts, attempts[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(attempts)]
     ceilings = [0.05, 0.1, 0.2, 0.2, 0.2, 0.2]
     for gap, ceiling in zip(gaps, ceilings, strict=True):
         assert ceiling * 0.9 - 0.01 <= gap <= ceiling + 0.1, (gaps, ceilings)
