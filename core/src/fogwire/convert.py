@@ -287,8 +287,10 @@ def _walk(error: BaseException, path: str, document: str, index: int, out: list[
         for key in sorted(error.extra_fields):
             out.append(Problem(document, index, _join(path, key), "unknown field (check the spelling)"))
     elif isinstance(error, KeyError):
-        key = error.args[0] if error.args else "?"
-        out.append(Problem(document, index, _join(path, str(key)), "required field is missing"))
+        key = str(error.args[0]) if error.args else "?"
+        # cattrs notes the missing attribute itself, so ``path`` usually ends with the key already.
+        where = path if path == key or path.endswith("." + key) else _join(path, key)
+        out.append(Problem(document, index, where, "required field is missing"))
     elif isinstance(error, ValueProblem):
         out.append(Problem(document, index, path, str(error)))
     elif isinstance(error, (TypeError, AttributeError)):
