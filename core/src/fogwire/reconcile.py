@@ -1,0 +1,608 @@
+"""The reconciler: make the engine's managed workloads equal to the desired microservices.
+
+One *pass* lists the managed workloads (one engine read), compares each with its
+desired microservice and acts:
+
+* **create** a desired microservice that has no workload;
+* **replace** one whose ``io.fogwire.config-hash`` label differs from the desired
+  spec's hash (or, on a pass after a config change, whose image tag now has a new
+  digest), health-gated: the old spec comes back if the new workload exits or turns
+  unhealthy within the grace period;
+* **start** / **restart** a workload that exited or is unhealthy, with a crash-loop
+  backoff;
+* **remove** a managed workload no longer desired. An unmanaged container is never
+  seen (engines list only workloads with this agent's managed label), so never touched.
+
+Actions run concurrently (bounded by ``concurrency``), each in its own ``try``: one
+microservice's failure never blocks another's. A failed action is retried with
+capped exponential backoff; after ``max_failures`` the microservice is marked
+``failed`` with the reason and waits for its desired spec to change. Every action
+writes its *intent* to the store first, so an agent killed mid-action finishes it
+(a replacement interrupted during its health gate is checked again) after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Literal, TypeVar
+
+import attrs
+import cattrs
+
+from fogwire.convert import make_converter
+from fogwire.engine import Engine, Health, PullPolicy, WorkloadInfo, WorkloadSpec, WorkloadState
+from fogwire.errors import EngineError, FogwireError
+from fogwire.model.desired import DesiredState
+from fogwire.resolve import (
+    CONFIG_HASH_LABEL,
+    DIGEST_LABEL,
+    ResolvedMicroservice,
+    ResolveError,
+    diff_fields,
+    resolve,
+)
+from fogwire.store import MicroserviceRecord, Store
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+ActionKind = Literal["create", "replace", "remove", "start", "restart", "verify"]
+
+NOT_RUNNING = (WorkloadState.EXITED, WorkloadState.DEAD, WorkloadState.CREATED)
+
+
+@attrs.frozen
+class Action:
+    """One thing a pass does to one microservice, and why."""
+
+    kind: ActionKind
+    name: str
+    reason: str
+    resolved: ResolvedMicroservice | None = None
+    workload: WorkloadInfo | None = None
+
+
+@attrs.frozen
+class Plan:
+    """What a pass would do: actions, what is left alone, and what can't be resolved."""
+
+    actions: tuple[Action, ...] = ()
+    unchanged: tuple[str, ...] = ()
+    deferred: Mapping[str, str] = attrs.field(factory=dict)
+    """Name → why its action waits (backoff, failed, rolled back)."""
+    problems: Mapping[str, str] = attrs.field(factory=dict)
+    """Name → why the desired microservice can't be resolved on this device."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data for ``fogwire plan --json`` and the control socket."""
+        return {
+            "actions": [{"action": a.kind, "name": a.name, "reason": a.reason} for a in self.actions],
+            "unchanged": list(self.unchanged),
+            "deferred": dict(self.deferred),
+            "problems": dict(self.problems),
+        }
+
+
+@attrs.frozen
+class Outcome:
+    """The result of one action."""
+
+    action: Action
+    ok: bool
+    detail: str = ""
+
+
+@attrs.frozen
+class PassResult:
+    """What one pass did."""
+
+    plan: Plan
+    outcomes: tuple[Outcome, ...]
+    engine_writes: int
+    duration_s: float
+
+
+@attrs.frozen
+class MicroserviceStatus:
+    """One microservice as ``fogwire status`` shows it."""
+
+    name: str
+    desired: bool
+    status: str
+    state: str
+    health: str
+    restarts: int
+    last_error: str | None
+    image: str | None
+    config_hash: str | None
+
+
+class Reconciler:
+    """Compares desired microservices with managed workloads and acts on the difference.
+
+    ``rollback_grace_s`` is how long a replacement must keep running (and not turn
+    unhealthy) before it is accepted. ``arch`` is the device architecture used to
+    pick images (see :func:`fogwire.resolve.device_arch`).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        store: Store,
+        *,
+        arch: str,
+        concurrency: int = 8,
+        max_failures: int = 5,
+        backoff_base_s: float = 1.0,
+        backoff_cap_s: float = 60.0,
+        rollback_grace_s: float = 10.0,
+        pull_timeout_s: float = 300.0,
+        op_timeout_s: float = 60.0,
+        stop_timeout_s: float = 5.0,
+    ) -> None:
+        self.engine = engine
+        self.store = store
+        self.arch = arch
+        self.concurrency = concurrency
+        self.max_failures = max_failures
+        self.backoff_base_s = backoff_base_s
+        self.backoff_cap_s = backoff_cap_s
+        self.rollback_grace_s = rollback_grace_s
+        self.pull_timeout_s = pull_timeout_s
+        self.op_timeout_s = op_timeout_s
+        self.stop_timeout_s = stop_timeout_s
+        self.records: dict[str, MicroserviceRecord] = {}
+        self._retry_at: dict[str, float] = {}
+        self._crashes: dict[str, int] = {}
+        self._problems: dict[str, str] = {}
+        self._writes = 0
+        self._lock = asyncio.Lock()
+        self._converter = make_converter(cattrs.Converter(forbid_extra_keys=True))
+        self.last_actual: dict[str, WorkloadInfo] = {}
+        self.progress = time.monotonic()
+        """Monotonic time of the last step of progress (the watchdog reads it)."""
+
+    async def load(self) -> None:
+        """Read the per-microservice records from the store (once, at start)."""
+        self.records = await self.store.call(self.store.records)
+
+    # -- planning -----------------------------------------------------------------------
+
+    def resolve_all(self, desired: DesiredState) -> tuple[dict[str, ResolvedMicroservice], dict[str, str]]:
+        """Resolve every desired microservice; failures are returned by name, not raised."""
+        resolved: dict[str, ResolvedMicroservice] = {}
+        problems: dict[str, str] = {}
+        for name, ms in desired.microservices.items():
+            try:
+                resolved[name] = resolve(ms, desired, self.arch)
+            except ResolveError as error:
+                problems[name] = str(error)
+        return resolved, problems
+
+    def compute_plan(
+        self, desired: DesiredState, actual: list[WorkloadInfo], *, now: float | None = None, gate: bool = True
+    ) -> Plan:
+        """The actions that make ``actual`` equal ``desired``; pure (no engine or disk access).
+
+        With ``gate`` false, backoff and failure marks are ignored (``fogwire plan``
+        shows what would be done given time).
+        """
+        now = time.monotonic() if now is None else now
+        resolved, problems = self.resolve_all(desired)
+        by_name = {w.name: w for w in actual}
+        actions: list[Action] = []
+        unchanged: list[str] = []
+        deferred: dict[str, str] = {}
+        for name, r in resolved.items():
+            record = self.records.get(name)
+            w = by_name.get(name)
+            action = self._action_for(r, w, record)
+            if action is None:
+                unchanged.append(name)
+                continue
+            if gate and record is not None and record.config_hash == r.config_hash:
+                if action.kind in ("create", "replace") and record.rejected_hash == r.config_hash:
+                    if w is not None:
+                        unchanged.append(name)
+                        continue
+                if record.failures >= self.max_failures and action.kind != "verify":
+                    deferred[name] = f"failed {record.failures} times; waiting for a change: {record.last_error}"
+                    continue
+                retry_at = self._retry_at.get(name, 0.0)
+                if retry_at > now:
+                    deferred[name] = f"backing off {retry_at - now:.1f}s after: {record.last_error}"
+                    continue
+            actions.append(action)
+        for name, w in by_name.items():
+            if name not in desired.microservices:
+                actions.append(Action("remove", name, "no longer desired", workload=w))
+        return Plan(tuple(actions), tuple(sorted(unchanged)), deferred, problems)
+
+    def _action_for(
+        self, r: ResolvedMicroservice, w: WorkloadInfo | None, record: MicroserviceRecord | None
+    ) -> Action | None:
+        if w is None:
+            return Action("create", r.name, "no workload yet", r)
+        current = w.labels.get(CONFIG_HASH_LABEL)
+        if current != r.config_hash:
+            if record is not None and record.rejected_hash == r.config_hash:
+                return None
+            return Action("replace", r.name, self._why_changed(r, w, record), r, w)
+        if record is not None and record.intent == "replace" and record.intent_data:
+            data = json.loads(record.intent_data)
+            if data.get("new_hash") == r.config_hash and data.get("old_spec"):
+                return Action("verify", r.name, "finishing the health check a restart interrupted", r, w)
+        if w.state in NOT_RUNNING:
+            code = f" with code {w.exit_code}" if w.exit_code is not None else ""
+            why = "created but not started" if w.state is WorkloadState.CREATED else f"{w.state.value}{code}"
+            return Action("start", r.name, why, r, w)
+        if w.health is Health.UNHEALTHY:
+            return Action("restart", r.name, "health check reports unhealthy", r, w)
+        return None
+
+    def _why_changed(self, r: ResolvedMicroservice, w: WorkloadInfo, record: MicroserviceRecord | None) -> str:
+        current = w.labels.get(CONFIG_HASH_LABEL)
+        if current is None:
+            return "workload has no config-hash label"
+        if record is not None and record.good_spec and record.good_hash == current:
+            try:
+                old = self._converter.structure(json.loads(record.good_spec), WorkloadSpec)
+            except (cattrs.BaseValidationError, ValueError, TypeError):
+                return "spec changed"
+            fields = diff_fields(old, r.spec)
+            if fields:
+                return "changed: " + ", ".join(fields)
+        return "spec changed (config hash differs)"
+
+    async def list_actual(self) -> list[WorkloadInfo]:
+        """The managed workloads (one engine read)."""
+        actual = await asyncio.wait_for(self.engine.list_managed(), self.op_timeout_s)
+        self.last_actual = {w.name: w for w in actual}
+        return actual
+
+    async def plan(self, desired: DesiredState) -> Plan:
+        """What a pass would do now, ignoring backoff; changes nothing."""
+        return self.compute_plan(desired, await self.list_actual(), gate=False)
+
+    # -- a pass -------------------------------------------------------------------------
+
+    async def run_pass(self, desired: DesiredState, *, changed: bool = False) -> PassResult:
+        """Compute and execute one pass. ``changed``: the desired state just changed.
+
+        On a changed pass, failure marks of microservices whose spec changed are
+        cleared, and running workloads' image digests are compared with the local
+        image (a tag that now names other content is a replacement).
+        """
+        async with self._lock:
+            started = time.monotonic()
+            self.progress = started
+            writes_before = self._writes
+            actual = await self.list_actual()
+            resolved, problems = self.resolve_all(desired)
+            await self._note_problems(problems)
+            if changed:
+                await self._reset_changed(resolved)
+            plan = self.compute_plan(desired, actual)
+            extra: list[Action] = []
+            if changed:
+                extra = await self._digest_changes(plan, resolved)
+            if extra:
+                plan = attrs.evolve(
+                    plan,
+                    actions=plan.actions + tuple(extra),
+                    unchanged=tuple(n for n in plan.unchanged if n not in {a.name for a in extra}),
+                )
+            semaphore = asyncio.Semaphore(self.concurrency)
+
+            async def guarded(action: Action) -> Outcome:
+                async with semaphore:
+                    return await self._execute(action)
+
+            outcomes = await asyncio.gather(*(guarded(a) for a in plan.actions))
+            await self._forget_gone(desired)
+            self.progress = time.monotonic()
+            return PassResult(plan, tuple(outcomes), self._writes - writes_before, time.monotonic() - started)
+
+    def next_retry(self) -> float | None:
+        """Monotonic time of the earliest pending retry, if any."""
+        pending = [
+            t
+            for n, t in self._retry_at.items()
+            if self.records.get(n, MicroserviceRecord(n)).failures < self.max_failures
+        ]
+        return min(pending) if pending else None
+
+    async def _note_problems(self, problems: dict[str, str]) -> None:
+        for name, message in problems.items():
+            record = self.records.get(name, MicroserviceRecord(name))
+            if record.status != "unresolvable" or record.last_error != message:
+                await self._put(attrs.evolve(record, status="unresolvable", last_error=message))
+                await self._event(name, "unresolvable", message)
+        self._problems = problems
+
+    async def _reset_changed(self, resolved: dict[str, ResolvedMicroservice]) -> None:
+        for name, r in resolved.items():
+            record = self.records.get(name)
+            if (
+                record is not None
+                and record.config_hash != r.config_hash
+                and (record.failures or record.status == "unresolvable")
+            ):
+                self._retry_at.pop(name, None)
+                await self._put(attrs.evolve(record, failures=0, config_hash=r.config_hash, status="pending"))
+
+    async def _digest_changes(self, plan: Plan, resolved: dict[str, ResolvedMicroservice]) -> list[Action]:
+        extra: list[Action] = []
+        for name in plan.unchanged:
+            w = self.last_actual.get(name)
+            r = resolved.get(name)
+            if w is None or r is None or DIGEST_LABEL not in w.labels:
+                continue
+            try:
+                local = await asyncio.wait_for(self.engine.image_digest(r.spec.image), self.op_timeout_s)
+            except (EngineError, TimeoutError):
+                continue
+            if local and local != w.labels[DIGEST_LABEL]:
+                extra.append(Action("replace", name, f"image {r.spec.image} now has digest {local}", r, w))
+        return extra
+
+    async def _forget_gone(self, desired: DesiredState) -> None:
+        gone = [n for n in self.records if n not in desired.microservices and n not in self.last_actual]
+        if gone:
+            await self.store.call(self.store.forget, gone)
+            for name in gone:
+                self.records.pop(name, None)
+                self._retry_at.pop(name, None)
+
+    # -- actions ------------------------------------------------------------------------
+
+    async def _put(self, record: MicroserviceRecord) -> None:
+        self.records[record.name] = record
+        await self.store.call(self.store.put, record)
+
+    async def _event(self, name: str | None, kind: str, message: str) -> None:
+        log.info("%s %s: %s", kind, name or "-", message)
+        await self.store.call(self.store.add_event, name, kind, message)
+
+    async def _write(self, call: Awaitable[T], timeout: float | None = None) -> T:
+        self._writes += 1
+        result = await asyncio.wait_for(call, timeout or self.op_timeout_s)
+        self.progress = time.monotonic()
+        return result
+
+    async def _execute(self, action: Action) -> Outcome:
+        name = action.name
+        record = self.records.get(name, MicroserviceRecord(name))
+        handler: dict[ActionKind, Callable[[Action, MicroserviceRecord], Awaitable[str]]] = {
+            "create": self._create,
+            "replace": self._replace,
+            "remove": self._remove,
+            "start": self._start,
+            "restart": self._start,
+            "verify": self._verify_resumed,
+        }
+        try:
+            detail = await handler[action.kind](action, record)
+        except (FogwireError, TimeoutError, OSError) as error:
+            return await self._failed(action, error)
+        except Exception as error:  # one microservice's bug never stops the pass
+            log.exception("unexpected error during %s of %s", action.kind, name)
+            return await self._failed(action, error)
+        self._retry_at.pop(name, None)
+        return Outcome(action, True, detail)
+
+    async def _failed(self, action: Action, error: BaseException) -> Outcome:
+        name = action.name
+        message = str(error) or type(error).__name__
+        if isinstance(error, TimeoutError):
+            message = f"{action.kind} timed out"
+        record = self.records.get(name, MicroserviceRecord(name))
+        failures = record.failures + 1
+        status = "failed" if failures >= self.max_failures else "retrying"
+        delay = min(self.backoff_cap_s, self.backoff_base_s * 2 ** (failures - 1)) * random.uniform(0.8, 1.2)
+        self._retry_at[name] = time.monotonic() + delay
+        config_hash = action.resolved.config_hash if action.resolved else record.config_hash
+        await self._put(
+            attrs.evolve(
+                record,
+                status=status,
+                failures=failures,
+                last_error=message,
+                config_hash=config_hash,
+                intent=None,
+                intent_data=None,
+            )
+        )
+        retry = "giving up until the desired state changes" if status == "failed" else f"retrying in {delay:.1f}s"
+        await self._event(name, f"{action.kind}-failed", f"{message} ({retry})")
+        return Outcome(action, False, message)
+
+    async def _obtain(self, r: ResolvedMicroservice) -> str | None:
+        result = await self._write(self.engine.obtain_image(r.spec.image, r.auth, r.policy), self.pull_timeout_s)
+        if result.fallback_reason:
+            await self._event(
+                r.name, "pull-fallback", f"using local {r.spec.image}: pull failed: {result.fallback_reason}"
+            )
+        if r.policy is PullPolicy.NEVER or result.digest is None:
+            return result.digest
+        local = await asyncio.wait_for(self.engine.image_digest(r.spec.image), self.op_timeout_s)
+        return local or result.digest
+
+    async def _run_spec(self, spec: WorkloadSpec) -> None:
+        await self._write(self.engine.create(spec))
+        await self._write(self.engine.start_workload(spec.name))
+
+    def _dump(self, spec: WorkloadSpec) -> str:
+        return json.dumps(self._converter.unstructure(spec), sort_keys=True)
+
+    async def _create(self, action: Action, record: MicroserviceRecord) -> str:
+        r = action.resolved
+        assert r is not None
+        record = attrs.evolve(record, status="creating", config_hash=r.config_hash, intent="create", intent_data=None)
+        await self._put(record)
+        digest = await self._obtain(r)
+        spec = r.labelled(digest)
+        await self._run_spec(spec)
+        await self._put(
+            attrs.evolve(
+                record,
+                status="running",
+                good_spec=self._dump(spec),
+                good_hash=r.config_hash,
+                failures=0,
+                last_error=None,
+                intent=None,
+            )
+        )
+        await self._event(r.name, "created", f"{spec.image} ({action.reason})")
+        return "created"
+
+    async def _remove(self, action: Action, record: MicroserviceRecord) -> str:
+        await self._put(attrs.evolve(record, status="removing", intent="remove"))
+        await self._write(self.engine.remove(action.name))
+        self.last_actual.pop(action.name, None)
+        await self.store.call(self.store.forget, [action.name])
+        self.records.pop(action.name, None)
+        await self._event(action.name, "removed", action.reason)
+        return "removed"
+
+    async def _start(self, action: Action, record: MicroserviceRecord) -> str:
+        w = action.workload
+        assert w is not None
+        crashes = self._crashes.get(action.name, 0)
+        if (
+            w.started_at is not None
+            and w.finished_at is not None
+            and (w.finished_at - w.started_at).total_seconds() > 30
+        ):
+            crashes = 0
+        if action.kind == "restart":
+            await self._write(self.engine.stop(action.name, self.stop_timeout_s))
+        await self._write(self.engine.start_workload(action.name))
+        self._crashes[action.name] = crashes + 1
+        counted = w.state is not WorkloadState.CREATED
+        status = record.status if record.status == "rolled_back" else "running"
+        await self._put(attrs.evolve(record, status=status, restarts=record.restarts + counted, intent=None))
+        await self._event(action.name, "restarted", action.reason)
+        if crashes:
+            # A crash loop: hold the next restart back, doubling up to the cap.
+            delay = min(self.backoff_cap_s, self.backoff_base_s * 2 ** (crashes - 1))
+            self._retry_at[action.name] = time.monotonic() + delay
+        return "started"
+
+    async def _replace(self, action: Action, record: MicroserviceRecord) -> str:
+        r, w = action.resolved, action.workload
+        assert r is not None and w is not None
+        old_spec = record.good_spec if record.good_hash == w.labels.get(CONFIG_HASH_LABEL) else None
+        digest = await self._obtain(r)
+        intent = json.dumps({"new_hash": r.config_hash, "old_spec": old_spec})
+        record = attrs.evolve(
+            record, status="replacing", config_hash=r.config_hash, intent="replace", intent_data=intent
+        )
+        await self._put(record)
+        await self._write(self.engine.remove(r.name))
+        spec = r.labelled(digest)
+        await self._run_spec(spec)
+        await self._event(r.name, "replaced", action.reason)
+        return await self._gate(r, spec, record, old_spec)
+
+    async def _verify_resumed(self, action: Action, record: MicroserviceRecord) -> str:
+        r = action.resolved
+        assert r is not None and record.intent_data
+        w = action.workload
+        old_spec = json.loads(record.intent_data).get("old_spec")
+        spec = r.labelled(w.labels.get(DIGEST_LABEL) if w else None)
+        return await self._gate(r, spec, record, old_spec)
+
+    async def _gate(
+        self, r: ResolvedMicroservice, spec: WorkloadSpec, record: MicroserviceRecord, old_spec: str | None
+    ) -> str:
+        problem = await self.watch(r.name, spec, self.rollback_grace_s) if old_spec else None
+        if problem is None:
+            await self._put(
+                attrs.evolve(
+                    record,
+                    status="running",
+                    good_spec=self._dump(spec)
+                    if spec.labels.get(CONFIG_HASH_LABEL) == r.config_hash
+                    else record.good_spec,
+                    good_hash=r.config_hash,
+                    rejected_hash=None,
+                    failures=0,
+                    last_error=None,
+                    intent=None,
+                    intent_data=None,
+                )
+            )
+            return "replaced"
+        assert old_spec is not None
+        previous = self._converter.structure(json.loads(old_spec), WorkloadSpec)
+        await self._write(self.engine.remove(r.name))
+        await self._run_spec(previous)
+        message = f"replacement {problem}; rolled back to the previous spec"
+        await self._put(
+            attrs.evolve(
+                record,
+                status="rolled_back",
+                rejected_hash=r.config_hash,
+                last_error=message,
+                intent=None,
+                intent_data=None,
+            )
+        )
+        await self._event(r.name, "rolled-back", message)
+        return "rolled back"
+
+    async def watch(self, name: str, spec: WorkloadSpec, grace_s: float) -> str | None:
+        """Watch a new workload for ``grace_s``; return why it failed, or ``None`` if it held up.
+
+        It fails if it exits (or vanishes) or its health check reports unhealthy; a
+        health check that reports healthy ends the wait early.
+        """
+        deadline = time.monotonic() + grace_s
+        while True:
+            info = await asyncio.wait_for(self.engine.inspect(name), self.op_timeout_s)
+            self.progress = time.monotonic()
+            if info is None:
+                return "vanished"
+            if info.state in (WorkloadState.EXITED, WorkloadState.DEAD):
+                code = f" with code {info.exit_code}" if info.exit_code is not None else ""
+                return f"exited{code} within {grace_s:g}s"
+            if info.health is Health.UNHEALTHY:
+                return f"turned unhealthy within {grace_s:g}s"
+            if spec.health_check is not None and info.health is Health.HEALTHY:
+                return None
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            await asyncio.sleep(min(0.25, remaining))
+
+    # -- status -------------------------------------------------------------------------
+
+    def statuses(self, desired: DesiredState | None) -> list[MicroserviceStatus]:
+        """Each microservice, desired or still running, from the last list and the records."""
+        names = set(desired.microservices if desired else ()) | set(self.last_actual) | set(self.records)
+        out = []
+        for name in sorted(names):
+            record = self.records.get(name, MicroserviceRecord(name))
+            w = self.last_actual.get(name)
+            out.append(
+                MicroserviceStatus(
+                    name=name,
+                    desired=desired is not None and name in desired.microservices,
+                    status=record.status,
+                    state=w.state.value if w else "absent",
+                    health=w.health.value if w else "none",
+                    restarts=record.restarts,
+                    last_error=record.last_error,
+                    image=w.image if w else None,
+                    config_hash=w.labels.get(CONFIG_HASH_LABEL) if w else None,
+                )
+            )
+        return out

@@ -1,0 +1,224 @@
+"""Desired microservices turned into engine workload specs.
+
+:func:`resolve` picks the image (by catalog item or by the device's architecture),
+the registry and its credentials, and maps every container field of the ioFog
+document onto a :class:`~fogwire.engine.WorkloadSpec`. :func:`config_hash` and
+:func:`spec_hash` give the identity the reconciler compares: a running workload
+whose labels carry the same hashes is left alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import attrs
+
+from fogwire.engine import (
+    SPEC_HASH_LABEL,
+    HealthCheck,
+    PortMapping,
+    PullPolicy,
+    RegistryAuth,
+    RestartPolicy,
+    VolumeMount,
+    WorkloadSpec,
+)
+from fogwire.errors import FogwireError
+from fogwire.model.desired import LOCAL_REGISTRY_ID, REMOTE_REGISTRY_ID, DesiredMicroservice, DesiredState, registry_id
+from fogwire.model.iofog import AccessMode, VolumeType
+
+CONFIG_HASH_LABEL = "io.fogwire.config-hash"
+"""Label holding the hash of the workload's configuration, without the image digest."""
+DIGEST_LABEL = "io.fogwire.image-digest"
+"""Label holding the digest of the image the workload was created from (when known)."""
+
+ARCH_FIELDS: dict[str, Literal["x86", "arm"]] = {
+    "amd64": "x86",
+    "x86_64": "x86",
+    "arm64": "arm",
+    "aarch64": "arm",
+    "arm": "arm",
+    "arm/v7": "arm",
+    "armv7l": "arm",
+    "armv6l": "arm",
+}
+"""Device architecture → the image field of a microservice or catalog item it runs."""
+
+
+class ResolveError(FogwireError):
+    """A desired microservice can't be turned into a workload on this device."""
+
+
+def device_arch(configured: str = "auto") -> str:
+    """The device architecture: ``configured`` unless ``auto``, else this machine's (OCI names)."""
+    if configured != "auto":
+        return configured
+    machine = platform.machine().lower()
+    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm/v7", "armv6l": "arm"}.get(machine, machine)
+
+
+def image_field(arch: str) -> Literal["x86", "arm"]:
+    """Which image field (``x86`` or ``arm``) a device of ``arch`` runs; a clear error otherwise."""
+    field = ARCH_FIELDS.get(arch)
+    if field is None:
+        raise ResolveError(
+            f"device architecture {arch!r} has no ioFog image field (x86 is amd64; arm is arm64 and arm/v7); "
+            "set 'arch' in the agent config if the detection is wrong"
+        )
+    return field
+
+
+@attrs.frozen
+class ResolvedMicroservice:
+    """A desired microservice ready for the engine: the spec, where its image comes from, and its hash."""
+
+    name: str
+    spec: WorkloadSpec
+    """The spec without the hash labels (see :meth:`labelled`)."""
+    auth: RegistryAuth | None
+    policy: PullPolicy
+    config_hash: str
+
+    def labelled(self, digest: str | None) -> WorkloadSpec:
+        """The spec with the hash labels set, for an image of ``digest``."""
+        labels = dict(self.spec.labels)
+        labels[CONFIG_HASH_LABEL] = self.config_hash
+        labels[SPEC_HASH_LABEL] = spec_hash(self.config_hash, digest)
+        if digest:
+            labels[DIGEST_LABEL] = digest
+        return attrs.evolve(self.spec, labels=labels)
+
+
+def _canonical(value: Any) -> Any:
+    if attrs.has(type(value)):
+        return {f.name: _canonical(getattr(value, f.name)) for f in attrs.fields(type(value))}
+    if isinstance(value, Mapping):
+        return {str(k): _canonical(v) for k, v in sorted(value.items())}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    return value
+
+
+def config_hash(spec: WorkloadSpec, auth: RegistryAuth | None = None) -> str:
+    """A hash over everything in ``spec`` that matters (labels aside) and the registry it pulls from."""
+    data = _canonical(spec)
+    data["labels"] = {k: v for k, v in data["labels"].items() if not k.startswith("io.fogwire.")}
+    data["registry"] = [auth.server, auth.username, auth.insecure] if auth else None
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def spec_hash(config: str, digest: str | None) -> str:
+    """The hash of a configuration and the digest of its image (when known)."""
+    return "sha256:" + hashlib.sha256(f"{config}@{digest or ''}".encode()).hexdigest()[:32]
+
+
+def diff_fields(old: WorkloadSpec, new: WorkloadSpec) -> list[str]:
+    """Names of the spec fields that differ (labels compared without fogwire's own)."""
+    changed = []
+    for field in attrs.fields(WorkloadSpec):
+        a, b = _canonical(getattr(old, field.name)), _canonical(getattr(new, field.name))
+        if field.name == "labels":
+            a = {k: v for k, v in a.items() if not k.startswith("io.fogwire.")}
+            b = {k: v for k, v in b.items() if not k.startswith("io.fogwire.")}
+        if a != b:
+            changed.append(field.name)
+    return changed
+
+
+def _registry(
+    desired: DesiredState, ms: DesiredMicroservice, ref: int | str | None
+) -> tuple[PullPolicy, RegistryAuth | None]:
+    rid = registry_id(ref)
+    if rid is None or rid not in desired.registries:
+        raise ResolveError(f"microservice {ms.name!r}: unknown registry {ref!r}")
+    if rid == LOCAL_REGISTRY_ID:
+        return PullPolicy.NEVER, None
+    if rid == REMOTE_REGISTRY_ID:
+        return PullPolicy.PULL, None
+    registry = desired.registries[rid]
+    if registry.url == "from_cache":
+        return PullPolicy.NEVER, None
+    auth = None
+    if registry.username or registry.password:
+        server = registry.url.removeprefix("https://").removeprefix("http://").rstrip("/")
+        auth = RegistryAuth(
+            server=server,
+            username=registry.username,
+            password=registry.password,
+            email=registry.email,
+            insecure=registry.insecure or registry.url.startswith("http://"),
+        )
+    return PullPolicy.PULL, auth
+
+
+def resolve(ms: DesiredMicroservice, desired: DesiredState, arch: str) -> ResolvedMicroservice:
+    """Turn one desired microservice into a :class:`ResolvedMicroservice`.
+
+    Raises :class:`ResolveError` when no image fits ``arch`` or its registry is unknown.
+    """
+    images = ms.spec.images
+    field = image_field(arch)
+    registry_ref: int | str | None = images.registry
+    if images.catalog_id is not None:
+        item = desired.catalog.get(images.catalog_id)
+        if item is None:
+            raise ResolveError(f"microservice {ms.name!r}: no catalog item {images.catalog_id}")
+        image = getattr(item, field)
+        registry_ref = item.registry if images.registry is None else images.registry
+        where = f"catalog item {images.catalog_id}"
+    else:
+        image = getattr(images, field)
+        where = f"{ms.path}.images"
+    if not image:
+        raise ResolveError(f"microservice {ms.name!r}: {where} has no {field!r} image for this {arch} device; add one")
+    policy, auth = _registry(desired, ms, registry_ref)
+    c = ms.spec.container
+    mounts = tuple(
+        VolumeMount(
+            source=v.host_destination,
+            target=v.container_destination,
+            kind="volume" if v.type is VolumeType.VOLUME else "bind",
+            read_only=v.access_mode is AccessMode.RO,
+        )
+        for v in c.volumes
+    )
+    ports = tuple(PortMapping(p.internal, p.external, p.protocol.value) for p in c.ports)
+    health = None
+    if c.health_check is not None:
+        h = c.health_check
+        test = tuple(h.test)
+        if test and test[0] not in ("CMD", "CMD-SHELL", "NONE"):
+            test = ("CMD-SHELL", " ".join(test)) if len(test) == 1 else ("CMD", *test)
+        health = HealthCheck(
+            test=test,
+            interval_s=float(h.interval if h.interval is not None else 30),
+            timeout_s=float(h.timeout if h.timeout is not None else 30),
+            start_period_s=float(h.start_period or 0),
+            retries=h.retries if h.retries is not None else 3,
+        )
+    labels = {}
+    if ms.application:
+        labels["io.fogwire.application"] = ms.application
+    spec = WorkloadSpec(
+        name=ms.name,
+        image=image,
+        env={e.key: str(e.value) for e in c.env},
+        command=tuple(c.commands),
+        ports=ports,
+        mounts=mounts,
+        host_network=c.host_network_mode or c.root_host_access,
+        privileged=c.is_privileged or c.root_host_access,
+        extra_hosts={h.name: h.address for h in c.extra_hosts},
+        labels=labels,
+        restart=RestartPolicy("no"),
+        memory_limit_mib=c.memory_limit,
+        cap_add=tuple(c.cap_add),
+        cap_drop=tuple(c.cap_drop),
+        health_check=health,
+    )
+    return ResolvedMicroservice(ms.name, spec, auth, policy, config_hash(spec, auth))
