@@ -1,0 +1,1 @@
+"""A third-party fogwire plugin used only by fogwire's tests."""
