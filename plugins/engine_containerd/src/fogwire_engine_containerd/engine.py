@@ -1,0 +1,1188 @@
+"""The containerd engine: containerd's gRPC API driven directly, external or embedded.
+
+This module imports ``grpc`` and the generated stubs; the entry-point module
+(:mod:`fogwire_engine_containerd.plugin`) imports it only when the engine is
+selected. gRPC calls block, so they run on the engine's own thread pool; events
+arrive on a subscriber thread and are handed to the event loop.
+
+What the plugin does itself, because containerd's core API leaves it to clients:
+pulling (see :mod:`._images`), the OCI runtime spec (:mod:`._spec`), networking
+with CNI (:mod:`._cni`), log files (:mod:`._logs`), restart policies and health
+checks (here), and the embedded daemon (:mod:`._daemon`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Collection
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import attrs
+import grpc
+from google.protobuf import any_pb2
+
+from fogwire.engine import (
+    MANAGED_LABEL,
+    NAME_LABEL,
+    Engine,
+    EngineContext,
+    EngineEvent,
+    EventKind,
+    Health,
+    HealthCheck,
+    LoadResult,
+    LogLine,
+    PortMapping,
+    PruneResult,
+    RegistryAuth,
+    RestartPolicy,
+    WorkloadInfo,
+    WorkloadSpec,
+    WorkloadState,
+)
+from fogwire.errors import EngineError, ImageNotFoundError, WorkloadNotFoundError
+
+from fogwire_engine_containerd import _ref
+from fogwire_engine_containerd._client import (
+    Client,
+    containers_pb2,
+    details,
+    is_not_found,
+    is_unavailable,
+    runc_options_pb2,
+    snapshots_pb2,
+    task_events_pb2,
+    tasks_pb2,
+)
+from fogwire_engine_containerd._cni import Cni, check_ports_free
+from fogwire_engine_containerd._daemon import EmbeddedContainerd
+from fogwire_engine_containerd._images import ImageStore, Lease
+from fogwire_engine_containerd._logs import LogPump
+from fogwire_engine_containerd._spec import PROCESS_TYPE_URL, SPEC_TYPE_URL, build_spec, exec_process
+
+log = logging.getLogger("fogwire.engine.containerd")
+
+T = TypeVar("T")
+
+DEFAULT_SOCKET = "/run/containerd/containerd.sock"
+RUNTIME = "io.containerd.runc.v2"
+RUNC_OPTIONS_TYPE_URL = "containerd.runc.v1.Options"
+INTERNAL = "io.fogwire.containerd/"
+"""Prefix of the labels the plugin keeps for itself (not reported as workload labels)."""
+L_IMAGE_REF = INTERNAL + "image"
+L_IMAGE_ID = INTERNAL + "image-id"
+L_RESTART = INTERNAL + "restart"
+L_PORTS = INTERNAL + "ports"
+L_NETWORK = INTERNAL + "network"
+L_HEALTH = INTERNAL + "health"
+_ID_RE = re.compile(r"^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$")
+_STATUS = {1: WorkloadState.CREATED, 2: WorkloadState.RUNNING, 3: WorkloadState.EXITED, 4: WorkloadState.PAUSED, 5: WorkloadState.PAUSED}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+@attrs.define
+class _Record:
+    """What the plugin remembers about a workload beyond containerd's own records.
+
+    Persisted as JSON under the agent's data dir so a restarted agent keeps exit
+    codes, restart counts and whether the user stopped the workload.
+    """
+
+    started_at: str | None = None
+    finished_at: str | None = None
+    exit_code: int | None = None
+    restart_count: int = 0
+    oom_killed: bool = False
+    user_stopped: bool = False
+    running: bool = False
+    """The plugin started it and has not seen it exit (what it should be after a fault)."""
+    cni: dict[str, Any] | None = None
+    pid: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps(attrs.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> _Record:
+        fields = {f.name for f in attrs.fields(cls)}
+        return cls(**{k: v for k, v in json.loads(text).items() if k in fields})
+
+
+class ContainerdEngine(Engine):
+    """containerd (1.6+) over its gRPC API, as the agent's engine.
+
+    With ``EngineContext.url`` it uses that containerd. Without, it uses the
+    default socket if one answers, else starts its own containerd child (option
+    ``embedded``: ``"auto"`` (default), ``true`` to always embed, ``false`` to never).
+    """
+
+    name: ClassVar[str] = "containerd"
+
+    def __init__(self, context: EngineContext) -> None:
+        super().__init__(context)
+        opts = dict(context.options)
+        self.namespace: str = str(opts.get("namespace", "fogwire"))
+        self.snapshotter: str = str(opts.get("snapshotter", "overlayfs"))
+        self.embedded_mode = opts.get("embedded", "auto")
+        self.containerd_binary = str(opts.get("containerd_binary", "containerd"))
+        self.default_socket = str(opts.get("socket", DEFAULT_SOCKET))
+        self.cni = Cni(
+            Path(opts.get("cni_bin_dir", "/usr/lib/cni")),
+            bridge=str(opts.get("cni_bridge", "fogwire0")),
+            subnet=str(opts.get("cni_subnet", "10.71.0.0/16")),
+        )
+        self.cgroup_parent = str(opts.get("cgroup_parent", "/fogwire"))
+        self.start_timeout_s = float(opts.get("start_timeout_s", 30))
+        self.daemon: EmbeddedContainerd | None = None
+        self.client: Client | None = None
+        self.images: ImageStore | None = None
+        base = context.data_dir / "containerd-engine" / self.namespace
+        self._records_dir = base / "workloads"
+        self._volumes_dir = context.data_dir / "containerd-engine" / "volumes"
+        self._files_dir = context.run_dir / "containerd-engine" / self.namespace
+        self._runc_root = context.run_dir / "containerd-engine" / "runc"
+        self._logs_dir = context.log_dir / "workloads"
+        self._records: dict[str, _Record] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._restart_tasks: dict[str, asyncio.Task[None]] = {}
+        self._health_tasks: dict[str, asyncio.Task[None]] = {}
+        self._health: dict[str, Health] = {}
+        self._subscribers: set[asyncio.Queue[EngineEvent]] = set()
+        self._seen_exits: set[tuple[str, int]] = set()
+        self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="fogwire-containerd")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pump: LogPump | None = None
+        self._events_stream: Any = None
+        self._events_thread: threading.Thread | None = None
+        self._closing = threading.Event()
+        self._reconcile_task: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ plumbing
+
+    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run blocking ``fn`` on the engine's thread pool."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+
+    @property
+    def _c(self) -> Client:
+        if self.client is None:
+            raise EngineError("the containerd engine is not started: call start() first")
+        return self.client
+
+    @property
+    def _img(self) -> ImageStore:
+        if self.images is None:
+            raise EngineError("the containerd engine is not started: call start() first")
+        return self.images
+
+    def _lock(self, name: str) -> asyncio.Lock:
+        lock = self._locks.get(name)
+        if lock is None:
+            lock = self._locks[name] = asyncio.Lock()
+        return lock
+
+    def _unavailable(self, error: BaseException, what: str) -> EngineError:
+        address = self.client.address if self.client else "?"
+        if is_unavailable(error):
+            return EngineError(f"{what}: containerd at {address} does not answer ({details(error)}); is it running?")
+        return EngineError(f"{what}: {details(error)}")
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Connect to containerd (or start the embedded one), then recover workloads."""
+        self._loop = asyncio.get_running_loop()
+        for d in (self._records_dir, self._files_dir, self._logs_dir, self._runc_root):
+            d.mkdir(parents=True, exist_ok=True)
+        address = await self._run(self._choose_address)
+        self.client = Client(address, self.namespace)
+        try:
+            await self._run(self.client.wait_ready, self.start_timeout_s)
+        except grpc.RpcError as error:
+            raise EngineError(
+                f"containerd at {address} does not answer ({details(error)}); check containerEngineUrl "
+                "or leave it unset to use the embedded containerd"
+            ) from error
+        self.images = ImageStore(self.client, self.snapshotter)
+        self._pump = LogPump()
+        self._load_records()
+        self._events_thread = threading.Thread(target=self._events_loop, name="fogwire-containerd-events", daemon=True)
+        self._events_thread.start()
+        await self._reconcile()
+
+    def _choose_address(self) -> str:
+        if self.context.url:
+            return self.context.url
+        embedded = self.embedded_mode
+        if embedded in (False, "false", "no", "never"):
+            return f"unix://{self.default_socket}"
+        if embedded not in (True, "true", "yes", "always") and Path(self.default_socket).exists():
+            probe = Client(f"unix://{self.default_socket}", self.namespace)
+            try:
+                probe.ping(0.5)
+                return probe.address
+            except grpc.RpcError:
+                pass
+            finally:
+                probe.close()
+        self.daemon = EmbeddedContainerd(
+            self.containerd_binary,
+            self.context.data_dir,
+            self.context.run_dir,
+            self.context.log_dir,
+            on_restart=self._on_daemon_restart,
+        )
+        self.daemon.start()
+        self.daemon.wait_socket(self.start_timeout_s)
+        return self.daemon.address
+
+    async def close(self) -> None:
+        """Stop the event stream, health checks, log pump, and the embedded containerd.
+
+        Workloads keep running (as with any engine when the agent stops); a new
+        engine instance picks them up again.
+        """
+        self._closing.set()
+        for task in [*self._restart_tasks.values(), *self._health_tasks.values()]:
+            task.cancel()
+        if self._reconcile_task is not None:
+            self._reconcile_task.cancel()
+        stream = self._events_stream
+        if stream is not None:
+            stream.cancel()
+        if self._events_thread is not None:
+            await self._run(self._events_thread.join, 5)
+        if self._pump is not None:
+            await self._run(self._pump.close)
+        if self.client is not None:
+            self.client.close()
+        if self.daemon is not None:
+            await self._run(self.daemon.stop)
+        for queue in list(self._subscribers):
+            queue.put_nowait(None)  # type: ignore[arg-type]
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # ------------------------------------------------------------------ records
+
+    def _record(self, name: str) -> _Record:
+        rec = self._records.get(name)
+        if rec is None:
+            rec = self._records[name] = _Record()
+        return rec
+
+    def _save(self, name: str) -> None:
+        rec = self._records.get(name)
+        if rec is None:
+            return
+        path = self._records_dir / f"{name}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(rec.to_json())
+        tmp.replace(path)
+
+    def _load_records(self) -> None:
+        for path in self._records_dir.glob("*.json"):
+            with contextlib.suppress(OSError, ValueError, TypeError):
+                self._records[path.stem] = _Record.from_json(path.read_text())
+
+    # ------------------------------------------------------------------ images
+
+    async def pull(self, reference: str, auth: RegistryAuth | None = None) -> str | None:
+        """Pull ``reference`` client-side into containerd; return the image ID (config digest)."""
+        try:
+            _ref.parse(reference)
+        except ValueError as error:
+            raise ImageNotFoundError(str(error)) from error
+        try:
+            return await self._run(self._img.pull, reference, auth)
+        except grpc.RpcError as error:
+            raise self._unavailable(error, f"pulling {reference!r}") from error
+
+    async def image_digest(self, reference: str) -> str | None:
+        """The image ID (config digest) of the local image ``reference``, or ``None``."""
+        try:
+            name = _ref.normalize(reference)
+        except ValueError:
+            return None
+
+        def lookup() -> str | None:
+            image = self._img.get(name)
+            return None if image is None else self._img.config_digest(image)
+
+        try:
+            return await self._run(lookup)
+        except grpc.RpcError as error:
+            if is_not_found(error):
+                return None
+            raise self._unavailable(error, f"looking up image {reference!r}") from error
+
+    async def load_image_archive(self, path: Path) -> LoadResult:
+        """Import a docker-archive or OCI-layout tarball into the namespace."""
+        try:
+            names = await self._run(self._img.load_archive, Path(path))
+        except grpc.RpcError as error:
+            raise self._unavailable(error, f"importing {path}") from error
+        return LoadResult(tuple(names))
+
+    async def prune_images(self, keep: Collection[str] = ()) -> PruneResult:
+        """Delete every image of the namespace that no container uses, except ``keep``."""
+        keep_names = set()
+        for ref in keep:
+            with contextlib.suppress(ValueError):
+                keep_names.add(_ref.normalize(ref))
+
+        def prune() -> PruneResult:
+            used = {c.image for c in self._list_containers(managed_only=False)}
+            removed: list[str] = []
+            reclaimed = 0
+            for image in self._img.list():
+                if image.name in used or image.name in keep_names:
+                    continue
+                with contextlib.suppress(Exception):
+                    manifest = json.loads(self._c.read_blob(image.target.digest))
+                    reclaimed += sum(int(layer.get("size", 0)) for layer in manifest.get("layers", []))
+                self._img.delete(image.name)
+                removed.append(image.name)
+            return PruneResult(tuple(removed), reclaimed)
+
+        try:
+            return await self._run(prune)
+        except grpc.RpcError as error:
+            raise self._unavailable(error, "pruning images") from error
+
+    # ------------------------------------------------------------------ containers
+
+    def _list_containers(self, managed_only: bool = True) -> list[Any]:
+        filters = [f'labels."{MANAGED_LABEL}"=="{self.context.agent_id}"'] if managed_only else []
+        resp = self._c.containers.List(containers_pb2.ListContainersRequest(filters=filters), metadata=self._c.md(), timeout=30)
+        return list(resp.containers)
+
+    def _get_container(self, name: str) -> Any | None:
+        """The container ``name`` if it exists *and* is managed by this agent."""
+        if not _ID_RE.match(name):
+            return None
+        try:
+            resp = self._c.containers.Get(containers_pb2.GetContainerRequest(id=name), metadata=self._c.md(), timeout=30)
+        except grpc.RpcError as error:
+            if is_not_found(error):
+                return None
+            raise
+        container = resp.container
+        if container.labels.get(MANAGED_LABEL) != self.context.agent_id:
+            return None
+        return container
+
+    def _get_task(self, name: str) -> Any | None:
+        try:
+            return self._c.tasks.Get(tasks_pb2.GetRequest(container_id=name), metadata=self._c.md(), timeout=30).process
+        except grpc.RpcError as error:
+            if is_not_found(error):
+                return None
+            raise
+
+    async def create(self, spec: WorkloadSpec) -> WorkloadInfo:
+        """Create the container (snapshot + OCI spec + labels); the task comes with start."""
+        if not _ID_RE.match(spec.name) or len(spec.name) > 76:
+            raise EngineError(
+                f"workload name {spec.name!r} is not a valid containerd id (letters, digits, '.', '_', '-'; "
+                "starting and ending with a letter or digit)"
+            )
+        try:
+            image_name = _ref.normalize(spec.image)
+        except ValueError as error:
+            raise ImageNotFoundError(f"workload {spec.name!r}: {error}") from error
+        async with self._lock(spec.name):
+            try:
+                await self._run(self._create, spec, image_name)
+            except grpc.RpcError as error:
+                raise self._unavailable(error, f"creating workload {spec.name!r}") from error
+            self._records[spec.name] = _Record()
+            await self._run(self._save, spec.name)
+        info = await self.inspect(spec.name)
+        if info is None:
+            raise EngineError(f"workload {spec.name!r} vanished right after it was created")
+        return info
+
+    def _resolve_mounts(self, spec: WorkloadSpec) -> list[dict[str, Any]]:
+        out = []
+        for m in spec.mounts:
+            if m.kind == "volume":
+                if not _ID_RE.match(m.source):
+                    raise EngineError(f"workload {spec.name!r}: invalid volume name {m.source!r}")
+                source = self._volumes_dir / m.source / "_data"
+                source.mkdir(parents=True, exist_ok=True)
+            else:
+                source = Path(m.source)
+                if not source.is_absolute() or not source.exists():
+                    raise EngineError(
+                        f"workload {spec.name!r}: bind mount source {m.source!r} does not exist "
+                        "(it must be an absolute host path)"
+                    )
+            opts = ["rbind", "ro" if m.read_only else "rw"]
+            out.append({"destination": m.target, "type": "bind", "source": str(source), "options": opts})
+        return out
+
+    def _host_files(self, spec: WorkloadSpec) -> dict[str, Path]:
+        d = self._files_dir / spec.name
+        d.mkdir(parents=True, exist_ok=True)
+        hosts = d / "hosts"
+        resolv = d / "resolv.conf"
+        try:
+            resolv_text = Path("/etc/resolv.conf").read_text()
+        except OSError:
+            resolv_text = ""
+        resolv.write_text(resolv_text)
+        if spec.host_network:
+            try:
+                base = Path("/etc/hosts").read_text()
+            except OSError:
+                base = "127.0.0.1\tlocalhost\n"
+        else:
+            base = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+        extra = "".join(f"{ip}\t{host}\n" for host, ip in spec.extra_hosts.items())
+        hosts.write_text(base + extra)
+        files = {"/etc/hosts": hosts, "/etc/resolv.conf": resolv}
+        if not spec.host_network:
+            hostname = d / "hostname"
+            hostname.write_text(spec.name + "\n")
+            files["/etc/hostname"] = hostname
+        return files
+
+    def _create(self, spec: WorkloadSpec, image_name: str) -> None:
+        c = self._c
+        try:
+            existing = c.containers.Get(containers_pb2.GetContainerRequest(id=spec.name), metadata=c.md(), timeout=30)
+        except grpc.RpcError as error:
+            if not is_not_found(error):
+                raise
+        else:
+            owner = existing.container.labels.get(MANAGED_LABEL)
+            whose = "this agent" if owner == self.context.agent_id else "another owner"
+            raise EngineError(
+                f"a container named {spec.name!r} already exists (managed by {whose}); remove it or choose another name"
+            )
+        image = self._img.get(image_name)
+        if image is None:
+            raise ImageNotFoundError(f"workload {spec.name!r}: image {spec.image!r} is not present; pull or load it first")
+        config = self._img.config(image)
+        image_id = self._img.config_digest(image)
+        chain = self._img.top_chain(image)
+        runtime_spec = build_spec(
+            spec,
+            config,
+            namespace=self.namespace,
+            mounts=self._resolve_mounts(spec),
+            host_files=self._host_files(spec),
+            cgroup_parent=self.cgroup_parent,
+        )
+        labels = {
+            **spec.labels,
+            **self.managed_labels,
+            NAME_LABEL: spec.name,
+            L_IMAGE_REF: spec.image,
+            L_IMAGE_ID: image_id,
+            L_RESTART: f"{spec.restart.name}:{spec.restart.max_retries}",
+            L_NETWORK: "host" if spec.host_network else "bridge",
+        }
+        if spec.ports:
+            labels[L_PORTS] = json.dumps([attrs.asdict(p) for p in spec.ports], separators=(",", ":"))
+        if spec.health_check is not None:
+            labels[L_HEALTH] = json.dumps(attrs.asdict(spec.health_check), separators=(",", ":"))
+        with Lease(c, ttl_s=300) as lease:
+            md = c.md(lease)
+            prepare = snapshots_pb2.PrepareSnapshotRequest(snapshotter=self.snapshotter, key=spec.name, parent=chain)
+            try:
+                c.snapshots.Prepare(prepare, metadata=md, timeout=60)
+            except grpc.RpcError as error:
+                if error.code() is not grpc.StatusCode.ALREADY_EXISTS:  # type: ignore[attr-defined]
+                    raise
+                self._remove_snapshot(spec.name)  # left over from a crashed create
+                c.snapshots.Prepare(prepare, metadata=md, timeout=60)
+            container = containers_pb2.Container(
+                id=spec.name,
+                labels=labels,
+                image=image_name,
+                runtime=containers_pb2.Container.Runtime(name=RUNTIME),
+                spec=any_pb2.Any(type_url=SPEC_TYPE_URL, value=json.dumps(runtime_spec).encode()),
+                snapshotter=self.snapshotter,
+                snapshot_key=spec.name,
+            )
+            try:
+                c.containers.Create(containers_pb2.CreateContainerRequest(container=container), metadata=md, timeout=30)
+            except grpc.RpcError as error:
+                self._remove_snapshot(spec.name)
+                if error.code() is grpc.StatusCode.ALREADY_EXISTS:  # type: ignore[attr-defined]
+                    raise EngineError(f"a container named {spec.name!r} already exists") from error
+                raise
+
+    def _remove_snapshot(self, key: str) -> None:
+        with contextlib.suppress(grpc.RpcError):
+            self._c.snapshots.Remove(
+                snapshots_pb2.RemoveSnapshotRequest(snapshotter=self.snapshotter, key=key), metadata=self._c.md(), timeout=60
+            )
+
+    # ------------------------------------------------------------------ tasks
+
+    async def start_workload(self, name: str) -> None:
+        """Start the workload's task (a no-op if it runs); clears a user stop."""
+        async with self._lock(name):
+            container = await self._run(self._get_container, name)
+            if container is None:
+                raise WorkloadNotFoundError(f"no managed workload named {name!r}")
+            self._cancel_restart(name)
+            rec = self._record(name)
+            rec.user_stopped = False
+            await self._launch(container)
+
+    async def _launch(self, container: Any) -> None:
+        """Create and start a task for ``container`` (lock held by the caller)."""
+        name = container.id
+        rec = self._record(name)
+        try:
+            pid = await self._run(self._launch_sync, container)
+        except grpc.RpcError as error:
+            raise self._unavailable(error, f"starting workload {name!r}") from error
+        if pid is None:
+            return  # already running
+        rec.running = True
+        rec.pid = pid
+        rec.started_at = _iso(_now())
+        rec.finished_at = None
+        rec.exit_code = None
+        rec.oom_killed = False
+        await self._run(self._save, name)
+        health = container.labels.get(L_HEALTH)
+        if health:
+            self._start_health(name, HealthCheck(**{**json.loads(health), "test": tuple(json.loads(health)["test"])}))
+
+    def _ports(self, container: Any) -> list[PortMapping]:
+        raw = container.labels.get(L_PORTS)
+        return [PortMapping(**p) for p in json.loads(raw)] if raw else []
+
+    def _taken_ports(self, exclude: str) -> set[tuple[str, int, str]]:
+        taken: set[tuple[str, int, str]] = set()
+        for c in self._list_containers(managed_only=False):
+            if c.id == exclude or L_PORTS not in c.labels:
+                continue
+            task = self._get_task(c.id)
+            if task is None or task.status not in (1, 2):
+                continue
+            for p in json.loads(c.labels[L_PORTS]):
+                taken.add((p.get("host_ip", ""), int(p["host_port"]), p.get("protocol", "tcp")))
+        return taken
+
+    def _launch_sync(self, container: Any) -> int | None:
+        c = self._c
+        name = container.id
+        task = self._get_task(name)
+        if task is not None:
+            if task.status in (2, 4, 5):  # running, paused, pausing
+                return None
+            self._delete_task(name)
+        bridge = container.labels.get(L_NETWORK) != "host"
+        ports = self._ports(container)
+        if bridge and ports:
+            check_ports_free(name, ports, self._taken_ports(name))
+        fifo_dir = self._files_dir / name / "io"
+        stdout, stderr = fifo_dir / "stdout", fifo_dir / "stderr"
+        fds = [LogPump.make_fifo(stdout), LogPump.make_fifo(stderr)]
+        attached = False
+        try:
+            mounts = c.snapshots.Mounts(
+                snapshots_pb2.MountsRequest(snapshotter=self.snapshotter, key=name), metadata=c.md(), timeout=30
+            ).mounts
+            options = any_pb2.Any(
+                type_url=RUNC_OPTIONS_TYPE_URL,
+                value=runc_options_pb2.Options(root=str(self._runc_root)).SerializeToString(),
+            )
+            created = c.tasks.Create(
+                tasks_pb2.CreateTaskRequest(
+                    container_id=name, rootfs=mounts, stdout=str(stdout), stderr=str(stderr), options=options
+                ),
+                metadata=c.md(),
+                timeout=60,
+            )
+            assert self._pump is not None
+            log_file = self._logs_dir / f"{name}.log"
+            self._pump.attach(fds[0], "stdout", log_file)
+            self._pump.attach(fds[1], "stderr", log_file)
+            attached = True
+            rec = self._record(name)
+            if bridge:
+                netns = f"/proc/{created.pid}/ns/net"
+                try:
+                    rec.cni = self.cni.add(self._cni_id(name), netns, ports)
+                except EngineError:
+                    self._kill_and_delete(name)
+                    raise
+                address = Cni.address(rec.cni)
+                if address:
+                    hosts = self._files_dir / name / "hosts"
+                    with open(hosts, "a") as f:
+                        f.write(f"{address}\t{name}\n")
+            c.tasks.Start(tasks_pb2.StartRequest(container_id=name), metadata=c.md(), timeout=60)
+            return int(created.pid)
+        except grpc.RpcError as error:
+            self._kill_and_delete(name)
+            raise EngineError(f"starting workload {name!r} failed: {details(error)}") from error
+        finally:
+            if not attached:
+                for fd in fds:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+
+    def _cni_id(self, name: str) -> str:
+        return f"{self.namespace}-{name}"
+
+    def _teardown_network(self, name: str) -> None:
+        rec = self._records.get(name)
+        if rec is None or rec.cni is None:
+            return
+        container = self._get_container(name)
+        ports = self._ports(container) if container is not None else []
+        try:
+            self.cni.delete(self._cni_id(name), "", ports, rec.cni)
+        except EngineError as error:
+            log.warning("network teardown of %s: %s", name, error)
+        rec.cni = None
+
+    def _delete_task(self, name: str) -> Any | None:
+        try:
+            resp = self._c.tasks.Delete(tasks_pb2.DeleteTaskRequest(container_id=name), metadata=self._c.md(), timeout=60)
+        except grpc.RpcError as error:
+            if is_not_found(error):
+                return None
+            raise
+        finally:
+            self._teardown_network(name)
+        return resp
+
+    def _kill_and_delete(self, name: str) -> None:
+        with contextlib.suppress(grpc.RpcError):
+            self._c.tasks.Kill(
+                tasks_pb2.KillRequest(container_id=name, signal=signal.SIGKILL, all=True), metadata=self._c.md(), timeout=30
+            )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                self._delete_task(name)
+                return
+            except grpc.RpcError as error:
+                if error.code() is not grpc.StatusCode.FAILED_PRECONDITION:  # type: ignore[attr-defined]
+                    return
+                time.sleep(0.05)
+
+    def _stop_sync(self, name: str, timeout_s: float) -> int | None:
+        """SIGTERM, SIGKILL after ``timeout_s``, then delete the task; return the exit status."""
+        c = self._c
+        task = self._get_task(name)
+        if task is None:
+            return None
+        if task.status in (2, 4, 5):
+            waiter = c.tasks.Wait.future(tasks_pb2.WaitRequest(container_id=name), metadata=c.md())
+            try:
+                c.tasks.Kill(tasks_pb2.KillRequest(container_id=name, signal=signal.SIGTERM), metadata=c.md(), timeout=30)
+                waiter.result(timeout=max(timeout_s, 0.01))
+            except grpc.FutureTimeoutError:
+                c.tasks.Kill(
+                    tasks_pb2.KillRequest(container_id=name, signal=signal.SIGKILL, all=True), metadata=c.md(), timeout=30
+                )
+                waiter.result(timeout=30)
+            except grpc.RpcError as error:
+                if not is_not_found(error):
+                    raise
+            finally:
+                waiter.cancel()
+        deleted = self._delete_task(name)
+        return int(deleted.exit_status) if deleted is not None else int(task.exit_status)
+
+    async def stop(self, name: str, timeout_s: float = 10.0) -> None:
+        """Stop the workload; its restart policy does not bring it back."""
+        async with self._lock(name):
+            container = await self._run(self._get_container, name)
+            if container is None:
+                raise WorkloadNotFoundError(f"no managed workload named {name!r}")
+            rec = self._record(name)
+            rec.user_stopped = True
+            self._cancel_restart(name)
+            self._stop_health(name)
+            try:
+                status = await self._run(self._stop_sync, name, timeout_s)
+            except grpc.RpcError as error:
+                raise self._unavailable(error, f"stopping workload {name!r}") from error
+            if rec.running or status is not None:
+                rec.running = False
+                if status is not None:
+                    rec.exit_code = status
+                rec.finished_at = rec.finished_at or _iso(_now())
+            await self._run(self._save, name)
+
+    async def remove(self, name: str) -> None:
+        """Stop and remove the workload, its snapshot, files and log. Absent is fine."""
+        async with self._lock(name):
+            container = await self._run(self._get_container, name)
+            self._cancel_restart(name)
+            self._stop_health(name)
+            if container is None:
+                return
+            rec = self._record(name)
+            rec.user_stopped = True
+
+            def remove_sync() -> None:
+                self._kill_and_delete(name)
+                self._teardown_network(name)
+                try:
+                    self._c.containers.Delete(
+                        containers_pb2.DeleteContainerRequest(id=name), metadata=self._c.md(), timeout=30
+                    )
+                except grpc.RpcError as error:
+                    if not is_not_found(error):
+                        raise
+                self._remove_snapshot(name)
+                shutil.rmtree(self._files_dir / name, ignore_errors=True)
+                (self._records_dir / f"{name}.json").unlink(missing_ok=True)
+                (self._logs_dir / f"{name}.log").unlink(missing_ok=True)
+
+            try:
+                await self._run(remove_sync)
+            except grpc.RpcError as error:
+                raise self._unavailable(error, f"removing workload {name!r}") from error
+            self._records.pop(name, None)
+            self._health.pop(name, None)
+
+    # ------------------------------------------------------------------ inspect
+
+    def _info(self, container: Any, task: Any | None) -> WorkloadInfo:
+        name = container.id
+        rec = self._records.get(name) or _Record()
+        exit_code = rec.exit_code
+        if task is None:
+            if name in self._restart_tasks:
+                state = WorkloadState.RESTARTING
+            elif rec.started_at:
+                state = WorkloadState.EXITED
+            else:
+                state = WorkloadState.CREATED
+        else:
+            state = _STATUS.get(int(task.status), WorkloadState.UNKNOWN)
+            if state is WorkloadState.EXITED:
+                exit_code = int(task.exit_status)
+                if name in self._restart_tasks:
+                    state = WorkloadState.RESTARTING
+            elif state is WorkloadState.CREATED and rec.started_at:
+                state = WorkloadState.RESTARTING
+        labels = {k: v for k, v in container.labels.items() if not k.startswith(INTERNAL)}
+        health = self._health.get(name, Health.NONE) if L_HEALTH in container.labels else Health.NONE
+        return WorkloadInfo(
+            name=name,
+            id=name,
+            image=container.labels.get(L_IMAGE_REF, container.image),
+            state=state,
+            labels=labels,
+            image_digest=container.labels.get(L_IMAGE_ID),
+            exit_code=exit_code if state in (WorkloadState.EXITED, WorkloadState.RESTARTING, WorkloadState.DEAD) else None,
+            started_at=_parse_time(rec.started_at),
+            finished_at=_parse_time(rec.finished_at) if state is not WorkloadState.RUNNING else None,
+            health=health,
+            restart_count=rec.restart_count,
+            oom_killed=rec.oom_killed,
+        )
+
+    async def inspect(self, name: str) -> WorkloadInfo | None:
+        """Report on the managed workload ``name``, or ``None``."""
+
+        def inspect_sync() -> WorkloadInfo | None:
+            container = self._get_container(name)
+            if container is None:
+                return None
+            return self._info(container, self._get_task(name))
+
+        try:
+            return await self._run(inspect_sync)
+        except grpc.RpcError as error:
+            raise self._unavailable(error, f"inspecting workload {name!r}") from error
+
+    async def list_managed(self) -> list[WorkloadInfo]:
+        """Every container carrying this agent's managed label."""
+
+        def list_sync() -> list[WorkloadInfo]:
+            containers = self._list_containers()
+            tasks = {
+                t.container_id: t
+                for t in self._c.tasks.List(tasks_pb2.ListTasksRequest(), metadata=self._c.md(), timeout=30).tasks
+            }
+            return [self._info(c, tasks.get(c.id)) for c in containers]
+
+        try:
+            return await self._run(list_sync)
+        except grpc.RpcError as error:
+            raise self._unavailable(error, "listing workloads") from error
+
+    # ------------------------------------------------------------------ logs
+
+    async def logs(self, name: str, *, tail: int | None = None, follow: bool = False) -> AsyncIterator[LogLine]:
+        """Lines from the workload's log file; with ``follow``, new ones until it stops."""
+        if await self.inspect(name) is None:
+            raise WorkloadNotFoundError(f"no managed workload named {name!r}")
+        path = self._logs_dir / f"{name}.log"
+
+        def read_from(offset: int) -> tuple[list[LogLine], int]:
+            try:
+                with open(path, "rb") as f:
+                    f.seek(offset)
+                    data = f.read()
+            except FileNotFoundError:
+                return [], offset
+            end = data.rfind(b"\n") + 1
+            lines = []
+            for raw in data[:end].splitlines():
+                with contextlib.suppress(ValueError, KeyError):
+                    doc = json.loads(raw)
+                    lines.append(LogLine(doc["s"], doc["l"]))
+            return lines, offset + end
+
+        lines, offset = await self._run(read_from, 0)
+        if tail is not None:
+            lines = lines[-tail:] if tail > 0 else []
+        for line in lines:
+            yield line
+        if not follow:
+            return
+        idle_checks = 0
+        while not self._closing.is_set():
+            lines, offset = await self._run(read_from, offset)
+            for line in lines:
+                yield line
+            if lines:
+                idle_checks = 0
+                continue
+            info = await self.inspect(name)
+            if info is None or info.state not in (WorkloadState.RUNNING, WorkloadState.RESTARTING, WorkloadState.CREATED):
+                idle_checks += 1
+                if idle_checks > 3:  # the pump flushes within a few ticks of the exit
+                    return
+            await asyncio.sleep(0.1)
+
+    # ------------------------------------------------------------------ events
+
+    async def events(self) -> AsyncIterator[EngineEvent]:
+        """Start/die/oom/health events of managed workloads, until cancelled or closed."""
+        queue: asyncio.Queue[EngineEvent] = asyncio.Queue()
+        self._subscribers.add(queue)
+        try:
+            while True:
+                event = await queue.get()
+                if event is None:
+                    return
+                yield event
+        finally:
+            self._subscribers.discard(queue)
+
+    def _emit(self, event: EngineEvent) -> None:
+        for queue in list(self._subscribers):
+            queue.put_nowait(event)
+
+    def _events_loop(self) -> None:
+        """Subscriber thread: containerd task events → the loop; resubscribes after a restart."""
+        filters = [f'namespace=="{self.namespace}",topic~="^/tasks/(start|exit|oom)$"']
+        backoff = 0.1
+        first = True
+        while not self._closing.is_set():
+            try:
+                stream = self._c.subscribe(filters)
+                self._events_stream = stream
+                if not first:
+                    self._call_soon(self._schedule_reconcile)
+                first = False
+                for envelope in stream:
+                    backoff = 0.1
+                    self._dispatch(envelope)
+            except grpc.RpcError as error:
+                if self._closing.is_set():
+                    return
+                log.debug("containerd event stream ended: %s", details(error))
+            except ValueError:  # channel closed
+                return
+            if self._closing.wait(backoff):
+                return
+            backoff = min(backoff * 2, 2.0)
+
+    def _call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(fn, *args)
+
+    def _dispatch(self, envelope: Any) -> None:
+        type_url = envelope.event.type_url.rsplit("/", 1)[-1]
+        when = datetime.fromtimestamp(envelope.timestamp.seconds + envelope.timestamp.nanos / 1e9, UTC)
+        if type_url == "containerd.events.TaskExit":
+            ev = task_events_pb2.TaskExit.FromString(envelope.event.value)
+            if ev.id and ev.id != ev.container_id:
+                return  # an exec'd process (health check), not the workload
+            self._call_soon(self._on_exit, ev.container_id, int(ev.pid), int(ev.exit_status), when)
+        elif type_url == "containerd.events.TaskStart":
+            ev = task_events_pb2.TaskStart.FromString(envelope.event.value)
+            self._call_soon(self._on_event, EventKind.START, ev.container_id, when, None)
+        elif type_url == "containerd.events.TaskOOM":
+            ev = task_events_pb2.TaskOOM.FromString(envelope.event.value)
+            self._call_soon(self._on_oom, ev.container_id, when)
+
+    def _managed(self, name: str) -> bool:
+        return name in self._records
+
+    def _on_event(self, kind: EventKind, name: str, when: datetime, exit_code: int | None) -> None:
+        if self._managed(name):
+            self._emit(EngineEvent(kind, name, when, exit_code=exit_code))
+
+    def _on_oom(self, name: str, when: datetime) -> None:
+        rec = self._records.get(name)
+        if rec is None:
+            return
+        rec.oom_killed = True
+        self._emit(EngineEvent(EventKind.OOM, name, when))
+
+    def _on_exit(self, name: str, pid: int, status: int, when: datetime) -> None:
+        rec = self._records.get(name)
+        if rec is None or (name, pid) in self._seen_exits:
+            return
+        self._seen_exits.add((name, pid))
+        rec.exit_code = status
+        rec.finished_at = when.isoformat()
+        rec.running = False
+        self._stop_health(name)
+        self._emit(EngineEvent(EventKind.DIE, name, when, exit_code=status))
+        task = asyncio.ensure_future(self._after_exit(name, status))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    async def _after_exit(self, name: str, status: int) -> None:
+        """Apply the restart policy to a workload whose task exited."""
+        container = await self._run(self._get_container, name)
+        if container is None:
+            return
+        rec = self._record(name)
+        await self._run(self._save, name)
+        if rec.user_stopped or not self._should_restart(container, rec, status):
+            if self._lock(name).locked():
+                return  # stop/remove in progress deletes the task
+            async with self._lock(name):
+                with contextlib.suppress(grpc.RpcError):
+                    await self._run(self._teardown_network, name)
+            return
+        self._schedule_restart(name, rec)
+
+    @staticmethod
+    def _policy(container: Any) -> RestartPolicy:
+        policy, _, retries = container.labels.get(L_RESTART, "no:0").partition(":")
+        if policy not in ("no", "always", "on-failure", "unless-stopped"):
+            policy = "no"
+        return RestartPolicy(policy, int(retries or 0))  # type: ignore[arg-type]
+
+    def _should_restart(self, container: Any, rec: _Record, status: int) -> bool:
+        policy = self._policy(container)
+        if policy.name in ("always", "unless-stopped"):
+            return True
+        if policy.name == "on-failure" and status != 0:
+            return policy.max_retries <= 0 or rec.restart_count < policy.max_retries
+        return False
+
+    def _schedule_restart(self, name: str, rec: _Record) -> None:
+        if name in self._restart_tasks or self._closing.is_set():
+            return
+        delay = min(0.1 * (2 ** min(rec.restart_count, 10)), 10.0)
+        self._restart_tasks[name] = asyncio.ensure_future(self._restart_after(name, delay))
+
+    async def _restart_after(self, name: str, delay: float) -> None:
+        try:
+            await asyncio.sleep(delay)
+            async with self._lock(name):
+                rec = self._record(name)
+                if rec.user_stopped:
+                    return
+                container = await self._run(self._get_container, name)
+                if container is None:
+                    return
+                rec.restart_count += 1
+                try:
+                    await self._launch(container)
+                except EngineError as error:
+                    log.warning("restarting workload %s failed: %s", name, error)
+                    self._restart_tasks.pop(name, None)
+                    self._schedule_restart(name, rec)
+                    return
+        finally:
+            if self._restart_tasks.get(name) is asyncio.current_task():
+                self._restart_tasks.pop(name, None)
+
+    def _cancel_restart(self, name: str) -> None:
+        task = self._restart_tasks.pop(name, None)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+
+    # ------------------------------------------------------------------ recovery
+
+    def _on_daemon_restart(self) -> None:
+        """Supervisor thread: the embedded containerd came back."""
+        log.info("embedded containerd restarted; reconciling workloads")
+
+    def _schedule_reconcile(self) -> None:
+        if self._reconcile_task is None or self._reconcile_task.done():
+            self._reconcile_task = asyncio.ensure_future(self._reconcile())
+
+    async def _reconcile(self) -> None:
+        """After (re)connecting: reattach logs of running tasks, handle exits we missed.
+
+        A task that still runs is *recovered* (same process; its log FIFOs are
+        reopened). A workload the plugin had running whose task is gone or
+        stopped is treated as exited: its restart policy decides whether it is
+        started again.
+        """
+        try:
+            containers = await self._run(self._list_containers)
+            tasks = {
+                t.container_id: t
+                for t in (
+                    await self._run(
+                        lambda: self._c.tasks.List(tasks_pb2.ListTasksRequest(), metadata=self._c.md(), timeout=30)
+                    )
+                ).tasks
+            }
+        except grpc.RpcError as error:
+            log.warning("reconcile after reconnect failed: %s", details(error))
+            return
+        for container in containers:
+            name = container.id
+            rec = self._record(name)
+            task = tasks.get(name)
+            if task is not None and task.status in (2, 4, 5):
+                if not rec.running or rec.pid != task.pid:
+                    rec.running, rec.pid = True, int(task.pid)
+                    rec.started_at = rec.started_at or _iso(_now())
+                await self._run(self._reattach_logs, name)
+                health = container.labels.get(L_HEALTH)
+                if health and name not in self._health_tasks:
+                    data = json.loads(health)
+                    self._start_health(name, HealthCheck(**{**data, "test": tuple(data["test"])}))
+                continue
+            if rec.running:
+                status = int(task.exit_status) if task is not None else 255
+                self._on_exit(name, rec.pid, status, _now())
+
+    def _reattach_logs(self, name: str) -> None:
+        """Reopen the FIFOs of a task this engine instance did not start."""
+        if self._pump is None or name in getattr(self, "_attached", set()):
+            return
+        fifo_dir = self._files_dir / name / "io"
+        log_file = self._logs_dir / f"{name}.log"
+        attached: set[str] = self.__dict__.setdefault("_attached", set())
+        for stream in ("stdout", "stderr"):
+            path = fifo_dir / stream
+            if path.exists():
+                with contextlib.suppress(OSError):
+                    self._pump.attach(os.open(path, os.O_RDONLY | os.O_NONBLOCK), stream, log_file)
+        attached.add(name)
+
+    # ------------------------------------------------------------------ health
+
+    def _start_health(self, name: str, check: HealthCheck) -> None:
+        self._stop_health(name)
+        self._health[name] = Health.STARTING
+        self._health_tasks[name] = asyncio.ensure_future(self._health_loop(name, check))
+
+    def _stop_health(self, name: str) -> None:
+        task = self._health_tasks.pop(name, None)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+
+    def _set_health(self, name: str, health: Health) -> None:
+        if self._health.get(name) is not health:
+            self._health[name] = health
+            self._emit(EngineEvent(EventKind.HEALTH, name, _now(), health=health))
+
+    async def _health_loop(self, name: str, check: HealthCheck) -> None:
+        """Run the check every ``interval_s`` with Tasks.Exec; ``retries`` failures → unhealthy."""
+        test = list(check.test)
+        if not test or test[0] == "NONE":
+            return
+        if test[0] == "CMD-SHELL":
+            args = ["/bin/sh", "-c", " ".join(test[1:])]
+        elif test[0] == "CMD":
+            args = test[1:]
+        else:
+            args = test
+        started = time.monotonic()
+        failures = 0
+        with contextlib.suppress(asyncio.CancelledError):
+            while not self._closing.is_set():
+                try:
+                    ok = await self._run(self._exec_check, name, args, check.timeout_s)
+                except (grpc.RpcError, EngineError) as error:
+                    log.debug("health check of %s could not run: %s", name, error)
+                    ok = False
+                if ok:
+                    failures = 0
+                    self._set_health(name, Health.HEALTHY)
+                elif time.monotonic() - started >= check.start_period_s:
+                    failures += 1
+                    if failures >= max(1, check.retries):
+                        self._set_health(name, Health.UNHEALTHY)
+                await asyncio.sleep(check.interval_s)
+
+    def _exec_check(self, name: str, args: list[str], timeout_s: float) -> bool:
+        c = self._c
+        container = c.containers.Get(containers_pb2.GetContainerRequest(id=name), metadata=c.md(), timeout=30).container
+        base = json.loads(container.spec.value)
+        exec_id = f"health-{uuid.uuid4().hex[:12]}"
+        c.tasks.Exec(
+            tasks_pb2.ExecProcessRequest(
+                container_id=name,
+                exec_id=exec_id,
+                spec=any_pb2.Any(type_url=PROCESS_TYPE_URL, value=exec_process(args, base)),
+            ),
+            metadata=c.md(),
+            timeout=30,
+        )
+        try:
+            waiter = c.tasks.Wait.future(tasks_pb2.WaitRequest(container_id=name, exec_id=exec_id), metadata=c.md())
+            c.tasks.Start(tasks_pb2.StartRequest(container_id=name, exec_id=exec_id), metadata=c.md(), timeout=30)
+            try:
+                status = int(waiter.result(timeout=timeout_s).exit_status)
+            except grpc.FutureTimeoutError:
+                with contextlib.suppress(grpc.RpcError):
+                    c.tasks.Kill(
+                        tasks_pb2.KillRequest(container_id=name, exec_id=exec_id, signal=signal.SIGKILL),
+                        metadata=c.md(),
+                        timeout=30,
+                    )
+                return False
+            return status == 0
+        finally:
+            with contextlib.suppress(grpc.RpcError):
+                c.tasks.DeleteProcess(
+                    tasks_pb2.DeleteProcessRequest(container_id=name, exec_id=exec_id), metadata=c.md(), timeout=30
+                )
