@@ -117,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(error, ConfigError):
             print(str(error), file=sys.stderr)
             return EXIT_USAGE
-        if isinstance(error, FogwireError):
+        if isinstance(error, (FogwireError, OSError)):  # OSError: an unwritable path, a full disk, ...
             print(f"fogwire {top.command}: error: {error}", file=sys.stderr)
             return EXIT_FAILURE
         raise
