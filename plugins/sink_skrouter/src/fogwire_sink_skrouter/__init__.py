@@ -1,0 +1,1 @@
+"""fogwire-sink-skrouter: the ``skrouter`` reload sink (skupper-router over AMQP management)."""
