@@ -8,6 +8,7 @@ is overridable by environment variable and by a CLI flag (flags win).
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -67,11 +68,16 @@ def default_paths(environ: Mapping[str, str] | None = None, *, is_root: bool | N
         import platformdirs
 
         dirs = platformdirs.PlatformDirs("fogwire", appauthor=False)
+        with warnings.catch_warnings():
+            # Without XDG_RUNTIME_DIR, platformdirs falls back to /tmp/runtime-UID (what we want)
+            # and warns on every process; the fallback is fine and documented, so stay quiet.
+            warnings.simplefilter("ignore")
+            run_dir = Path(dirs.user_runtime_dir)
         defaults = {
             "config_file": Path(dirs.user_config_dir) / "config.yaml",
             "state_dir": Path(dirs.user_state_dir),
             "log_dir": Path(dirs.user_log_dir),
-            "run_dir": Path(dirs.user_runtime_dir),
+            "run_dir": run_dir,
         }
     chosen = {key: Path(env[var]) if env.get(var) else defaults[key] for key, var in ENV_VARS.items()}
     return Paths(**chosen)
