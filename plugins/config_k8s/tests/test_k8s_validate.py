@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fogwire_config_k8s import plugin
+from fogwire_config_k8s.source import MountedFileSource, Settings
+from fogwire_config_k8s.validate import InvalidConfigError, validate_skrouterd_config
 
 from fogwire.errors import SourceError
 from fogwire.plugins import PluginHost
 from fogwire.sources import SourceContext
-from fogwire_config_k8s import plugin
-from fogwire_config_k8s.source import MountedFileSource, Settings
-from fogwire_config_k8s.validate import InvalidConfigError, validate_skrouterd_config
 
 SMOKE = [
     ["router", {"id": "smoke-test", "mode": "edge", "helloMaxAgeSeconds": "3"}],

@@ -10,11 +10,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import FAST, ConfigMapVolume, SourceMaker, dump, router_config
+from fogwire_config_k8s.source import MountedFileSource
+from k8slib import FAST, ConfigMapVolume, SourceMaker, dump, router_config
 
 from fogwire.errors import SourceError
 from fogwire.sources import SourceContext
-from fogwire_config_k8s.source import MountedFileSource
 
 
 async def test_in_place_write(tmp_path: Path, make_source: SourceMaker, watching) -> None:

@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-from fogwire.sources import SourceContext
 from fogwire_config_pot.source import LocalApiSource
 from fogwire_config_pot.testing import LocalApiServer, Pki, make_pki
+from potlib import FAST, IDENTITY, SourceMaker
 
-IDENTITY = "router-ms-uuid"
-
-FAST = {
-    "backoff_initial": 0.02,
-    "backoff_max": 0.1,
-    "retry_delay": 0.01,
-    "startup_timeout": 2,
-    "request_timeout": 2,
-    "handshake_timeout": 2,
-}
-"""Options that keep retries and backoff in the tens of milliseconds."""
+from fogwire.sources import SourceContext
 
 
 @pytest.fixture(scope="session")
@@ -36,13 +24,6 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 def other_pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     """An unrelated CA (and a server certificate it signed)."""
     return make_pki(tmp_path_factory.mktemp("other-pki"), prefix="other-")
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Replace ``path`` the way a rotating writer does: a temporary file renamed over it."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 @pytest.fixture
@@ -71,9 +52,6 @@ async def plain_server() -> AsyncIterator[LocalApiServer]:
     await server.start()
     yield server
     await server.stop()
-
-
-SourceMaker = Callable[..., LocalApiSource]
 
 
 @pytest.fixture

@@ -6,14 +6,14 @@ import importlib.metadata
 from pathlib import Path
 
 import pytest
-from conftest import IDENTITY, SourceMaker
+from fogwire_config_pot import plugin
+from fogwire_config_pot.settings import Backoff, Settings
+from fogwire_config_pot.source import LocalApiSource
+from potlib import IDENTITY, SourceMaker
 
 from fogwire.errors import SourceError
 from fogwire.plugins import PluginHost
 from fogwire.sources import SourceContext
-from fogwire_config_pot import plugin
-from fogwire_config_pot.settings import Backoff, Settings
-from fogwire_config_pot.source import LocalApiSource
 
 
 def test_missing_identity_names_the_variables(make_source: SourceMaker) -> None:

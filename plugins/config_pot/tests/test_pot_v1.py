@@ -8,12 +8,12 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import IDENTITY, SourceMaker, write_atomically
-
-from fogwire.sources import ChangeNotice
 from fogwire_config_pot.source import LocalApiError
 from fogwire_config_pot.testing import Fault, LocalApiServer, Pki
 from fogwire_config_pot.validate import InvalidConfigError
+from potlib import IDENTITY, SourceMaker, write_atomically
+
+from fogwire.sources import ChangeNotice
 
 ROUTER_CONFIG = {
     "listeners": {"ms-amqp": {"name": "ms-amqp", "host": "0.0.0.0", "port": 5672, "role": "normal"}},

@@ -7,10 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import IDENTITY, SourceMaker
-
 from fogwire_config_pot.source import LocalApiError
 from fogwire_config_pot.testing import LocalApiServer, Pki
+from potlib import IDENTITY, SourceMaker
 
 CONFIG = {"listeners": {"l": {"name": "l", "port": 5672}}, "metadata": {"id": "r2", "mode": "interior"}}
 
