@@ -83,9 +83,9 @@ def test_plugins_json_shows_the_good_one_ok_and_the_broken_one_with_its_import_e
     }
     assert plugins["config_source:file"]["status"] == "ok" and plugins["config_source:file"]["builtin"] is True
     assert plugins["reload_sink:log"]["status"] == "ok"
-    assert (
-        "plugin engine 'testbroken' from fogwire-testplugin-broken skipped: " + BROKEN_CAUSE in result.stderr
-    ), result.stderr
+    assert "plugin engine 'testbroken' from fogwire-testplugin-broken skipped: " + BROKEN_CAUSE in result.stderr, (
+        result.stderr
+    )
 
 
 def test_plugins_table(fogwire: Run) -> None:
@@ -115,9 +115,7 @@ def test_every_command_still_works_with_a_broken_plugin_installed(fogwire: Run, 
 
 
 def test_strict_plugins_makes_fogwire_plugins_fail(fogwire: Run) -> None:
-    result = fogwire(
-        "plugins", "--json", FOGWIRE_STRICT_PLUGINS="1", FOGWIRE_LOAD_PLUGINS="testengine,testbroken"
-    )
+    result = fogwire("plugins", "--json", FOGWIRE_STRICT_PLUGINS="1", FOGWIRE_LOAD_PLUGINS="testengine,testbroken")
     assert result.returncode == 1
     assert result.stdout == ""
     assert (
@@ -159,7 +157,9 @@ def test_selecting_the_broken_plugin_fails_loudly_naming_its_distribution(env: d
     )
 
 
-def test_selecting_the_good_plugin_imports_only_it_and_its_class_module_on_use(env: dict[str, str], tmp_path: Path) -> None:
+def test_selecting_the_good_plugin_imports_only_it_and_its_class_module_on_use(
+    env: dict[str, str], tmp_path: Path
+) -> None:
     result = _python(
         f"""
         import sys

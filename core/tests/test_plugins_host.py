@@ -296,7 +296,9 @@ def test_load_plugins_is_an_allow_list(fake_eps: Any) -> None:
     fake_eps.add(ENGINES, "beta", engine_plugin("p_beta", "beta"), distribution="fogwire-engine-beta")
     plugin_host = host(fake_eps, {"FOGWIRE_LOAD_PLUGINS": "alpha"})
     assert plugin_host.engine_factory("alpha")("c") == ("alpha", "c")
-    with pytest.raises(PluginLoadError, match="engine 'beta' from distribution 'fogwire-engine-beta' is not in FOGWIRE_LOAD_PLUGINS"):
+    with pytest.raises(
+        PluginLoadError, match="engine 'beta' from distribution 'fogwire-engine-beta' is not in FOGWIRE_LOAD_PLUGINS"
+    ):
         plugin_host.engine_factory("beta")
     assert fake_eps.loaded("fogwire-engine-beta", "beta") == 0
     statuses = {s.name: s.status for s in host(fake_eps, {"FOGWIRE_LOAD_PLUGINS": "alpha"}).discover()}
@@ -330,9 +332,7 @@ def _broken_and_good(fake_eps: Any) -> None:
     fake_eps.add(ENGINES, "good", engine_plugin("p_good", "good"), distribution="fogwire-engine-good")
 
 
-def test_discovered_only_failure_is_reported_and_skipped(
-    fake_eps: Any, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_discovered_only_failure_is_reported_and_skipped(fake_eps: Any, caplog: pytest.LogCaptureFixture) -> None:
     _broken_and_good(fake_eps)
     with caplog.at_level(logging.WARNING, logger="fogwire.plugins"):
         statuses = {s.name: s for s in host(fake_eps).discover() if s.kind == "engine"}

@@ -237,7 +237,9 @@ def test_there_are_at_least_twenty_distinct_kinds_of_bad_input() -> None:
 def _seed_debugger_example() -> str:
     (seed,) = SEEDS.glob("002_*")
     text = seed.read_text(encoding="utf-8")
-    match = re.search(r'echo "(---\napiVersion: \'iofog\.org/v3\'\nkind: Application.*?)" > /tmp/debugger\.yaml', text, re.S)
+    match = re.search(
+        r'echo "(---\napiVersion: \'iofog\.org/v3\'\nkind: Application.*?)" > /tmp/debugger\.yaml', text, re.S
+    )
     assert match, "seed 002's debugger example not found"
     return match.group(1)
 
@@ -292,7 +294,9 @@ def test_agent_config_containerd_refused_on_macos() -> None:
 
 
 def test_agent_config_engines_per_os() -> None:
-    linux = parse_agent_config({"profiles": {"default": {}, "edge": {"containerEngine": "edgelet"}}}, "c", platform="linux")
+    linux = parse_agent_config(
+        {"profiles": {"default": {}, "edge": {"containerEngine": "edgelet"}}}, "c", platform="linux"
+    )
     assert linux.profiles["default"].container_engine == "containerd"
     assert linux.profiles["edge"].container_engine == "containerd"
     mac = parse_agent_config({"profiles": {"default": {}}}, "c", platform="darwin")
