@@ -50,12 +50,22 @@ READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysr
 
 
 def kernel_caps() -> tuple[str, ...]:
-    """The capabilities this kernel knows."""
+    """The capabilities a privileged workload can get: those in the agent's own bounding set.
+
+    A sandboxed host (a container itself) may lack some; asking runc for them fails.
+    """
     try:
         last = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
     except (OSError, ValueError):
         last = len(ALL_CAPS) - 1
-    return ALL_CAPS[: last + 1]
+    bounding = (1 << (last + 1)) - 1
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("CapBnd:"):
+                bounding = int(line.split()[1], 16)
+    except (OSError, ValueError):
+        pass
+    return tuple(cap for i, cap in enumerate(ALL_CAPS[: last + 1]) if bounding >> i & 1)
 
 
 def _cap_name(cap: str) -> str:

@@ -397,6 +397,11 @@ class ContainerdEngine(Engine):
             return None
         return container
 
+    def _list_tasks(self) -> dict[str, Any]:
+        """Every task of the namespace by container id (ListTasks fills ``id``, not ``container_id``)."""
+        resp = self._c.tasks.List(tasks_pb2.ListTasksRequest(), metadata=self._c.md(), timeout=30)
+        return {t.container_id or t.id: t for t in resp.tasks}
+
     def _get_task(self, name: str) -> Any | None:
         try:
             return self._c.tasks.Get(tasks_pb2.GetRequest(container_id=name), metadata=self._c.md(), timeout=30).process
@@ -586,10 +591,11 @@ class ContainerdEngine(Engine):
 
     def _taken_ports(self, exclude: str) -> set[tuple[str, int, str]]:
         taken: set[tuple[str, int, str]] = set()
+        tasks = self._list_tasks()
         for c in self._list_containers(managed_only=False):
             if c.id == exclude or L_PORTS not in c.labels:
                 continue
-            task = self._get_task(c.id)
+            task = tasks.get(c.id)
             if task is None or task.status not in (1, 2):
                 continue
             for p in json.loads(c.labels[L_PORTS]):
@@ -796,6 +802,11 @@ class ContainerdEngine(Engine):
                     state = WorkloadState.RESTARTING
             elif state is WorkloadState.CREATED and rec.started_at:
                 state = WorkloadState.RESTARTING
+        finished_at = _parse_time(rec.finished_at)
+        if task is not None and state in (WorkloadState.EXITED, WorkloadState.RESTARTING) and task.HasField("exited_at"):
+            finished_at = finished_at or datetime.fromtimestamp(
+                task.exited_at.seconds + task.exited_at.nanos / 1e9, UTC
+            )
         labels = {k: v for k, v in container.labels.items() if not k.startswith(INTERNAL)}
         health = self._health.get(name, Health.NONE) if L_HEALTH in container.labels else Health.NONE
         return WorkloadInfo(
@@ -807,7 +818,7 @@ class ContainerdEngine(Engine):
             image_digest=container.labels.get(L_IMAGE_ID),
             exit_code=exit_code if state in (WorkloadState.EXITED, WorkloadState.RESTARTING, WorkloadState.DEAD) else None,
             started_at=_parse_time(rec.started_at),
-            finished_at=_parse_time(rec.finished_at) if state is not WorkloadState.RUNNING else None,
+            finished_at=finished_at if state is not WorkloadState.RUNNING else None,
             health=health,
             restart_count=rec.restart_count,
             oom_killed=rec.oom_killed,
@@ -832,10 +843,7 @@ class ContainerdEngine(Engine):
 
         def list_sync() -> list[WorkloadInfo]:
             containers = self._list_containers()
-            tasks = {
-                t.container_id: t
-                for t in self._c.tasks.List(tasks_pb2.ListTasksRequest(), metadata=self._c.md(), timeout=30).tasks
-            }
+            tasks = self._list_tasks()
             return [self._info(c, tasks.get(c.id)) for c in containers]
 
         try:
@@ -1064,14 +1072,7 @@ class ContainerdEngine(Engine):
         """
         try:
             containers = await self._run(self._list_containers)
-            tasks = {
-                t.container_id: t
-                for t in (
-                    await self._run(
-                        lambda: self._c.tasks.List(tasks_pb2.ListTasksRequest(), metadata=self._c.md(), timeout=30)
-                    )
-                ).tasks
-            }
+            tasks = await self._run(self._list_tasks)
         except grpc.RpcError as error:
             log.warning("reconcile after reconnect failed: %s", details(error))
             return

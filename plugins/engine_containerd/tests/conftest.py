@@ -1,0 +1,142 @@
+"""Fixtures for the containerd engine's tests: the harness registry and containerd, raw gRPC helpers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from fogwire.engine import Engine, RegistryAuth, WorkloadSpec
+from fogwire.testing import ContractArchives, ContractRegistry
+from harness import images, services
+
+
+@pytest.fixture(scope="session")
+def fogwire_engine_name() -> str:
+    """The engine under test."""
+    return "containerd"
+
+
+@pytest.fixture(scope="session")
+def fogwire_registry(harness_images: images.TestImages) -> ContractRegistry:
+    """The harness registry as the contract suite wants it."""
+    return ContractRegistry(
+        server=harness_images.registry,
+        auth=RegistryAuth(harness_images.registry, harness_images.username, harness_images.password, insecure=True),
+        image=harness_images.ref_v1,
+        other_image=harness_images.ref_v2,
+    )
+
+
+@pytest.fixture(scope="session")
+def fogwire_image_archives(harness_images: images.TestImages) -> ContractArchives:
+    """The harness tarballs."""
+    return ContractArchives(docker_archive=harness_images.docker_archive, oci_archive=harness_images.oci_archive)
+
+
+class RawContainers:
+    """Containers made with plain gRPC calls and no fogwire label, in the engine's own containerd."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def _make(self, name: str, image: str) -> None:
+        from google.protobuf import any_pb2
+
+        from fogwire_engine_containerd import _ref
+        from fogwire_engine_containerd._client import containers_pb2, snapshots_pb2, tasks_pb2
+        from fogwire_engine_containerd._spec import SPEC_TYPE_URL, build_spec
+
+        engine = self.engine
+        c = engine.client  # type: ignore[attr-defined]
+        store = engine.images  # type: ignore[attr-defined]
+        record = store.get(_ref.normalize(image))
+        spec = build_spec(
+            WorkloadSpec(name=name, image=image, command=("sleep", "3600"), host_network=True),
+            store.config(record),
+            namespace=c.namespace,
+            mounts=[],
+            host_files={},
+            cgroup_parent="/fogwire-test",
+        )
+        c.snapshots.Prepare(
+            snapshots_pb2.PrepareSnapshotRequest(snapshotter="overlayfs", key=name, parent=store.top_chain(record)),
+            metadata=c.md(),
+        )
+        container = containers_pb2.Container(
+            id=name,
+            image=record.name,
+            runtime=containers_pb2.Container.Runtime(name="io.containerd.runc.v2"),
+            spec=any_pb2.Any(type_url=SPEC_TYPE_URL, value=json.dumps(spec).encode()),
+            snapshotter="overlayfs",
+            snapshot_key=name,
+        )
+        c.containers.Create(containers_pb2.CreateContainerRequest(container=container), metadata=c.md())
+        mounts = c.snapshots.Mounts(snapshots_pb2.MountsRequest(snapshotter="overlayfs", key=name), metadata=c.md()).mounts
+        c.tasks.Create(tasks_pb2.CreateTaskRequest(container_id=name, rootfs=mounts), metadata=c.md())
+        c.tasks.Start(tasks_pb2.StartRequest(container_id=name), metadata=c.md())
+
+    async def create(self, name: str, image: str) -> None:
+        """Create and start ``name`` (``sleep 3600``) without any label."""
+        import asyncio
+
+        await asyncio.to_thread(self._make, name, image)
+
+    async def state(self, name: str) -> str | None:
+        """containerd's own status word of the task (``running``…), or ``None``."""
+        import asyncio
+
+        import grpc
+
+        from fogwire_engine_containerd._client import tasks_pb2
+
+        c = self.engine.client  # type: ignore[attr-defined]
+        try:
+            resp = await asyncio.to_thread(c.tasks.Get, tasks_pb2.GetRequest(container_id=name), metadata=c.md())
+        except grpc.RpcError:
+            return None
+        return {1: "created", 2: "running", 3: "stopped", 4: "paused"}.get(resp.process.status, "unknown")
+
+    async def remove(self, name: str) -> None:
+        """Kill and delete ``name`` and its snapshot."""
+        import asyncio
+        import contextlib
+
+        import grpc
+
+        from fogwire_engine_containerd._client import containers_pb2, snapshots_pb2, tasks_pb2
+
+        c = self.engine.client  # type: ignore[attr-defined]
+
+        def remove() -> None:
+            with contextlib.suppress(grpc.RpcError):
+                c.tasks.Kill(tasks_pb2.KillRequest(container_id=name, signal=9, all=True), metadata=c.md())
+            for _ in range(100):
+                try:
+                    c.tasks.Delete(tasks_pb2.DeleteTaskRequest(container_id=name), metadata=c.md())
+                    break
+                except grpc.RpcError as error:
+                    if error.code() is grpc.StatusCode.NOT_FOUND:
+                        break
+                    import time
+
+                    time.sleep(0.05)
+            with contextlib.suppress(grpc.RpcError):
+                c.containers.Delete(containers_pb2.DeleteContainerRequest(id=name), metadata=c.md())
+            with contextlib.suppress(grpc.RpcError):
+                c.snapshots.Remove(snapshots_pb2.RemoveSnapshotRequest(snapshotter="overlayfs", key=name), metadata=c.md())
+
+        await asyncio.to_thread(remove)
+
+
+@pytest.fixture
+def fogwire_unmanaged(fogwire_engine: Engine) -> RawContainers:
+    """Unlabelled containers in the same containerd (and namespace) as the engine under test."""
+    return RawContainers(fogwire_engine)
+
+
+@pytest.fixture(scope="session")
+def harness_containerd_url(harness_containerd: services.Containerd) -> Iterator[str]:
+    """The external harness containerd's ``unix://`` URL."""
+    yield harness_containerd.url
