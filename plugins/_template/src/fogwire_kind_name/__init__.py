@@ -1,0 +1,1 @@
+"""fogwire engine plugin ``name`` (template: rename before use)."""
