@@ -1,0 +1,630 @@
+"""The Docker engine: :class:`fogwire.engine.Engine` on the docker SDK.
+
+The SDK blocks, so every call runs in this engine's own thread pool (its size
+is the concurrency the engine offers; option ``workers``). Operations on one
+workload name are serialised by a per-name lock, so two concurrent calls on
+one workload never interleave inside the engine.
+
+The API version is negotiated with the daemon, never pinned: a pinned
+version newer than the daemon's fails every call (dockerd 20.10 speaks 1.41).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import io
+import json
+import logging
+import math
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Collection, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import attrs
+import docker
+import docker.errors
+import docker.types
+import requests.exceptions
+from docker.utils import parse_repository_tag
+
+from fogwire.convert import PositiveInt, make_converter, structure
+from fogwire.engine import (
+    MANAGED_LABEL,
+    NAME_LABEL,
+    Engine,
+    EngineContext,
+    EngineEvent,
+    EventKind,
+    Health,
+    LoadResult,
+    LogLine,
+    PruneResult,
+    RegistryAuth,
+    WorkloadInfo,
+    WorkloadSpec,
+    WorkloadState,
+)
+from fogwire.errors import (
+    EngineError,
+    ImageNotFoundError,
+    PortInUseError,
+    RegistryAuthError,
+    WorkloadNotFoundError,
+)
+from fogwire_engine_docker._streams import (
+    close_response,
+    iter_log_frames,
+    parse_time,
+    stream_in_thread,
+    time_from_nanos,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_STATES = {
+    "created": WorkloadState.CREATED,
+    "running": WorkloadState.RUNNING,
+    "restarting": WorkloadState.RESTARTING,
+    "exited": WorkloadState.EXITED,
+    "dead": WorkloadState.DEAD,
+    "paused": WorkloadState.PAUSED,
+    "removing": WorkloadState.EXITED,
+}
+
+_NOT_FOUND_MARKERS = ("manifest unknown", "not found", "name unknown", "does not exist", "no such image")
+_AUTH_MARKERS = ("unauthorized", "authentication required", "no basic auth credentials", "401", "denied")
+_PORT_MARKERS = ("address already in use", "port is already allocated")
+
+
+@attrs.frozen
+class DockerOptions:
+    """The ``docker`` engine's options (``EngineContext.options``).
+
+    ``tls_ca``/``tls_cert``/``tls_key`` are file paths for a remote daemon
+    (``tcp://host:2376``); with ``tls_ca`` the daemon's certificate is verified.
+    ``workers`` bounds how many API calls run at once.
+    """
+
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    workers: PositiveInt = PositiveInt(8)
+    timeout_s: PositiveInt = PositiveInt(120)
+
+
+def parse_options(options: Any) -> DockerOptions:
+    """Structure and check the engine options; a :class:`~fogwire.errors.ConfigError` names bad keys."""
+    from fogwire.errors import ConfigError, Problem
+
+    opts = structure(make_converter(), dict(options), DockerOptions, "engine options (docker)", 1, "engineOptions")
+    if (opts.tls_cert is None) != (opts.tls_key is None):
+        raise ConfigError(
+            [Problem("engine options (docker)", 1, "engineOptions", "tls_cert and tls_key must be given together")]
+        )
+    return opts
+
+
+def redact(text: str, auth: RegistryAuth | None) -> str:
+    """``text`` with the password (and its base64 forms) replaced by ``***``."""
+    if auth is None or not auth.password:
+        return text
+    forms = {auth.password, base64.b64encode(auth.password.encode()).decode().rstrip("=")}
+    for form in forms:
+        text = text.replace(form, "***")
+    return text
+
+
+def pull_error(message: str, reference: str, auth: RegistryAuth | None) -> EngineError:
+    """The fogwire error for a failed pull, classified from the daemon's message."""
+    message = redact(message.strip(), auth)
+    lower = message.lower()
+    server = reference.split("/")[0] if "/" in reference else "docker.io"
+    if any(marker in lower for marker in _NOT_FOUND_MARKERS):
+        return ImageNotFoundError(f"image {reference!r} was not found in registry {server}: {message}")
+    if any(marker in lower for marker in _AUTH_MARKERS):
+        user = f"user {auth.username!r}" if auth else "no credentials"
+        return RegistryAuthError(
+            f"registry {server} refused {user} pulling {reference!r}: {message}; "
+            "check the registry's username and password"
+        )
+    if "http response to https client" in lower:
+        return EngineError(
+            f"registry {server} speaks plain HTTP and dockerd wants HTTPS for {reference!r}: add {server!r} to "
+            f"insecure-registries in the daemon's daemon.json (loopback is insecure by default); {message}"
+        )
+    return EngineError(f"pulling {reference!r} failed: {message}")
+
+
+def _explain(error: Exception) -> str:
+    if isinstance(error, docker.errors.APIError):
+        return str(error.explanation or error)
+    return str(error)
+
+
+class DockerEngine(Engine):
+    """Docker Engine through the docker SDK; see the module docstring and the plugin README."""
+
+    name = "docker"
+
+    def __init__(self, context: EngineContext) -> None:
+        super().__init__(context)
+        self.options = parse_options(context.options)
+        self._executor = ThreadPoolExecutor(self.options.workers, thread_name_prefix="fogwire-docker")
+        self._client: docker.DockerClient | None = None
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    # ------------------------------------------------------------------ plumbing
+
+    @property
+    def client(self) -> docker.DockerClient:
+        """The SDK client; :meth:`start` makes it."""
+        if self._client is None:
+            raise EngineError("the docker engine is not started: call start() first")
+        return self._client
+
+    @property
+    def where(self) -> str:
+        """The daemon address, for messages."""
+        return self.context.url or "the default docker socket (DOCKER_HOST)"
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
+        except requests.exceptions.ConnectionError as error:
+            raise EngineError(f"cannot reach dockerd at {self.where}: {error}; is it running?") from error
+
+    def _lock(self, name: str) -> asyncio.Lock:
+        return self._locks.setdefault(name, asyncio.Lock())
+
+    def _connect(self) -> docker.DockerClient:
+        pool = self.options.workers + 2
+        opts = self.options
+        if self.context.url is None:
+            client = docker.from_env(version="auto", max_pool_size=pool, timeout=opts.timeout_s)
+        else:
+            tls: docker.tls.TLSConfig | bool = False
+            if opts.tls_ca or opts.tls_cert:
+                tls = docker.tls.TLSConfig(
+                    client_cert=(opts.tls_cert, opts.tls_key) if opts.tls_cert and opts.tls_key else None,
+                    ca_cert=opts.tls_ca,
+                    verify=opts.tls_ca if opts.tls_ca else False,
+                )
+            client = docker.DockerClient(
+                base_url=self.context.url, version="auto", tls=tls, max_pool_size=pool, timeout=opts.timeout_s
+            )
+        client.ping()
+        return client
+
+    async def start(self) -> None:
+        """Connect to the daemon and negotiate the API version."""
+        if self._client is None:
+            try:
+                self._client = await self._call(self._connect)
+            except docker.errors.DockerException as error:
+                raise EngineError(f"cannot connect to dockerd at {self.where}: {error}") from error
+
+    async def close(self) -> None:
+        """Close the client's connections and the thread pool."""
+        if self._client is not None:
+            client, self._client = self._client, None
+            await asyncio.get_running_loop().run_in_executor(self._executor, client.close)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _managed(self, name: str) -> dict[str, Any] | None:
+        """The inspect document of our workload ``name``, or ``None`` (absent or not ours)."""
+        try:
+            attrs_ = self.client.api.inspect_container(name)
+        except docker.errors.NotFound:
+            return None
+        labels = attrs_.get("Config", {}).get("Labels") or {}
+        if attrs_.get("Name") != f"/{name}" or labels.get(MANAGED_LABEL) != self.context.agent_id:
+            return None
+        return attrs_
+
+    def _require(self, name: str) -> dict[str, Any]:
+        found = self._managed(name)
+        if found is None:
+            raise WorkloadNotFoundError(
+                f"no workload named {name!r} managed by agent {self.context.agent_id!r} on {self.where}"
+            )
+        return found
+
+    # ------------------------------------------------------------------ images
+
+    def _pull(self, reference: str, auth: RegistryAuth | None) -> str | None:
+        repository, tag = parse_repository_tag(reference)
+        auth_config = None
+        if auth is not None:
+            auth_config = {"username": auth.username, "password": auth.password, "serveraddress": auth.server}
+            if auth.email:
+                auth_config["email"] = auth.email
+        try:
+            for message in self.client.api.pull(
+                repository, tag or "latest", stream=True, decode=True, auth_config=auth_config
+            ):
+                if isinstance(message, dict) and message.get("error"):
+                    raise pull_error(str(message["error"]), reference, auth)
+        except docker.errors.APIError as error:
+            raise pull_error(_explain(error), reference, auth) from None
+        return self._image_id(reference)
+
+    async def pull(self, reference: str, auth: RegistryAuth | None = None) -> str | None:
+        """Pull ``reference`` with ``auth`` sent for this pull only (nothing is stored)."""
+        log.debug("pulling %s on %s", reference, self.where)
+        return await self._call(self._pull, reference, auth)
+
+    def _image_id(self, reference: str) -> str | None:
+        try:
+            image_id: str = self.client.api.inspect_image(reference)["Id"]
+        except docker.errors.ImageNotFound:
+            return None
+        except docker.errors.APIError as error:
+            if error.status_code in (400, 404):
+                return None
+            raise
+        return image_id
+
+    async def image_digest(self, reference: str) -> str | None:
+        """The image id (``sha256:`` of its config) of the local image ``reference``."""
+        return await self._call(self._image_id, reference)
+
+    def _load(self, path: Path) -> LoadResult:
+        if not path.is_file():
+            raise EngineError(f"image archive {path} does not exist")
+        layout = _archive_layout(path)
+        if layout == "oci":
+            return self._load_oci(path)
+        return self._load_docker_archive(path)
+
+    def _load_docker_archive(self, path: Path) -> LoadResult:
+        references: list[str] = []
+        try:
+            with path.open("rb") as data:
+                for message in self.client.api.load_image(data, quiet=True):
+                    if message.get("error") or message.get("errorDetail"):
+                        raise EngineError(f"loading image archive {path} failed: {message.get('error')}")
+                    text = str(message.get("stream", "")).strip()
+                    for prefix in ("Loaded image: ", "Loaded image ID: "):
+                        if text.startswith(prefix):
+                            references.append(text[len(prefix) :])
+        except docker.errors.APIError as error:
+            raise EngineError(f"loading image archive {path} failed: {_explain(error)}") from None
+        if not references:
+            raise EngineError(f"image archive {path} held no image dockerd could load")
+        return LoadResult(tuple(references))
+
+    def _load_oci(self, path: Path) -> LoadResult:
+        """dockerd before 25 can't load an OCI layout: convert it to a docker-archive with skopeo."""
+        skopeo = shutil.which("skopeo")
+        if skopeo is None:
+            raise EngineError(
+                f"{path} is an OCI-layout tarball, which dockerd {self.client.api.api_version} cannot load; "
+                "install skopeo (the plugin converts with `skopeo copy oci-archive:… docker-archive:…`)"
+            )
+        names = _oci_ref_names(path)
+        references: list[str] = []
+        with tempfile.TemporaryDirectory(prefix="fogwire-oci-") as tmp:
+            for index, ref_name in enumerate(names):
+                target = Path(tmp) / f"image-{index}.tar"
+                source = f"oci-archive:{path}" + (f":{ref_name}" if ref_name and len(names) > 1 else "")
+                dest = f"docker-archive:{target}" + (f":{ref_name}" if ref_name and _is_reference(ref_name) else "")
+                done = subprocess.run(
+                    [skopeo, "copy", "--quiet", source, dest], capture_output=True, text=True, timeout=600, check=False
+                )
+                if done.returncode != 0:
+                    raise EngineError(f"converting OCI archive {path} with skopeo failed: {done.stderr.strip()}")
+                references.extend(self._load_docker_archive(target).references)
+        return LoadResult(tuple(references))
+
+    async def load_image_archive(self, path: Path) -> LoadResult:
+        """Load a docker-archive, or an OCI-layout tarball (converted with skopeo)."""
+        return await self._call(self._load, Path(path))
+
+    def _prune(self, keep: Collection[str]) -> PruneResult:
+        api = self.client.api
+        used = {c.get("ImageID") for c in api.containers(all=True)}
+        kept = {i for i in (self._image_id(k) for k in keep) if i}
+        removed: list[str] = []
+        reclaimed = 0
+        for image in api.images():
+            image_id = image["Id"]
+            if image_id in used or image_id in kept:
+                continue
+            try:
+                api.remove_image(image_id, force=True)
+            except docker.errors.APIError as error:
+                log.warning("prune: could not remove image %s: %s", image_id, _explain(error))
+                continue
+            tags = [t for t in image.get("RepoTags") or [] if t != "<none>:<none>"]
+            removed.extend(tags or [image_id])
+            reclaimed += int(image.get("Size") or 0)
+        return PruneResult(tuple(removed), reclaimed)
+
+    async def prune_images(self, keep: Collection[str] = ()) -> PruneResult:
+        """Remove every image no container (managed or not) uses, except ``keep``."""
+        return await self._call(self._prune, tuple(keep))
+
+    # ------------------------------------------------------------------ workloads
+
+    def _create_kwargs(self, spec: WorkloadSpec) -> dict[str, Any]:
+        labels = {**spec.labels, **self.managed_labels, NAME_LABEL: spec.name}
+        kwargs: dict[str, Any] = {
+            "name": spec.name,
+            "environment": dict(spec.env),
+            "labels": labels,
+            "privileged": spec.privileged,
+            "detach": True,
+        }
+        if spec.entrypoint is not None:
+            kwargs["entrypoint"] = list(spec.entrypoint)
+        if spec.host_network:
+            kwargs["network_mode"] = "host"
+        elif spec.ports:
+            ports: dict[str, list[Any]] = {}
+            for port in spec.ports:
+                binding = (port.host_ip, port.host_port) if port.host_ip else port.host_port
+                ports.setdefault(f"{port.container_port}/{port.protocol}", []).append(binding)
+            kwargs["ports"] = ports
+        if spec.mounts:
+            kwargs["mounts"] = [
+                docker.types.Mount(m.target, m.source, type=m.kind, read_only=m.read_only) for m in spec.mounts
+            ]
+        if spec.extra_hosts:
+            kwargs["extra_hosts"] = dict(spec.extra_hosts)
+        if spec.restart.name != "no":
+            kwargs["restart_policy"] = {"Name": spec.restart.name, "MaximumRetryCount": spec.restart.max_retries}
+        if spec.cpu_limit is not None:
+            kwargs["nano_cpus"] = int(spec.cpu_limit * 1e9)
+        if spec.memory_limit_mib is not None:
+            kwargs["mem_limit"] = spec.memory_limit_mib * 1024 * 1024
+            kwargs["memswap_limit"] = kwargs["mem_limit"]
+        if spec.cap_add:
+            kwargs["cap_add"] = list(spec.cap_add)
+        if spec.cap_drop:
+            kwargs["cap_drop"] = list(spec.cap_drop)
+        if spec.health_check is not None:
+            hc = spec.health_check
+            kwargs["healthcheck"] = {
+                "test": list(hc.test),
+                "interval": int(hc.interval_s * 1e9),
+                "timeout": int(hc.timeout_s * 1e9),
+                "start_period": int(hc.start_period_s * 1e9),
+                "retries": hc.retries,
+            }
+        return kwargs
+
+    def _create(self, spec: WorkloadSpec) -> WorkloadInfo:
+        try:
+            container = self.client.containers.create(
+                spec.image, list(spec.command) or None, **self._create_kwargs(spec)
+            )
+        except docker.errors.ImageNotFound:
+            raise ImageNotFoundError(
+                f"cannot create workload {spec.name!r}: image {spec.image!r} is not present on {self.where}; "
+                "pull or load it first"
+            ) from None
+        except docker.errors.APIError as error:
+            if error.status_code == 409:
+                raise EngineError(
+                    f"cannot create workload {spec.name!r}: a container of that name already exists on "
+                    f"{self.where} (managed or not); remove it or choose another name"
+                ) from None
+            raise EngineError(f"cannot create workload {spec.name!r}: {_explain(error)}") from None
+        return self._info(container.attrs)
+
+    async def create(self, spec: WorkloadSpec) -> WorkloadInfo:
+        """Create ``spec`` (not started) with this agent's labels."""
+        async with self._lock(spec.name):
+            return await self._call(self._create, spec)
+
+    def _start(self, name: str) -> None:
+        found = self._require(name)
+        try:
+            self.client.api.start(found["Id"])
+        except docker.errors.APIError as error:
+            text = _explain(error)
+            if any(marker in text for marker in _PORT_MARKERS):
+                bindings = found.get("HostConfig", {}).get("PortBindings") or {}
+                ports = sorted(
+                    {f"{b.get('HostIp') or '*'}:{b.get('HostPort')}" for bs in bindings.values() for b in bs or []}
+                )
+                raise PortInUseError(
+                    f"workload {name!r} cannot start: a host port it publishes ({', '.join(ports)}) is already "
+                    f"in use: {text}; free the port or change the mapping"
+                ) from None
+            if "apply caps" in text and (found.get("HostConfig") or {}).get("Privileged"):
+                raise EngineError(
+                    f"cannot start privileged workload {name!r}: dockerd asks for every capability the kernel knows "
+                    "and its host's capability bounding set lacks some (a restricted host or sandbox); run it "
+                    f"unprivileged with cap_add, or on a host with a full bounding set: {text}"
+                ) from None
+            raise EngineError(f"cannot start workload {name!r}: {text}") from None
+
+    async def start_workload(self, name: str) -> None:
+        """Start our workload ``name`` (a no-op if it runs)."""
+        async with self._lock(name):
+            await self._call(self._start, name)
+
+    def _stop(self, name: str, timeout_s: float) -> None:
+        found = self._require(name)
+        try:
+            self.client.api.stop(found["Id"], timeout=max(0, math.ceil(timeout_s)))
+        except docker.errors.NotFound:
+            raise WorkloadNotFoundError(f"workload {name!r} disappeared while stopping") from None
+        except docker.errors.APIError as error:
+            raise EngineError(f"cannot stop workload {name!r}: {_explain(error)}") from None
+
+    async def stop(self, name: str, timeout_s: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after ``timeout_s`` (whole seconds, rounded up)."""
+        async with self._lock(name):
+            await self._call(self._stop, name, timeout_s)
+
+    def _remove(self, name: str) -> None:
+        found = self._managed(name)
+        if found is None:
+            return
+        try:
+            self.client.api.remove_container(found["Id"], force=True)
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError as error:
+            if error.status_code == 409 and "already in progress" in _explain(error):
+                return
+            raise EngineError(f"cannot remove workload {name!r}: {_explain(error)}") from None
+
+    async def remove(self, name: str) -> None:
+        """Kill and remove our workload ``name``; absent (or not ours) is fine."""
+        async with self._lock(name):
+            await self._call(self._remove, name)
+
+    def _info(self, attrs_: dict[str, Any]) -> WorkloadInfo:
+        state = attrs_.get("State") or {}
+        config = attrs_.get("Config") or {}
+        labels = dict(config.get("Labels") or {})
+        status = _STATES.get(str(state.get("Status")), WorkloadState.UNKNOWN)
+        started = parse_time(state.get("StartedAt"))
+        finished = parse_time(state.get("FinishedAt"))
+        exit_code = state.get("ExitCode") if status in (WorkloadState.EXITED, WorkloadState.DEAD) else None
+        health = (state.get("Health") or {}).get("Status") or "none"
+        return WorkloadInfo(
+            name=labels.get(NAME_LABEL) or str(attrs_.get("Name", "")).lstrip("/"),
+            id=attrs_["Id"],
+            image=config.get("Image", ""),
+            state=status,
+            labels=labels,
+            image_digest=attrs_.get("Image"),
+            exit_code=exit_code,
+            started_at=started,
+            finished_at=finished,
+            health=_health(health),
+            restart_count=int(attrs_.get("RestartCount") or 0),
+            oom_killed=bool(state.get("OOMKilled")),
+        )
+
+    def _inspect(self, name: str) -> WorkloadInfo | None:
+        found = self._managed(name)
+        return None if found is None else self._info(found)
+
+    async def inspect(self, name: str) -> WorkloadInfo | None:
+        """Our workload ``name``, or ``None``."""
+        return await self._call(self._inspect, name)
+
+    def _list_ids(self) -> list[str]:
+        summaries = self.client.api.containers(all=True, filters={"label": f"{MANAGED_LABEL}={self.context.agent_id}"})
+        return [s["Id"] for s in summaries]
+
+    def _inspect_id(self, container_id: str) -> WorkloadInfo | None:
+        try:
+            return self._info(self.client.api.inspect_container(container_id))
+        except docker.errors.NotFound:
+            return None
+
+    async def list_managed(self) -> list[WorkloadInfo]:
+        """Every container carrying this agent's label, inspected concurrently."""
+        ids = await self._call(self._list_ids)
+        infos = await asyncio.gather(*(self._call(self._inspect_id, i) for i in ids))
+        return sorted((i for i in infos if i is not None), key=lambda i: i.name)
+
+    # ------------------------------------------------------------------ streams
+
+    async def logs(self, name: str, *, tail: int | None = None, follow: bool = False) -> AsyncIterator[LogLine]:
+        """The workload's stdout/stderr lines (last ``tail``), then new ones with ``follow``."""
+        found = await self._call(self._require, name)
+        api = self.client.api
+        params = {
+            "stdout": 1,
+            "stderr": 1,
+            "follow": int(follow),
+            "tail": "all" if tail is None else str(max(0, tail)),
+        }
+
+        def opener() -> tuple[Iterator[tuple[str, str]], Callable[[], None]]:
+            response = api._get(api._url("/containers/{0}/logs", found["Id"]), params=params, stream=True)
+            try:
+                api._raise_for_status(response)
+            except docker.errors.NotFound:
+                response.close()
+                raise WorkloadNotFoundError(f"workload {name!r} disappeared") from None
+            return iter_log_frames(response.raw), functools.partial(close_response, response)
+
+        async for stream, text in stream_in_thread(opener, f"fogwire-docker-logs-{name}"):
+            yield LogLine(stream, text)  # type: ignore[arg-type]
+
+    async def events(self) -> AsyncIterator[EngineEvent]:
+        """start/die/oom/health events of this agent's workloads, from the first ``__anext__`` on."""
+        since = time.time() - 0.05
+        client = self.client
+        filters = {"type": "container", "label": [f"{MANAGED_LABEL}={self.context.agent_id}"]}
+
+        def opener() -> tuple[Iterator[dict[str, Any]], Callable[[], None]]:
+            stream = client.events(since=f"{since:.6f}", filters=filters, decode=True)
+            return stream, stream.close
+
+        async for raw in stream_in_thread(opener, "fogwire-docker-events"):
+            event = self._event(raw)
+            if event is not None:
+                yield event
+
+    def _event(self, raw: dict[str, Any]) -> EngineEvent | None:
+        actor = raw.get("Actor") or {}
+        attributes = actor.get("Attributes") or {}
+        if attributes.get(MANAGED_LABEL) != self.context.agent_id:
+            return None
+        action = str(raw.get("Action") or raw.get("status") or "")
+        name = attributes.get(NAME_LABEL) or attributes.get("name", "")
+        when = time_from_nanos(raw.get("timeNano"), raw.get("time"))
+        if action == "start":
+            return EngineEvent(EventKind.START, name, when)
+        if action == "die":
+            code = attributes.get("exitCode")
+            return EngineEvent(EventKind.DIE, name, when, exit_code=int(code) if code is not None else None)
+        if action == "oom":
+            return EngineEvent(EventKind.OOM, name, when)
+        if action.startswith("health_status"):
+            return EngineEvent(EventKind.HEALTH, name, when, health=_health(action.split(":", 1)[-1].strip()))
+        return None
+
+
+def _health(value: str) -> Health:
+    try:
+        return Health(value)
+    except ValueError:
+        return Health.NONE
+
+
+def _archive_layout(path: Path) -> str:
+    """``"oci"`` for an OCI image layout tarball, ``"docker"`` otherwise (also for a broken file)."""
+    try:
+        with tarfile.open(path) as tar:
+            names = {n.lstrip("./") for n in tar.getnames()}
+    except (tarfile.TarError, OSError):
+        return "docker"
+    if "manifest.json" not in names and "oci-layout" in names and "index.json" in names:
+        return "oci"
+    return "docker"
+
+
+def _oci_ref_names(path: Path) -> list[str]:
+    """The ``org.opencontainers.image.ref.name`` of each manifest in an OCI tarball ("" when unnamed)."""
+    with tarfile.open(path) as tar:
+        member = next(m for m in tar.getmembers() if m.name.lstrip("./") == "index.json")
+        handle = tar.extractfile(member)
+        index = json.load(io.TextIOWrapper(handle, "utf-8")) if handle else {}
+    manifests = index.get("manifests") or [{}]
+    return [str((m.get("annotations") or {}).get("org.opencontainers.image.ref.name", "")) for m in manifests]
+
+
+def _is_reference(name: str) -> bool:
+    """True if an OCI ref.name is a whole image reference (``repo:tag``), not just a tag."""
+    return "/" in name or (":" in name and not name.split(":")[0].isdigit())
