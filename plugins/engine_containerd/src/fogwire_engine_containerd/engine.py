@@ -569,17 +569,18 @@ class ContainerdEngine(Engine):
         name = container.id
         rec = self._record(name)
         try:
-            pid = await self._run(self._launch_sync, container)
+            launched = await self._run(self._launch_sync, container)
         except grpc.RpcError as error:
             raise self._unavailable(error, f"starting workload {name!r}") from error
-        if pid is None:
+        if launched is None:
             return  # already running
-        rec.running = True
-        rec.pid = pid
-        rec.started_at = _iso(_now())
-        rec.finished_at = None
-        rec.exit_code = None
-        rec.oom_killed = False
+        rec.pid, started = launched
+        rec.started_at = _iso(started)
+        if (name, rec.pid) not in self._seen_exits:  # it may have exited already
+            rec.running = True
+            rec.finished_at = None
+            rec.exit_code = None
+            rec.oom_killed = False
         await self._run(self._save, name)
         health = container.labels.get(L_HEALTH)
         if health:
@@ -602,7 +603,7 @@ class ContainerdEngine(Engine):
                 taken.add((p.get("host_ip", ""), int(p["host_port"]), p.get("protocol", "tcp")))
         return taken
 
-    def _launch_sync(self, container: Any) -> int | None:
+    def _launch_sync(self, container: Any) -> tuple[int, datetime] | None:
         c = self._c
         name = container.id
         task = self._get_task(name)
@@ -651,8 +652,9 @@ class ContainerdEngine(Engine):
                     hosts = self._files_dir / name / "hosts"
                     with open(hosts, "a") as f:
                         f.write(f"{address}\t{name}\n")
+            started = _now()
             c.tasks.Start(tasks_pb2.StartRequest(container_id=name), metadata=c.md(), timeout=60)
-            return int(created.pid)
+            return int(created.pid), started
         except grpc.RpcError as error:
             self._kill_and_delete(name)
             raise EngineError(f"starting workload {name!r} failed: {details(error)}") from error
@@ -689,18 +691,29 @@ class ContainerdEngine(Engine):
         return resp
 
     def _kill_and_delete(self, name: str) -> None:
-        with contextlib.suppress(grpc.RpcError):
-            self._c.tasks.Kill(
-                tasks_pb2.KillRequest(container_id=name, signal=signal.SIGKILL, all=True), metadata=self._c.md(), timeout=30
-            )
+        """SIGKILL every process of the task, wait for the exit, delete the task."""
+        c = self._c
+        task = self._get_task(name)
+        if task is None:
+            self._teardown_network(name)
+            return
+        if task.status != 3:
+            waiter = c.tasks.Wait.future(tasks_pb2.WaitRequest(container_id=name), metadata=c.md())
+            try:
+                c.tasks.Kill(tasks_pb2.KillRequest(container_id=name, signal=signal.SIGKILL, all=True), metadata=c.md(), timeout=30)
+                waiter.result(timeout=10)
+            except (grpc.RpcError, grpc.FutureTimeoutError):
+                pass
+            finally:
+                waiter.cancel()
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        while True:
             try:
                 self._delete_task(name)
                 return
-            except grpc.RpcError as error:
-                if error.code() is not grpc.StatusCode.FAILED_PRECONDITION:  # type: ignore[attr-defined]
-                    return
+            except grpc.RpcError:
+                if time.monotonic() > deadline:
+                    raise
                 time.sleep(0.05)
 
     def _stop_sync(self, name: str, timeout_s: float) -> int | None:
