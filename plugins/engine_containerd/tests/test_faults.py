@@ -1,0 +1,265 @@
+"""Faults: the embedded containerd killed under running workloads, and a pull cut mid-blob."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import http.server
+import os
+import secrets
+import signal
+import socket
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from fogwire.engine import EngineContext, PortMapping, RestartPolicy, WorkloadSpec, WorkloadState
+from fogwire.errors import EngineError
+from fogwire.testing import ContractRegistry
+from fogwire_engine_containerd.engine import ContainerdEngine
+from harness import images
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _until(check, what: str, timeout: float = 30.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+def _http(url: str) -> str | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - loopback
+            return resp.read().decode()
+    except OSError:
+        return None
+
+
+@pytest.fixture
+def workdir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="fwf-") as d:
+        yield Path(d)
+
+
+async def _engine(workdir: Path, **options: object) -> ContainerdEngine:
+    context = EngineContext(
+        agent_id=f"faults-{secrets.token_hex(3)}",
+        data_dir=workdir / "data",
+        run_dir=workdir / "run",
+        log_dir=workdir / "log",
+        options=options,
+    )
+    engine = ContainerdEngine(context)
+    await engine.start()
+    return engine
+
+
+@pytest.fixture
+async def embedded(workdir: Path, fogwire_registry: ContractRegistry) -> AsyncIterator[ContainerdEngine]:
+    engine = await _engine(workdir, embedded=True)
+    try:
+        await engine.pull(fogwire_registry.image, fogwire_registry.auth)
+        yield engine
+    finally:
+        for workload in await engine.list_managed():
+            await engine.remove(workload.name)
+        await engine.close()
+
+
+async def test_embedded_daemon_lives_under_the_agent_dirs_and_stops_on_close(workdir: Path) -> None:
+    engine = await _engine(workdir, embedded=True)
+    daemon = engine.daemon
+    assert daemon is not None and daemon.pid is not None
+    assert daemon.socket.is_relative_to(workdir / "run")
+    assert daemon.root.is_relative_to(workdir / "data")
+    assert daemon.log_file == workdir / "log" / "containerd.log"
+    assert engine.client is not None and engine.client.address == f"unix://{daemon.socket}"
+    pid = daemon.pid
+    await engine.close()
+    assert daemon.pid is None
+    assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split(")")[1][:3]
+    assert "containerd successfully booted" in daemon.log_file.read_text()
+
+
+async def test_external_url_starts_no_daemon(workdir: Path, harness_containerd_url: str) -> None:
+    context = EngineContext("ext-agent", workdir / "d", workdir / "r", workdir / "l", url=harness_containerd_url)
+    engine = ContainerdEngine(context)
+    await engine.start()
+    try:
+        assert engine.daemon is None
+        assert engine.client is not None and engine.client.address == harness_containerd_url
+        assert await engine.list_managed() == []
+    finally:
+        await engine.close()
+
+
+async def test_an_unanswering_url_fails_clearly(workdir: Path) -> None:
+    context = EngineContext(
+        "bad-agent", workdir / "d", workdir / "r", workdir / "l", url=f"unix://{workdir}/nothing.sock",
+        options={"start_timeout_s": 1},
+    )
+    engine = ContainerdEngine(context)
+    with pytest.raises(EngineError, match="does not answer"):
+        await engine.start()
+    await engine.close()
+
+
+async def test_killed_containerd_is_restarted_and_workloads_come_back(
+    embedded: ContainerdEngine, fogwire_registry: ContractRegistry
+) -> None:
+    engine = embedded
+    image = fogwire_registry.image
+    port = _free_port()
+    serve = "mkdir -p /tmp/w && echo alive > /tmp/w/index.html && exec httpd -f -p 8080 -h /tmp/w"
+    await engine.create(
+        WorkloadSpec(name="keeps", image=image, command=("sh", "-c", "i=0; while true; do echo t$i; i=$((i+1)); sleep 0.1; done"))
+    )
+    await engine.create(
+        WorkloadSpec(name="web", image=image, command=("sh", "-c", serve), ports=(PortMapping(8080, port, "tcp", "127.0.0.1"),))
+    )
+    await engine.create(WorkloadSpec(name="dies", image=image, command=("sleep", "3600"), restart=RestartPolicy("always")))
+    await engine.create(WorkloadSpec(name="stays-dead", image=image, command=("sleep", "3600")))
+    for name in ("keeps", "web", "dies", "stays-dead"):
+        await engine.start_workload(name)
+    assert await _until(lambda: asyncio.to_thread(_http, f"http://127.0.0.1:{port}/"), "web to serve") == "alive\n"
+    before = {w.name: w for w in await engine.list_managed()}
+    daemon = engine.daemon
+    assert daemon is not None
+    old_pid = daemon.pid
+    assert old_pid is not None
+
+    # kill containerd, and while it is down kill two workloads' processes behind its back
+    daemon.kill()
+    for name in ("dies", "stays-dead"):
+        os.kill(engine._records[name].pid, signal.SIGKILL)
+
+    await _until(lambda: asyncio.sleep(0, daemon.pid not in (None, old_pid) and daemon.restarts >= 1), "a new containerd")
+
+    async def recovered() -> bool:
+        try:
+            infos = {w.name: w for w in await engine.list_managed()}
+        except EngineError:
+            return False
+        return (
+            infos["keeps"].state is WorkloadState.RUNNING
+            and infos["web"].state is WorkloadState.RUNNING
+            and infos["dies"].state is WorkloadState.RUNNING
+            and infos["dies"].restart_count == 1
+            and infos["stays-dead"].state is WorkloadState.EXITED
+        )
+
+    await _until(recovered, "the workloads to be recovered / restarted")
+    after = {w.name: w for w in await engine.list_managed()}
+    # recovered: the same process, never restarted
+    for name in ("keeps", "web"):
+        assert after[name].restart_count == 0 and after[name].started_at == before[name].started_at
+    assert after["stays-dead"].exit_code == 137 and after["stays-dead"].restart_count == 0
+    assert await asyncio.to_thread(_http, f"http://127.0.0.1:{port}/") == "alive\n"
+    # the log of the recovered workload keeps growing across the restart
+    count = len([line async for line in engine.logs("keeps")])
+    await asyncio.sleep(0.6)
+    assert len([line async for line in engine.logs("keeps")]) > count
+    # and the engine still works end to end against the new daemon
+    await engine.stop("keeps", timeout_s=1)
+    info = await engine.inspect("keeps")
+    assert info is not None and info.state is WorkloadState.EXITED
+
+
+class _CuttingProxy(http.server.ThreadingHTTPServer):
+    """A loopback HTTP proxy to the registry that cuts the first download of one blob halfway."""
+
+    def __init__(self, upstream: str, blob: str) -> None:
+        self.upstream = upstream
+        self.blob = blob
+        self.cuts = 0
+        self.cut_next = True
+        super().__init__(("127.0.0.1", 0), _ProxyHandler)
+
+
+class _ProxyHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _CuttingProxy
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        conn = http.client.HTTPConnection(self.server.upstream, timeout=10)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+        conn.request("GET", self.path, headers=headers)
+        resp = conn.getresponse()
+        body = resp.read()
+        conn.close()
+        self.send_response(resp.status)
+        for key, value in resp.getheaders():
+            if key.lower() not in ("connection", "transfer-encoding", "content-length"):
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.server.blob in self.path and self.server.cut_next and len(body) > 1024:
+            self.server.cut_next = False
+            self.server.cuts += 1
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        self.wfile.write(body)
+
+
+async def test_a_pull_cut_mid_blob_leaves_no_image_and_the_next_pull_completes(
+    workdir: Path, harness_images: images.TestImages, fogwire_registry: ContractRegistry
+) -> None:
+    layout_manifest = harness_images.digest_v1
+    import json
+
+    from harness.images import _read_blob
+
+    manifest = json.loads(_read_blob(harness_images.layout, layout_manifest))
+    layer = manifest["layers"][0]["digest"]
+    proxy = _CuttingProxy(harness_images.registry, layer)
+    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+    thread.start()
+    # a namespace of its own, so no blob of an earlier pull is already in the content store
+    engine = await _engine(workdir, embedded=True, namespace=f"fwcut{secrets.token_hex(3)}")
+    try:
+        reference = f"127.0.0.1:{proxy.server_address[1]}/fogwire/busybox:1"
+        with pytest.raises(EngineError) as caught:
+            await engine.pull(reference, fogwire_registry.auth)
+        assert proxy.cuts == 1
+        assert fogwire_registry.auth.password not in str(caught.value)
+        assert await engine.image_digest(reference) is None
+        assert engine.images is not None
+        assert await asyncio.to_thread(engine.images.list) == []
+        assert not await asyncio.to_thread(engine.images.has_blob, layer), "a partial layer was committed"
+
+        digest = await engine.pull(reference, fogwire_registry.auth)
+        assert digest == harness_images.config_digest_v1
+        assert await engine.image_digest(reference) == digest
+        await engine.create(WorkloadSpec(name="after-cut", image=reference, command=("echo", "pulled-ok")))
+        await engine.start_workload("after-cut")
+
+        async def output() -> list[str]:
+            return [line.text async for line in engine.logs("after-cut")]
+
+        assert await _until(output, "the workload's output") == ["pulled-ok"]
+        await engine.remove("after-cut")
+    finally:
+        await engine.close()
+        proxy.shutdown()
+        proxy.server_close()
