@@ -33,12 +33,13 @@ def generate(root: Path) -> list[Path]:
         f"-I{well_known}",
         f"--python_out={src}",
         f"--grpc_python_out={src}",
+        f"--pyi_out={src}",
         *(str(p.relative_to(src)) for p in protos),
     ]
     if protoc.main(args) != 0:
         raise RuntimeError(f"protoc failed on {proto_dir}")
     (proto_dir / "__init__.py").touch()
-    return sorted(proto_dir.glob("*_pb2*.py"))
+    return sorted([*proto_dir.glob("*_pb2*.py"), *proto_dir.glob("*_pb2.pyi")])
 
 
 class ProtoStubsHook(BuildHookInterface):  # type: ignore[type-arg]

@@ -42,11 +42,10 @@ class RawContainers:
         self.engine = engine
 
     def _make(self, name: str, image: str) -> None:
-        from google.protobuf import any_pb2
-
         from fogwire_engine_containerd import _ref
         from fogwire_engine_containerd._client import containers_pb2, snapshots_pb2, tasks_pb2
         from fogwire_engine_containerd._spec import SPEC_TYPE_URL, build_spec
+        from google.protobuf import any_pb2
 
         engine = self.engine
         c = engine.client  # type: ignore[attr-defined]
@@ -73,7 +72,9 @@ class RawContainers:
             snapshot_key=name,
         )
         c.containers.Create(containers_pb2.CreateContainerRequest(container=container), metadata=c.md())
-        mounts = c.snapshots.Mounts(snapshots_pb2.MountsRequest(snapshotter="overlayfs", key=name), metadata=c.md()).mounts
+        mounts = c.snapshots.Mounts(
+            snapshots_pb2.MountsRequest(snapshotter="overlayfs", key=name), metadata=c.md()
+        ).mounts
         c.tasks.Create(tasks_pb2.CreateTaskRequest(container_id=name, rootfs=mounts), metadata=c.md())
         c.tasks.Start(tasks_pb2.StartRequest(container_id=name), metadata=c.md())
 
@@ -88,7 +89,6 @@ class RawContainers:
         import asyncio
 
         import grpc
-
         from fogwire_engine_containerd._client import tasks_pb2
 
         c = self.engine.client  # type: ignore[attr-defined]
@@ -104,7 +104,6 @@ class RawContainers:
         import contextlib
 
         import grpc
-
         from fogwire_engine_containerd._client import containers_pb2, snapshots_pb2, tasks_pb2
 
         c = self.engine.client  # type: ignore[attr-defined]
@@ -125,7 +124,9 @@ class RawContainers:
             with contextlib.suppress(grpc.RpcError):
                 c.containers.Delete(containers_pb2.DeleteContainerRequest(id=name), metadata=c.md())
             with contextlib.suppress(grpc.RpcError):
-                c.snapshots.Remove(snapshots_pb2.RemoveSnapshotRequest(snapshotter="overlayfs", key=name), metadata=c.md())
+                c.snapshots.Remove(
+                    snapshots_pb2.RemoveSnapshotRequest(snapshotter="overlayfs", key=name), metadata=c.md()
+                )
 
         await asyncio.to_thread(remove)
 

@@ -17,11 +17,11 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from fogwire_engine_containerd.engine import ContainerdEngine
 
 from fogwire.engine import EngineContext, PortMapping, RestartPolicy, WorkloadSpec, WorkloadState
 from fogwire.errors import EngineError
 from fogwire.testing import ContractRegistry
-from fogwire_engine_containerd.engine import ContainerdEngine
 from harness import images
 
 
@@ -44,7 +44,7 @@ async def _until(check, what: str, timeout: float = 30.0):  # type: ignore[no-un
 
 def _http(url: str) -> str | None:
     try:
-        with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - loopback
+        with urllib.request.urlopen(url, timeout=2) as resp:
             return resp.read().decode()
     except OSError:
         return None
@@ -110,7 +110,11 @@ async def test_external_url_starts_no_daemon(workdir: Path, harness_containerd_u
 
 async def test_an_unanswering_url_fails_clearly(workdir: Path) -> None:
     context = EngineContext(
-        "bad-agent", workdir / "d", workdir / "r", workdir / "l", url=f"unix://{workdir}/nothing.sock",
+        "bad-agent",
+        workdir / "d",
+        workdir / "r",
+        workdir / "l",
+        url=f"unix://{workdir}/nothing.sock",
         options={"start_timeout_s": 1},
     )
     engine = ContainerdEngine(context)
@@ -127,12 +131,18 @@ async def test_killed_containerd_is_restarted_and_workloads_come_back(
     port = _free_port()
     serve = "mkdir -p /tmp/w && echo alive > /tmp/w/index.html && exec httpd -f -p 8080 -h /tmp/w"
     await engine.create(
-        WorkloadSpec(name="keeps", image=image, command=("sh", "-c", "i=0; while true; do echo t$i; i=$((i+1)); sleep 0.1; done"))
+        WorkloadSpec(
+            name="keeps", image=image, command=("sh", "-c", "i=0; while true; do echo t$i; i=$((i+1)); sleep 0.1; done")
+        )
     )
     await engine.create(
-        WorkloadSpec(name="web", image=image, command=("sh", "-c", serve), ports=(PortMapping(8080, port, "tcp", "127.0.0.1"),))
+        WorkloadSpec(
+            name="web", image=image, command=("sh", "-c", serve), ports=(PortMapping(8080, port, "tcp", "127.0.0.1"),)
+        )
     )
-    await engine.create(WorkloadSpec(name="dies", image=image, command=("sleep", "3600"), restart=RestartPolicy("always")))
+    await engine.create(
+        WorkloadSpec(name="dies", image=image, command=("sleep", "3600"), restart=RestartPolicy("always"))
+    )
     await engine.create(WorkloadSpec(name="stays-dead", image=image, command=("sleep", "3600")))
     for name in ("keeps", "web", "dies", "stays-dead"):
         await engine.start_workload(name)
@@ -148,7 +158,9 @@ async def test_killed_containerd_is_restarted_and_workloads_come_back(
     for name in ("dies", "stays-dead"):
         os.kill(engine._records[name].pid, signal.SIGKILL)
 
-    await _until(lambda: asyncio.sleep(0, daemon.pid not in (None, old_pid) and daemon.restarts >= 1), "a new containerd")
+    await _until(
+        lambda: asyncio.sleep(0, daemon.pid not in (None, old_pid) and daemon.restarts >= 1), "a new containerd"
+    )
 
     async def recovered() -> bool:
         try:
@@ -198,7 +210,7 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args: object) -> None:
         pass
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         conn = http.client.HTTPConnection(self.server.upstream, timeout=10)
         headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
         conn.request("GET", self.path, headers=headers)

@@ -144,8 +144,10 @@ def check_ports_free(name: str, ports: Sequence[PortMapping], taken: set[tuple[s
     """Raise :class:`PortInUseError` if a host port is bound on the host or published by another workload."""
     for p in ports:
         for other_ip, other_port, other_proto in taken:
-            if other_port == p.host_port and other_proto == p.protocol and (
-                not other_ip or not p.host_ip or other_ip == p.host_ip
+            if (
+                other_port == p.host_port
+                and other_proto == p.protocol
+                and (not other_ip or not p.host_ip or other_ip == p.host_ip)
             ):
                 raise PortInUseError(
                     f"workload {name!r}: host port {p.host_port}/{p.protocol} is already published by another workload"

@@ -103,7 +103,7 @@ class EmbeddedContainerd:
             )
         self.socket.unlink(missing_ok=True)
         with open(self.log_file, "ab") as out:
-            self.proc = subprocess.Popen(  # noqa: S603 - our own binary, our own config
+            self.proc = subprocess.Popen(
                 [resolved, "--config", str(self.config)],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -131,7 +131,9 @@ class EmbeddedContainerd:
                     f"embedded containerd exited with status {proc.returncode} at start; see {self.log_file}"
                 )
             if time.monotonic() > deadline:
-                raise EngineError(f"embedded containerd did not create {self.socket} in {timeout_s:.0f}s; see {self.log_file}")
+                raise EngineError(
+                    f"embedded containerd did not create {self.socket} in {timeout_s:.0f}s; see {self.log_file}"
+                )
             time.sleep(0.02)
 
     def _supervise(self) -> None:

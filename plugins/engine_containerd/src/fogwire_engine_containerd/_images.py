@@ -21,7 +21,6 @@ from typing import IO, Any
 import grpc
 
 from fogwire.errors import EngineError, ImageNotFoundError
-
 from fogwire_engine_containerd import _ref
 from fogwire_engine_containerd._client import (
     Client,
@@ -137,7 +136,11 @@ class ImageStore:
                 return
             got = "sha256:" + hasher.hexdigest()
             if offset != size or got != digest:
-                failure.append(EngineError(f"{what or digest}: got {offset} bytes with digest {got}, expected {size} bytes {digest}"))
+                failure.append(
+                    EngineError(
+                        f"{what or digest}: got {offset} bytes with digest {got}, expected {size} bytes {digest}"
+                    )
+                )
                 return
             if offset == 0:
                 yield content_pb2.WriteContentRequest(action=content_pb2.WRITE, ref=ref, total=size, expected=digest)
@@ -225,7 +228,9 @@ class ImageStore:
                 if error.code() is grpc.StatusCode.ALREADY_EXISTS:  # type: ignore[attr-defined]
                     parent = chain
                     continue
-                raise EngineError(f"image {what!r}: unpacking layer {layer['digest']} failed: {details(error)}") from error
+                raise EngineError(
+                    f"image {what!r}: unpacking layer {layer['digest']} failed: {details(error)}"
+                ) from error
             parent = chain
         return parent
 
@@ -283,7 +288,9 @@ class ImageStore:
         self._config_of[manifest_digest] = config_desc["digest"]
         return str(config_desc["digest"])
 
-    def _small_blob(self, desc: dict[str, Any], fetch: Callable[[dict[str, Any]], tuple[int, Iterator[bytes]]]) -> bytes:
+    def _small_blob(
+        self, desc: dict[str, Any], fetch: Callable[[dict[str, Any]], tuple[int, Iterator[bytes]]]
+    ) -> bytes:
         if self.has_blob(desc["digest"]):
             return self.client.read_blob(desc["digest"])
         _size, chunks = fetch(desc)
@@ -358,7 +365,9 @@ class ImageStore:
                 return self._load_oci(tar, members, lease, path)
             if "manifest.json" in members:
                 return self._load_docker(tar, members, lease, path)
-        raise EngineError(f"{path} is neither a docker-archive nor an OCI-layout tarball (no manifest.json / index.json)")
+        raise EngineError(
+            f"{path} is neither a docker-archive nor an OCI-layout tarball (no manifest.json / index.json)"
+        )
 
     @staticmethod
     def _read(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], name: str, path: Path) -> IO[bytes]:
@@ -439,7 +448,12 @@ class ImageStore:
             }
             manifest_bytes = json.dumps(manifest, separators=(",", ":")).encode()
 
-            def fetch(desc: dict[str, Any]) -> tuple[int, Iterator[bytes]]:
+            def fetch(
+                desc: dict[str, Any],
+                config_digest: str = config_digest,
+                config_bytes: bytes = config_bytes,
+                files: dict[str, str] = files,
+            ) -> tuple[int, Iterator[bytes]]:
                 if desc["digest"] == config_digest:
                     return len(config_bytes), iter([config_bytes])
                 name = files[desc["digest"]]
@@ -503,7 +517,9 @@ class ImageStore:
     def delete(self, name: str) -> None:
         """Delete the image record ``name``; containerd collects what it alone held."""
         try:
-            self.client.images.Delete(images_pb2.DeleteImageRequest(name=name, sync=True), metadata=self.client.md(), timeout=120)
+            self.client.images.Delete(
+                images_pb2.DeleteImageRequest(name=name, sync=True), metadata=self.client.md(), timeout=120
+            )
         except grpc.RpcError as error:
             if not is_not_found(error):
                 raise EngineError(f"removing image {name!r} failed: {details(error)}") from error

@@ -19,7 +19,6 @@ from typing import Any
 
 from fogwire.engine import RegistryAuth
 from fogwire.errors import EngineError, ImageNotFoundError, RegistryAuthError
-
 from fogwire_engine_containerd._ref import Reference
 
 MT_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -144,7 +143,9 @@ class RegistryClient:
             if resp.status == 403:
                 raise RegistryAuthError(f"registry {self.host} denied access to {self.ref.name!r} (403)")
             if resp.status == 404:
-                raise ImageNotFoundError(f"registry {self.host} has no {path.rsplit('/', 1)[-1]!r} for {self.ref.name!r}")
+                raise ImageNotFoundError(
+                    f"registry {self.host} has no {path.rsplit('/', 1)[-1]!r} for {self.ref.name!r}"
+                )
             raise EngineError(f"registry {self.host} answered {resp.status} for {self.ref.name!r}: {body[:200]}")
         raise EngineError(f"registry {self.host}: too many redirects or auth rounds for {self.ref.name!r}")
 

@@ -55,7 +55,6 @@ from fogwire.engine import (
     WorkloadState,
 )
 from fogwire.errors import EngineError, ImageNotFoundError, WorkloadNotFoundError
-
 from fogwire_engine_containerd import _ref
 from fogwire_engine_containerd._client import (
     Client,
@@ -90,7 +89,13 @@ L_PORTS = INTERNAL + "ports"
 L_NETWORK = INTERNAL + "network"
 L_HEALTH = INTERNAL + "health"
 _ID_RE = re.compile(r"^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$")
-_STATUS = {1: WorkloadState.CREATED, 2: WorkloadState.RUNNING, 3: WorkloadState.EXITED, 4: WorkloadState.PAUSED, 5: WorkloadState.PAUSED}
+_STATUS = {
+    1: WorkloadState.CREATED,
+    2: WorkloadState.RUNNING,
+    3: WorkloadState.EXITED,
+    4: WorkloadState.PAUSED,
+    5: WorkloadState.PAUSED,
+}
 
 
 def _now() -> datetime:
@@ -379,7 +384,9 @@ class ContainerdEngine(Engine):
 
     def _list_containers(self, managed_only: bool = True) -> list[Any]:
         filters = [f'labels."{MANAGED_LABEL}"=="{self.context.agent_id}"'] if managed_only else []
-        resp = self._c.containers.List(containers_pb2.ListContainersRequest(filters=filters), metadata=self._c.md(), timeout=30)
+        resp = self._c.containers.List(
+            containers_pb2.ListContainersRequest(filters=filters), metadata=self._c.md(), timeout=30
+        )
         return list(resp.containers)
 
     def _get_container(self, name: str) -> Any | None:
@@ -387,7 +394,9 @@ class ContainerdEngine(Engine):
         if not _ID_RE.match(name):
             return None
         try:
-            resp = self._c.containers.Get(containers_pb2.GetContainerRequest(id=name), metadata=self._c.md(), timeout=30)
+            resp = self._c.containers.Get(
+                containers_pb2.GetContainerRequest(id=name), metadata=self._c.md(), timeout=30
+            )
         except grpc.RpcError as error:
             if is_not_found(error):
                 return None
@@ -493,7 +502,9 @@ class ContainerdEngine(Engine):
             )
         image = self._img.get(image_name)
         if image is None:
-            raise ImageNotFoundError(f"workload {spec.name!r}: image {spec.image!r} is not present; pull or load it first")
+            raise ImageNotFoundError(
+                f"workload {spec.name!r}: image {spec.image!r} is not present; pull or load it first"
+            )
         config = self._img.config(image)
         image_id = self._img.config_digest(image)
         chain = self._img.top_chain(image)
@@ -548,7 +559,9 @@ class ContainerdEngine(Engine):
     def _remove_snapshot(self, key: str) -> None:
         with contextlib.suppress(grpc.RpcError):
             self._c.snapshots.Remove(
-                snapshots_pb2.RemoveSnapshotRequest(snapshotter=self.snapshotter, key=key), metadata=self._c.md(), timeout=60
+                snapshots_pb2.RemoveSnapshotRequest(snapshotter=self.snapshotter, key=key),
+                metadata=self._c.md(),
+                timeout=60,
             )
 
     # ------------------------------------------------------------------ tasks
@@ -681,7 +694,9 @@ class ContainerdEngine(Engine):
 
     def _delete_task(self, name: str) -> Any | None:
         try:
-            resp = self._c.tasks.Delete(tasks_pb2.DeleteTaskRequest(container_id=name), metadata=self._c.md(), timeout=60)
+            resp = self._c.tasks.Delete(
+                tasks_pb2.DeleteTaskRequest(container_id=name), metadata=self._c.md(), timeout=60
+            )
         except grpc.RpcError as error:
             if is_not_found(error):
                 return None
@@ -700,7 +715,11 @@ class ContainerdEngine(Engine):
         if task.status != 3:
             waiter = c.tasks.Wait.future(tasks_pb2.WaitRequest(container_id=name), metadata=c.md())
             try:
-                c.tasks.Kill(tasks_pb2.KillRequest(container_id=name, signal=signal.SIGKILL, all=True), metadata=c.md(), timeout=30)
+                c.tasks.Kill(
+                    tasks_pb2.KillRequest(container_id=name, signal=signal.SIGKILL, all=True),
+                    metadata=c.md(),
+                    timeout=30,
+                )
                 waiter.result(timeout=10)
             except (grpc.RpcError, grpc.FutureTimeoutError):
                 pass
@@ -725,11 +744,15 @@ class ContainerdEngine(Engine):
         if task.status in (2, 4, 5):
             waiter = c.tasks.Wait.future(tasks_pb2.WaitRequest(container_id=name), metadata=c.md())
             try:
-                c.tasks.Kill(tasks_pb2.KillRequest(container_id=name, signal=signal.SIGTERM), metadata=c.md(), timeout=30)
+                c.tasks.Kill(
+                    tasks_pb2.KillRequest(container_id=name, signal=signal.SIGTERM), metadata=c.md(), timeout=30
+                )
                 waiter.result(timeout=max(timeout_s, 0.01))
             except grpc.FutureTimeoutError:
                 c.tasks.Kill(
-                    tasks_pb2.KillRequest(container_id=name, signal=signal.SIGKILL, all=True), metadata=c.md(), timeout=30
+                    tasks_pb2.KillRequest(container_id=name, signal=signal.SIGKILL, all=True),
+                    metadata=c.md(),
+                    timeout=30,
                 )
                 waiter.result(timeout=30)
             except grpc.RpcError as error:
@@ -816,7 +839,11 @@ class ContainerdEngine(Engine):
             elif state is WorkloadState.CREATED and rec.started_at:
                 state = WorkloadState.RESTARTING
         finished_at = _parse_time(rec.finished_at)
-        if task is not None and state in (WorkloadState.EXITED, WorkloadState.RESTARTING) and task.HasField("exited_at"):
+        if (
+            task is not None
+            and state in (WorkloadState.EXITED, WorkloadState.RESTARTING)
+            and task.HasField("exited_at")
+        ):
             finished_at = finished_at or datetime.fromtimestamp(
                 task.exited_at.seconds + task.exited_at.nanos / 1e9, UTC
             )
@@ -829,7 +856,9 @@ class ContainerdEngine(Engine):
             state=state,
             labels=labels,
             image_digest=container.labels.get(L_IMAGE_ID),
-            exit_code=exit_code if state in (WorkloadState.EXITED, WorkloadState.RESTARTING, WorkloadState.DEAD) else None,
+            exit_code=exit_code
+            if state in (WorkloadState.EXITED, WorkloadState.RESTARTING, WorkloadState.DEAD)
+            else None,
             started_at=_parse_time(rec.started_at),
             finished_at=finished_at if state is not WorkloadState.RUNNING else None,
             health=health,
@@ -903,7 +932,11 @@ class ContainerdEngine(Engine):
                 idle_checks = 0
                 continue
             info = await self.inspect(name)
-            if info is None or info.state not in (WorkloadState.RUNNING, WorkloadState.RESTARTING, WorkloadState.CREATED):
+            if info is None or info.state not in (
+                WorkloadState.RUNNING,
+                WorkloadState.RESTARTING,
+                WorkloadState.CREATED,
+            ):
                 idle_checks += 1
                 if idle_checks > 3:  # the pump flushes within a few ticks of the exit
                     return
