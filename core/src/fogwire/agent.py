@@ -314,6 +314,7 @@ class Agent:
 
     async def _reconcile_loop(self) -> None:
         assert self.reconciler is not None
+        failures = 0
         while True:
             timeout = jittered(self.profile.resync_seconds)
             retry = self.reconciler.next_retry()
@@ -335,12 +336,14 @@ class Agent:
                         waiter.set_exception(FogwireError("the reconcile pass was cancelled"))
                 raise
             except Exception as error:  # e.g. the engine is down: retry later
+                failures += 1
                 log.warning("reconcile pass failed: %s", error)
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(min(30.0, 0.5 * 2**failures))
                 self._changed = self._changed or changed
                 self._pass_waiters.extend(waiters)
                 self._wake.set()
                 continue
+            failures = 0
             self.last_pass = result
             if result.plan.actions:
                 log.info(

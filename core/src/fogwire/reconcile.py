@@ -395,7 +395,7 @@ class Reconciler:
             log.exception("unexpected error during %s of %s", action.kind, name)
             return await self._failed(action, error)
         self._retry_at.pop(name, None)
-        return Outcome(action, True, detail)
+        return Outcome(action, detail != "rolled back", detail)
 
     async def _failed(self, action: Action, error: BaseException) -> Outcome:
         name = action.name
