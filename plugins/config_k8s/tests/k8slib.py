@@ -117,3 +117,10 @@ SourceMaker = Callable[..., MountedFileSource]
 def dump(config: Any) -> str:
     """The file text for ``config`` (4-space indent, as the wrapper writes it)."""
     return json.dumps(config, indent=4)
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 3.0) -> None:
+    """Wait until ``predicate()`` is true, or fail after ``timeout``."""
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.01)

@@ -170,9 +170,11 @@ async def test_start_waits_for_the_api_then_succeeds(pki: Pki, make_source: Sour
     await server.stop()  # the port is known, nothing listens yet
     source = make_source(port=port, api="v1", startup_timeout=10)
     fetching = asyncio.create_task(source.fetch())
-    await asyncio.sleep(0.3)
+    async with asyncio.timeout(5):
+        while source.degraded is None:  # the first attempt has failed: it is waiting now
+            await asyncio.sleep(0.01)
+    assert "cannot connect" in source.degraded
     assert not fetching.done()
-    assert source.degraded is not None and "cannot connect" in source.degraded
     await server.start(port)
     try:
         snapshot = await asyncio.wait_for(fetching, 5)

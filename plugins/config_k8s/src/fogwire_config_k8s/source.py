@@ -203,7 +203,7 @@ class MountedFileSource(ConfigSource):
 
     async def changes(self) -> AsyncIterator[ChangeNotice]:
         """Yield a notice each time a new, valid, different config is on disk."""
-        from inotify_simple import INotify, flags
+        from inotify_simple import INotify, flags  # type: ignore[import-untyped]
 
         mask = (
             flags.CREATE

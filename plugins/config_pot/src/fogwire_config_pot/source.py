@@ -184,9 +184,10 @@ class LocalApiSource(ConfigSource):
 
     def _session_get(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            fallbacks = {}
-            for api in ("v1", "v2"):
-                host, fallback = self.settings.host_for(api)  # type: ignore[arg-type]
+            fallbacks: dict[str, str] = {}
+            apis: tuple[Api, ...] = ("v1", "v2")
+            for api in apis:
+                host, fallback = self.settings.host_for(api)
                 if fallback:
                     fallbacks[host] = fallback
             connector = aiohttp.TCPConnector(resolver=_FallbackResolver(fallbacks), use_dns_cache=False)
@@ -251,7 +252,8 @@ class LocalApiSource(ConfigSource):
             )
         assert isinstance(body, dict)
         if body.get("success") is not True or status >= 400:
-            error = body.get("error") if isinstance(body.get("error"), dict) else {}
+            raw_error = body.get("error")
+            error: dict[str, Any] = raw_error if isinstance(raw_error, dict) else {}
             code = str(error.get("code") or "UNKNOWN")
             message = str(error.get("message") or "no message")
             hint = ""
@@ -402,11 +404,33 @@ class LocalApiSource(ConfigSource):
         return self._url("v2", path, websocket=True), {}, api
 
     async def changes(self) -> AsyncIterator[ChangeNotice]:
-        """Yield a notice on every update signal and after every (re)connect of the control socket.
+        """Yield a notice after update signals and after every (re)connect of the control socket.
 
-        The first connect yields a notice too: an update signalled between the
-        consumer's first fetch and the socket opening would otherwise be lost.
+        The control socket is read by a task of its own, so every ``0x0C`` is
+        acknowledged at once even while the consumer is busy applying a config (the
+        legacy agent resends an unacknowledged signal). Signals that arrive while
+        the consumer is busy are coalesced into one notice: the consumer re-fetches
+        the whole config anyway. The first connect yields a notice too: an update
+        signalled between the consumer's first fetch and the socket opening would
+        otherwise be lost.
         """
+        pending = _Pending()
+        reader = asyncio.create_task(self._follow_control(pending), name="fogwire pot control socket")
+        try:
+            while True:
+                waiter = asyncio.ensure_future(pending.event.wait())
+                await asyncio.wait({waiter, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if reader.done():
+                    waiter.cancel()
+                    reader.result()  # re-raise what ended the reader (it only ends on a bug)
+                    raise SourceError("the control socket reader stopped")  # pragma: no cover
+                yield pending.take()
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+
+    async def _follow_control(self, pending: _Pending) -> None:
+        """Keep the control socket open: ack signals, note notices, reconnect with backoff."""
         backoff = self.settings.backoff
         loop = asyncio.get_running_loop()
         attempt = 0
@@ -437,7 +461,7 @@ class LocalApiSource(ConfigSource):
                 connects += 1
                 self.degraded = None
                 log.info("control socket %s connected", target)
-                yield ChangeNotice("control socket connected" if connects == 1 else "control socket reconnected")
+                pending.add("control socket connected" if connects == 1 else "control socket reconnected")
                 async for message in ws:
                     if message.type == aiohttp.WSMsgType.ERROR:
                         break
@@ -445,10 +469,13 @@ class LocalApiSource(ConfigSource):
                     if data[:1] == bytes([SIGNAL_UPDATE]):
                         await ws.send_bytes(ACK)
                         signalled = True
-                        yield ChangeNotice("update signal 0x0C")
+                        pending.add("update signal 0x0C")
                     else:
                         log.debug("control socket: ignoring signal %s", data[:1].hex() or "(empty)")
-                why = f"closed by the server (code {ws.close_code})" if ws.exception() is None else str(ws.exception())
+                failed = ws.exception()
+                why = f"closed by the server (code {ws.close_code})" if failed is None else f"failed: {failed}"
+            except (aiohttp.ClientError, OSError) as failure:
+                why = f"failed: {type(failure).__name__}: {failure}"
             finally:
                 await ws.close()
             if signalled or loop.time() - connected_at >= backoff.maximum:
@@ -464,6 +491,26 @@ class LocalApiSource(ConfigSource):
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+class _Pending:
+    """Notices not yet taken by the consumer, coalesced: how many, and the latest reason."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.count = 0
+        self.reason = ""
+
+    def add(self, reason: str) -> None:
+        self.count += 1
+        self.reason = reason
+        self.event.set()
+
+    def take(self) -> ChangeNotice:
+        count, reason = self.count, self.reason
+        self.count = 0
+        self.event.clear()
+        return ChangeNotice(reason if count == 1 else f"{reason} ({count - 1} more coalesced)")
 
 
 def _snippet(raw: bytes, limit: int = 200) -> str:
