@@ -17,6 +17,7 @@ FAST = {
     "startup_timeout": 2,
     "request_timeout": 2,
     "handshake_timeout": 2,
+    "min_interval": 0,
 }
 """Options that keep retries and backoff in the tens of milliseconds."""
 

@@ -317,3 +317,50 @@ async def test_snapshot_digest_is_stable_for_equal_content(
     tls_server.config = json.loads(json.dumps(ROUTER_CONFIG))
     tls_server.v1_config_as_string = True
     assert (await source.fetch()).digest == one.digest
+
+
+async def test_signals_are_acked_at_once_and_coalesced_while_the_consumer_is_busy(
+    tls_server: LocalApiServer, make_source: SourceMaker
+) -> None:
+    source = make_source(tls_server)
+    changes = source.changes()
+    try:
+        await next_notice(changes)
+        for _ in range(5):  # the consumer is busy applying: nobody pulls a notice
+            await tls_server.signal(0x0C)
+        await tls_server.wait_received(5)
+        assert tls_server.received == [b"\x0b"] * 5
+        assert (await next_notice(changes)).reason == "update signal 0x0C (4 more coalesced)"
+    finally:
+        await changes.aclose()
+
+
+async def test_a_burst_of_signals_gives_a_few_notices_not_one_each(
+    tls_server: LocalApiServer, make_source: SourceMaker
+) -> None:
+    source = make_source(tls_server, min_interval=0.1)
+    changes = source.changes()
+    notices: list[ChangeNotice] = []
+
+    async def consume() -> None:
+        async for notice in changes:
+            notices.append(notice)
+
+    consumer = asyncio.create_task(consume())
+    try:
+        await tls_server.wait_connected(1)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for _ in range(100):  # 100 signals over about half a second
+            await tls_server.signal(0x0C)
+            await asyncio.sleep(0.005)
+        await tls_server.wait_received(100)
+        await asyncio.sleep(0.25)
+        elapsed = loop.time() - started
+        assert 1 <= len(notices) <= elapsed / 0.1 + 3, (len(notices), elapsed)
+        accounted = sum(1 + int(n.reason.split("(")[1].split()[0]) if "(" in n.reason else 1 for n in notices)
+        assert accounted == 101, "the connect and every signal are accounted for in some notice"
+    finally:
+        consumer.cancel()
+        await asyncio.gather(consumer, return_exceptions=True)
+        await changes.aclose()

@@ -104,6 +104,7 @@ class Settings:
     retry_delay: float = 0.5
     startup_timeout: float = 60.0
     heartbeat: float | None = None
+    min_interval: float = 0.1
 
     def ssl_for(self, api: Literal["v1", "v2"]) -> bool:
         """Whether to use HTTPS/WSS for ``api``."""
@@ -124,7 +125,7 @@ class Settings:
         Options: ``id``, ``api`` (v1|v2|auto), ``ssl``, ``host``, ``port``,
         ``token_path``, ``ca_path``, ``request_timeout``, ``handshake_timeout``,
         ``backoff_initial``, ``backoff_max``, ``backoff_jitter``, ``attempts``,
-        ``retry_delay``, ``startup_timeout``, ``heartbeat``.
+        ``retry_delay``, ``startup_timeout``, ``heartbeat``, ``min_interval``.
         Environment: ``EDGELET_MICROSERVICE_UID`` (or ``IOFOG_MICROSERVICE_UID``,
         ``SELFNAME``), ``SSL``, ``EDGELET_API_HOST``, ``EDGELET_API_PORT``,
         ``EDGELET_TOKEN_PATH``, ``EDGELET_CA_PATH``.
@@ -146,6 +147,7 @@ class Settings:
             "retry_delay",
             "startup_timeout",
             "heartbeat",
+            "min_interval",
         }
         unknown = sorted(set(options) - known)
         if unknown:
@@ -221,4 +223,5 @@ class Settings:
             retry_delay=opt("retry_delay", 0.5),
             startup_timeout=opt("startup_timeout", 60.0),
             heartbeat=heartbeat,
+            min_interval=opt("min_interval", 0.1),
         )

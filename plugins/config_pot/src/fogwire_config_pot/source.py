@@ -410,24 +410,34 @@ class LocalApiSource(ConfigSource):
         acknowledged at once even while the consumer is busy applying a config (the
         legacy agent resends an unacknowledged signal). Signals that arrive while
         the consumer is busy are coalesced into one notice: the consumer re-fetches
-        the whole config anyway. The first connect yields a notice too: an update
+        the whole config anyway; and two notices are at least ``min_interval``
+        apart, so a burst of signals costs a few fetches, not one each (an
+        isolated signal is not delayed). The first connect yields a notice too: an update
         signalled between the consumer's first fetch and the socket opening would
         otherwise be lost.
         """
+        loop = asyncio.get_running_loop()
         pending = _Pending()
         reader = asyncio.create_task(self._follow_control(pending), name="fogwire pot control socket")
+        waiter: asyncio.Future[Any] | None = None
+        last = -float("inf")
         try:
             while True:
                 waiter = asyncio.ensure_future(pending.event.wait())
                 await asyncio.wait({waiter, reader}, return_when=asyncio.FIRST_COMPLETED)
                 if reader.done():
-                    waiter.cancel()
                     reader.result()  # re-raise what ended the reader (it only ends on a bug)
                     raise SourceError("the control socket reader stopped")  # pragma: no cover
+                gap = loop.time() - last
+                if gap < self.settings.min_interval:  # a burst: let more signals coalesce into this notice
+                    await asyncio.sleep(self.settings.min_interval - gap)
+                last = loop.time()
                 yield pending.take()
         finally:
+            if waiter is not None:
+                waiter.cancel()
             reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
+            await asyncio.gather(reader, *([waiter] if waiter is not None else []), return_exceptions=True)
 
     async def _follow_control(self, pending: _Pending) -> None:
         """Keep the control socket open: ack signals, note notices, reconnect with backoff."""
