@@ -1,7 +1,9 @@
 """Hatchling build hook: generate the gRPC stubs from the hand-written protos.
 
 The ``.proto`` files under ``src/fogwire_engine_containerd/_proto/`` are a minimal
-subset of containerd's v1 API. The stubs are generated at build time (wheel and
+subset of containerd's v1 API. The message modules (``*_pb2.py`` and ``.pyi``)
+are generated; the per-service client stubs are built from the service
+descriptors at run time (:class:`fogwire_engine_containerd._client.Stub`). They are generated at build time (wheel and
 editable builds) with the grpcio-tools pinned in ``[build-system] requires``: its
 protobuf 4.25 gencode runs on every protobuf runtime from 4.25 to 7, so the plugin
 does not pin the agent's protobuf. Generated modules are never committed.
@@ -32,14 +34,13 @@ def generate(root: Path) -> list[Path]:
         f"-I{src}",
         f"-I{well_known}",
         f"--python_out={src}",
-        f"--grpc_python_out={src}",
         f"--pyi_out={src}",
         *(str(p.relative_to(src)) for p in protos),
     ]
     if protoc.main(args) != 0:
         raise RuntimeError(f"protoc failed on {proto_dir}")
     (proto_dir / "__init__.py").touch()
-    return sorted([*proto_dir.glob("*_pb2*.py"), *proto_dir.glob("*_pb2.pyi")])
+    return sorted([*proto_dir.glob("*_pb2.py"), *proto_dir.glob("*_pb2.pyi")])
 
 
 class ProtoStubsHook(BuildHookInterface):  # type: ignore[type-arg]

@@ -12,28 +12,21 @@ from typing import Any
 
 import grpc
 from google.protobuf import empty_pb2
+from google.protobuf.message_factory import GetMessageClass
 
 from fogwire_engine_containerd._proto import (
     containers_pb2,
-    containers_pb2_grpc,
     content_pb2,
-    content_pb2_grpc,
     diff_pb2,
-    diff_pb2_grpc,
     events_pb2,
-    events_pb2_grpc,
     images_pb2,
-    images_pb2_grpc,
     leases_pb2,
-    leases_pb2_grpc,
     runc_options_pb2,
     snapshots_pb2,
-    snapshots_pb2_grpc,
     task_events_pb2,
     tasks_pb2,
-    tasks_pb2_grpc,
     types_pb2,
-    version_pb2_grpc,
+    version_pb2,
 )
 
 __all__ = [
@@ -82,6 +75,37 @@ def details(error: BaseException) -> str:
     return str(error)
 
 
+class Stub:
+    """Callables for every RPC of one service, built from its descriptor.
+
+    The same thing grpcio-tools' ``*_pb2_grpc`` modules do, without importing
+    one more module per service (they cost import time and add nothing).
+    """
+
+    def __init__(self, channel: grpc.Channel, module: Any, service: str) -> None:
+        descriptor = module.DESCRIPTOR.services_by_name[service]
+        for method in descriptor.methods:
+            path = f"/{descriptor.full_name}/{method.name}"
+            request = GetMessageClass(method.input_type)
+            response = GetMessageClass(method.output_type)
+            if method.client_streaming and method.server_streaming:
+                make = channel.stream_stream
+            elif method.server_streaming:
+                make = channel.unary_stream
+            elif method.client_streaming:
+                make = channel.stream_unary
+            else:
+                make = channel.unary_unary
+            setattr(
+                self,
+                method.name,
+                make(path, request_serializer=request.SerializeToString, response_deserializer=response.FromString),
+            )
+
+    def __getattr__(self, name: str) -> Any:  # for type checkers: RPCs are set in __init__
+        raise AttributeError(name)
+
+
 class Client:
     """One channel to containerd's gRPC socket and a stub per service."""
 
@@ -100,15 +124,15 @@ class Client:
                 ("grpc.max_reconnect_backoff_ms", 1000),
             ],
         )
-        self.version = version_pb2_grpc.VersionStub(self.channel)
-        self.containers = containers_pb2_grpc.ContainersStub(self.channel)
-        self.tasks = tasks_pb2_grpc.TasksStub(self.channel)
-        self.images = images_pb2_grpc.ImagesStub(self.channel)
-        self.content = content_pb2_grpc.ContentStub(self.channel)
-        self.snapshots = snapshots_pb2_grpc.SnapshotsStub(self.channel)
-        self.diff = diff_pb2_grpc.DiffStub(self.channel)
-        self.leases = leases_pb2_grpc.LeasesStub(self.channel)
-        self.events = events_pb2_grpc.EventsStub(self.channel)
+        self.version = Stub(self.channel, version_pb2, "Version")
+        self.containers = Stub(self.channel, containers_pb2, "Containers")
+        self.tasks = Stub(self.channel, tasks_pb2, "Tasks")
+        self.images = Stub(self.channel, images_pb2, "Images")
+        self.content = Stub(self.channel, content_pb2, "Content")
+        self.snapshots = Stub(self.channel, snapshots_pb2, "Snapshots")
+        self.diff = Stub(self.channel, diff_pb2, "Diff")
+        self.leases = Stub(self.channel, leases_pb2, "Leases")
+        self.events = Stub(self.channel, events_pb2, "Events")
 
     def md(self, lease: str | None = None) -> Sequence[tuple[str, str]]:
         """Call metadata: the namespace header, and the lease header if given."""

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tarfile
-import uuid
+import os
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import grpc
 
@@ -33,13 +32,10 @@ from fogwire_engine_containerd._client import (
     snapshots_pb2,
     types_pb2,
 )
-from fogwire_engine_containerd._registry import (
-    INDEX_TYPES,
-    MANIFEST_TYPES,
-    MT_DOCKER_MANIFEST,
-    RegistryClient,
-    pick_platform,
-)
+from fogwire_engine_containerd._platform import INDEX_TYPES, MANIFEST_TYPES, MT_DOCKER_MANIFEST, pick_platform
+
+if TYPE_CHECKING:
+    import tarfile
 
 CHUNK = 1024 * 1024
 MT_DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
@@ -67,7 +63,7 @@ class Lease:
 
     def __init__(self, client: Client, ttl_s: float = 3600) -> None:
         self.client = client
-        self.id = f"fogwire-{uuid.uuid4().hex}"
+        self.id = f"fogwire-{os.urandom(16).hex()}"
         expire = (datetime.now(UTC) + timedelta(seconds=ttl_s)).strftime("%Y-%m-%dT%H:%M:%SZ")
         self.labels = {"containerd.io/gc.expire": expire}
 
@@ -118,7 +114,7 @@ class ImageStore:
         The commit carries ``offset=total`` (offset 0 would make containerd truncate
         the ingest). Any failure aborts the ingest and raises :class:`EngineError`.
         """
-        ref = f"fogwire-{digest.removeprefix('sha256:')[:32]}-{uuid.uuid4().hex[:8]}"
+        ref = f"fogwire-{digest.removeprefix('sha256:')[:32]}-{os.urandom(4).hex()}"
         failure: list[BaseException] = []
 
         def requests() -> Iterator[Any]:
@@ -193,7 +189,7 @@ class ImageStore:
             except grpc.RpcError as error:
                 if not is_not_found(error):
                     raise EngineError(f"image {what!r}: snapshot lookup failed: {details(error)}") from error
-            key = f"extract-{uuid.uuid4().hex} {chain}"
+            key = f"extract-{os.urandom(16).hex()} {chain}"
             try:
                 prepared = self.client.snapshots.Prepare(
                     snapshots_pb2.PrepareSnapshotRequest(snapshotter=self.snapshotter, key=key, parent=parent),
@@ -314,6 +310,8 @@ class ImageStore:
 
     def pull(self, reference: str, auth: Any) -> str:
         """Pull ``reference`` for this platform; return the image ID (config digest)."""
+        from fogwire_engine_containerd._registry import RegistryClient  # http.client, ssl: only when pulling
+
         ref = _ref.parse(reference)
         registry = RegistryClient(ref, auth)
         try:
@@ -355,6 +353,8 @@ class ImageStore:
 
     def load_archive(self, path: Path) -> list[str]:
         """Import a docker-archive or OCI-layout tarball; return the image names created."""
+        import tarfile
+
         try:
             tar = tarfile.open(path, "r:*")
         except (OSError, tarfile.TarError) as error:

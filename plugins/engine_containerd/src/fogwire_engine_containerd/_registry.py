@@ -11,42 +11,16 @@ import base64
 import http.client
 import ipaddress
 import json
-import platform
 import re
 import ssl
 import urllib.parse
-from typing import Any
 
 from fogwire.engine import RegistryAuth
 from fogwire.errors import EngineError, ImageNotFoundError, RegistryAuthError
+from fogwire_engine_containerd._platform import INDEX_TYPES, MANIFEST_TYPES
 from fogwire_engine_containerd._ref import Reference
 
-MT_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-MT_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-MT_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-MT_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-INDEX_TYPES = (MT_OCI_INDEX, MT_DOCKER_LIST)
-MANIFEST_TYPES = (MT_OCI_MANIFEST, MT_DOCKER_MANIFEST)
 ACCEPT = ", ".join((*MANIFEST_TYPES, *INDEX_TYPES))
-
-_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "armv6l": "arm"}
-
-
-def machine_platform() -> tuple[str, str]:
-    """This machine's OCI ``(os, architecture)``."""
-    machine = platform.machine().lower()
-    return "linux", _ARCH.get(machine, machine)
-
-
-def pick_platform(index: dict[str, Any], what: str) -> dict[str, Any]:
-    """The descriptor of ``index`` for this machine's platform."""
-    want_os, want_arch = machine_platform()
-    for desc in index.get("manifests", []):
-        plat = desc.get("platform") or {}
-        if plat.get("os", want_os) == want_os and plat.get("architecture", want_arch) == want_arch:
-            if desc.get("mediaType", MT_OCI_MANIFEST) in MANIFEST_TYPES:
-                return dict(desc)
-    raise ImageNotFoundError(f"image {what!r} has no manifest for {want_os}/{want_arch}")
 
 
 def is_loopback(host: str) -> bool:

@@ -24,7 +24,6 @@ import shutil
 import signal
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -1204,7 +1203,7 @@ class ContainerdEngine(Engine):
         c = self._c
         container = c.containers.Get(containers_pb2.GetContainerRequest(id=name), metadata=c.md(), timeout=30).container
         base = json.loads(container.spec.value)
-        exec_id = f"health-{uuid.uuid4().hex[:12]}"
+        exec_id = f"health-{os.urandom(6).hex()}"
         c.tasks.Exec(
             tasks_pb2.ExecProcessRequest(
                 container_id=name,

@@ -1,0 +1,142 @@
+"""Benchmark: what loading the containerd engine costs, and proof that other commands pay nothing.
+
+Measured in fresh processes (median over N runs, after one warm-up run that also
+writes the ``.pyc`` files an installed agent has), each with ``asyncio``,
+``logging``, ``fogwire.engine`` and the plugin's entry-point module already
+imported (what the agent holds before it selects an engine):
+
+* ``engine module``: ``import fogwire_engine_containerd.engine`` (grpc, protobuf
+  and the generated stubs): wall time and RSS added (VmRSS before/after).
+  Goals: under 100 ms and under 15 MiB.
+* ``grpc alone``: ``import grpc``, for reference (the floor of any gRPC client).
+* ``fogwire --help`` and ``fogwire plugins --json`` run in-process in a subprocess
+  that then lists ``sys.modules``: neither may import ``grpc``, ``google.protobuf``
+  or the engine module.
+
+Usage: python bench/containerd_import.py [--runs 15] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+MEASURE = r"""
+import json, sys, time
+import asyncio, logging, fogwire.engine, fogwire_engine_containerd.plugin
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+before = rss()
+start = time.perf_counter()
+import {module}
+elapsed = time.perf_counter() - start
+print(json.dumps({{"ms": elapsed * 1000, "rss_kib": rss() - before}}))
+"""
+
+CLI_MODULES = r"""
+import contextlib, io, json, sys
+from fogwire.cli.main import main
+out = io.StringIO()
+with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+    try:
+        main({argv})
+    except SystemExit:
+        pass
+heavy = sorted(m for m in sys.modules if m == "grpc" or m.startswith(("grpc.", "google.protobuf", "fogwire_engine_containerd.engine", "fogwire_engine_containerd._")))
+print(json.dumps({{"heavy": heavy, "output_bytes": len(out.getvalue())}}))
+"""
+
+
+def _env() -> dict[str, str]:
+    """The environment without ``PYTHONDONTWRITEBYTECODE``: an installed agent has its ``.pyc`` files."""
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def measure(module: str, runs: int) -> tuple[float, float]:
+    """Median import time (ms) and RSS added (MiB) of ``module`` over ``runs`` fresh processes."""
+    times, rss = [], []
+    for _ in range(runs + 1):
+        proc = subprocess.run(
+            [sys.executable, "-c", MEASURE.format(module=module)],
+            check=True,
+            capture_output=True,
+            text=True,
+            env=_env(),
+        )
+        doc = json.loads(proc.stdout.strip().splitlines()[-1])
+        times.append(doc["ms"])
+        rss.append(doc["rss_kib"] / 1024)
+    # the first run warms the page cache and writes .pyc files; it is dropped
+    return statistics.median(times[1:]), statistics.median(rss[1:])
+
+
+def heavy_modules(argv: list[str]) -> list[str]:
+    """The gRPC/protobuf/engine modules a CLI command imported (should be none)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", CLI_MODULES.format(argv=repr(argv))], check=True, capture_output=True, text=True
+    )
+    doc = json.loads(proc.stdout.strip().splitlines()[-1])
+    if not doc["output_bytes"]:
+        raise RuntimeError(f"fogwire {' '.join(argv)} printed nothing; is the CLI broken?")
+    return list(doc["heavy"])
+
+
+def main() -> int:
+    """Run the benchmark; print a table (and one JSON object as the last line with ``--json``)."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    args = parser.parse_args()
+    engine_ms, engine_mib = measure("fogwire_engine_containerd.engine", args.runs)
+    grpc_ms, grpc_mib = measure("grpc", args.runs)
+    floor_ms, floor_mib = measure("grpc, google.protobuf.any_pb2, google.protobuf.timestamp_pb2", args.runs)
+    help_heavy = heavy_modules(["--help"])
+    plugins_heavy = heavy_modules(["plugins", "--json"])
+    result = {
+        "runs": args.runs,
+        "engine_import_ms": round(engine_ms, 1),
+        "engine_rss_mib": round(engine_mib, 1),
+        "grpc_import_ms": round(grpc_ms, 1),
+        "grpc_rss_mib": round(grpc_mib, 1),
+        "grpc_protobuf_import_ms": round(floor_ms, 1),
+        "grpc_protobuf_rss_mib": round(floor_mib, 1),
+        "help_heavy_modules": help_heavy,
+        "plugins_heavy_modules": plugins_heavy,
+        "goal_import_ms": 100,
+        "goal_rss_mib": 15,
+        "import_ok": engine_ms < 100,
+        "rss_ok": engine_mib < 15,
+        "help_clean": not help_heavy,
+        "plugins_clean": not plugins_heavy,
+    }
+    rows = [
+        (
+            "import fogwire_engine_containerd.engine",
+            f"{engine_ms:.1f} ms",
+            f"{engine_mib:.1f} MiB",
+            "< 100 ms, < 15 MiB",
+        ),
+        ("import grpc (reference)", f"{grpc_ms:.1f} ms", f"{grpc_mib:.1f} MiB", ""),
+        ("import grpc + protobuf runtime (floor)", f"{floor_ms:.1f} ms", f"{floor_mib:.1f} MiB", ""),
+        ("fogwire --help: heavy modules", str(len(help_heavy)), ", ".join(help_heavy) or "-", "0"),
+        ("fogwire plugins --json: heavy modules", str(len(plugins_heavy)), ", ".join(plugins_heavy) or "-", "0"),
+    ]
+    print(f"{'what':42} {'value':>10}  {'detail':24} goal")
+    for what, value, detail, goal in rows:
+        print(f"{what:42} {value:>10}  {detail:24} {goal}")
+    if args.json:
+        print(json.dumps(result))
+    ok = result["import_ok"] and result["rss_ok"] and result["help_clean"] and result["plugins_clean"]
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
