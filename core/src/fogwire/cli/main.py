@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("fogwire.cli.agent_cmd", "show each microservice: desired, actual, health, errors"),
     "logs": ("fogwire.cli.agent_cmd", "show a microservice's output"),
     "delete": ("fogwire.cli.agent_cmd", "remove a microservice from the desired state"),
+    "bundle": ("fogwire.cli.bundle_cmd", "create, import and watch offline image bundles"),
     "router": ("fogwire.router.command", "run the skupper-router wrapper (container entrypoint)"),
 }
 """Subcommand → (module, one-line help). A module defines ``add_arguments(name, parser)`` and ``run(args) -> int``."""

@@ -1,0 +1,446 @@
+"""``fogwire bundle import``: verify a bundle, then load it into an engine or push it to a registry.
+
+The bundle is staged and verified in a private directory first (see
+:mod:`fogwire.bundle.reader`); only then does anything become visible. A target
+skips what it already has: an engine skips images whose config digest it already
+holds, a registry skips blobs and manifests a ``HEAD`` finds, so importing the same
+bundle twice moves almost nothing. A registry push records each open upload
+session and its offset, so an interrupted push resumes inside the blob it stopped in.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import errno
+import io
+import json
+import logging
+import shutil
+import tarfile
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from fogwire.bundle.archive import tar_entry
+from fogwire.bundle.errors import BundleError
+from fogwire.bundle.layout import INDEX, LAYOUT_VERSION, OCI_LAYOUT, BundleImage, LayoutDir
+from fogwire.bundle.oci import (
+    CHUNK,
+    CONTAINERD_NAME,
+    INDEX_TYPES,
+    OCI_INDEX,
+    REF_NAME,
+    Platform,
+    Reference,
+    canonical_json,
+    pick_platforms,
+)
+from fogwire.bundle.progress import Progress
+from fogwire.bundle.reader import StagedBundle, stage
+
+if TYPE_CHECKING:
+    from fogwire.bundle.registry import RegistryClient
+    from fogwire.engine import Engine
+
+log = logging.getLogger(__name__)
+
+
+@attrs.frozen
+class ImageOutcome:
+    """What happened to one image of the bundle."""
+
+    reference: str
+    """The reference in the bundle."""
+    target: str
+    """Where it is now: the engine's image name or the registry reference."""
+    digest: str
+    status: str
+    """``loaded``, ``pushed`` or ``present`` (already there; nothing moved)."""
+
+
+@attrs.frozen
+class ImportResult:
+    """The summary of one import (``--json`` prints it)."""
+
+    bundle: str
+    kind: str
+    format: str
+    target: str
+    images: tuple[ImageOutcome, ...]
+    bytes_moved: int
+    bytes_skipped: int
+    blobs_moved: int
+    blobs_skipped: int
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data for ``--json``."""
+        return {
+            "bundle": self.bundle,
+            "kind": self.kind,
+            "format": self.format,
+            "target": self.target,
+            "images": [attrs.asdict(i) for i in self.images],
+            "bytesMoved": self.bytes_moved,
+            "bytesSkipped": self.bytes_skipped,
+            "blobsMoved": self.blobs_moved,
+            "blobsSkipped": self.blobs_skipped,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@attrs.define
+class _Tally:
+    outcomes: list[ImageOutcome] = attrs.field(factory=list)
+    blobs_moved: int = 0
+    blobs_skipped: int = 0
+    bytes_moved: int = 0
+    bytes_skipped: int = 0
+
+
+class Target(abc.ABC):
+    """Where an import puts a verified bundle."""
+
+    description: str = ""
+
+    async def check(self, staged: StagedBundle) -> None:  # noqa: B027 - optional hook
+        """Refuse a bundle this target cannot take, before anything is made visible."""
+
+    @abc.abstractmethod
+    async def publish(self, staged: StagedBundle, work: Path, progress: Progress) -> _Tally:
+        """Make the verified images of ``staged`` available; ``work`` is scratch space."""
+
+
+# ---------------------------------------------------------------------- engine
+
+
+class EngineTarget(Target):
+    """Load into a container engine through :meth:`fogwire.engine.Engine.load_image_archive`.
+
+    For each image the variant for ``platform`` (default: this machine's) is chosen;
+    an archive holding those images is written in the staging directory, as both an
+    OCI layout (``index.json``) and a docker-archive (``manifest.json``), so every
+    engine plugin can load it without conversion.
+    """
+
+    def __init__(self, engine: Engine, platform: Platform) -> None:
+        self.engine = engine
+        self.platform = platform
+        self.description = f"engine {engine.name or type(engine).__name__}"
+        self._chosen: list[tuple[BundleImage, dict[str, Any]]] = []
+
+    async def check(self, staged: StagedBundle) -> None:
+        """Pick every image's variant for the platform; refuse the bundle if one has none."""
+        layout = staged.layout
+        chosen: list[tuple[BundleImage, dict[str, Any]]] = []
+        for image in staged.images:
+            if image.media_type in INDEX_TYPES:
+                entries = pick_platforms(layout.read_json(image.digest), [self.platform])
+                if not entries:
+                    raise BundleError(
+                        f"{staged.source}: image {image.reference} has no variant for {self.platform} "
+                        f"(it has {', '.join(image.platforms) or 'none'}); build the bundle with that platform"
+                    )
+                chosen.append((image, entries[0]))
+                continue
+            found = Platform.parse(image.platforms[0]) if image.platforms and "/" in image.platforms[0] else None
+            if found is None or not self.platform.matches(found):
+                raise BundleError(
+                    f"{staged.source}: image {image.reference} is {image.platforms[0] if image.platforms else 'of unknown platform'}"
+                    f", not {self.platform}; this node cannot run it"
+                )
+            chosen.append((image, {"digest": image.digest, "mediaType": image.media_type, "size": image.size}))
+        self._chosen = chosen
+
+    async def publish(self, staged: StagedBundle, work: Path, progress: Progress) -> _Tally:
+        """Write the engine archive of images the engine lacks and load it."""
+        tally = _Tally()
+        layout = staged.layout
+        wanted: list[tuple[BundleImage, dict[str, Any], dict[str, Any]]] = []
+        for image, descriptor in self._chosen:
+            manifest = layout.read_json(str(descriptor["digest"]))
+            config_digest = str((manifest.get("config") or {}).get("digest"))
+            size = sum(layout.size(str(d["digest"])) for d in _parts(manifest))
+            name = _engine_name(image.reference)
+            present = await self.engine.image_digest(name) if name else None
+            if present == config_digest:
+                progress.note(f"{image.reference}: already in the engine ({config_digest[:19]}); skipped")
+                tally.outcomes.append(ImageOutcome(image.reference, name, image.digest, "present"))
+                tally.bytes_skipped += size
+                tally.blobs_skipped += len(manifest.get("layers") or []) + 1
+                progress.skip(size)
+                continue
+            wanted.append((image, descriptor, manifest))
+        if not wanted:
+            return tally
+        archive = work / "engine-archive.tar"
+        blobs = await asyncio.to_thread(_write_engine_archive, layout, wanted, archive)
+        tally.blobs_moved += len(blobs)
+        tally.bytes_moved += sum(blobs.values())
+        names = ", ".join(i.reference for i, _, _ in wanted)
+        progress.start(f"loading {names}")
+        progress.expect(archive.stat().st_size)
+        result = await self.engine.load_image_archive(archive)
+        progress.advance(archive.stat().st_size)
+        progress.finish(f"loading {names}", f"engine reports {', '.join(result.references) or 'no names'}")
+        for image, _, _ in wanted:
+            tally.outcomes.append(
+                ImageOutcome(image.reference, _engine_name(image.reference) or image.digest, image.digest, "loaded")
+            )
+        return tally
+
+
+def _parts(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    return [manifest.get("config") or {}, *(manifest.get("layers") or [])]
+
+
+def _engine_name(reference: str) -> str:
+    """The name an engine tags the image with: the reference without a digest (``""`` if none)."""
+    try:
+        ref = Reference.parse(reference)
+    except BundleError:
+        return ""
+    if not ref.tag:
+        return ""
+    return str(attrs.evolve(ref, digest=""))
+
+
+def _write_engine_archive(
+    layout: LayoutDir, wanted: Sequence[tuple[BundleImage, dict[str, Any], dict[str, Any]]], archive: Path
+) -> dict[str, int]:
+    """An OCI layout + docker-archive tar of the chosen manifests; returns the blobs written."""
+    blobs: dict[str, int] = {}
+    index_entries: list[dict[str, Any]] = []
+    docker_manifest: list[dict[str, Any]] = []
+    for image, descriptor, manifest in wanted:
+        digest = str(descriptor["digest"])
+        name = _engine_name(image.reference)
+        annotations = {REF_NAME: name, CONTAINERD_NAME: name} if name else {}
+        index_entries.append(
+            {
+                "mediaType": descriptor.get("mediaType") or manifest.get("mediaType"),
+                "digest": digest,
+                "size": layout.size(digest),
+                **({"annotations": annotations} if annotations else {}),
+            }
+        )
+        blobs[digest] = layout.size(digest)
+        for part in _parts(manifest):
+            blobs[str(part["digest"])] = layout.size(str(part["digest"]))
+        docker_manifest.append(
+            {
+                "Config": "blobs/sha256/" + str(manifest["config"]["digest"]).split(":", 1)[1],
+                "RepoTags": [name] if name else [],
+                "Layers": ["blobs/sha256/" + str(d["digest"]).split(":", 1)[1] for d in manifest.get("layers") or []],
+            }
+        )
+    small = {
+        OCI_LAYOUT: canonical_json(LAYOUT_VERSION),
+        INDEX: json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": index_entries}).encode(),
+        "manifest.json": json.dumps(docker_manifest).encode(),
+    }
+    with (
+        archive.open("wb") as out,
+        tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, bufsize=CHUNK) as tar,
+    ):
+        for name, data in small.items():
+            tar.addfile(tar_entry(name, len(data)), io.BytesIO(data))
+        tar.addfile(tar_entry("blobs", directory=True))
+        tar.addfile(tar_entry("blobs/sha256", directory=True))
+        for digest in sorted(blobs):
+            path = layout.blob_path(digest)
+            with path.open("rb") as f:
+                tar.addfile(tar_entry("blobs/sha256/" + digest.split(":", 1)[1], blobs[digest]), f)
+    return blobs
+
+
+# ---------------------------------------------------------------------- registry
+
+
+class RegistryTarget(Target):
+    """Push to a registry: blobs (skipping those a ``HEAD`` finds), then manifests, then tags.
+
+    Images keep their repository path and tag under ``server`` (and ``prefix``).
+    Open upload sessions are recorded in ``resume_file`` after every chunk.
+    """
+
+    def __init__(self, client: RegistryClient, prefix: str = "", resume_file: Path | None = None) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.resume_file = resume_file
+        self.description = f"registry {client.server}{'/' + prefix if prefix else ''}"
+
+    def target_reference(self, reference: str) -> Reference:
+        """Where ``reference`` of the bundle lands in this registry."""
+        return Reference.parse(reference).with_registry(self.client.server, self.prefix)
+
+    async def publish(self, staged: StagedBundle, work: Path, progress: Progress) -> _Tally:
+        """Push every image (in a thread: the client blocks)."""
+        return await asyncio.to_thread(self._push_all, staged, progress)
+
+    # -- resume records
+
+    def _load_resume(self) -> dict[str, dict[str, Any]]:
+        if self.resume_file is None or not self.resume_file.exists():
+            return {}
+        try:
+            data = json.loads(self.resume_file.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _save_resume(self, records: dict[str, dict[str, Any]]) -> None:
+        if self.resume_file is None:
+            return
+        self.resume_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.resume_file.with_name(self.resume_file.name + ".tmp")
+        tmp.write_text(json.dumps(records))
+        tmp.replace(self.resume_file)
+
+    # -- pushing
+
+    def _push_all(self, staged: StagedBundle, progress: Progress) -> _Tally:
+        tally = _Tally()
+        records = self._load_resume()
+        try:
+            for image in staged.images:
+                self._push_image(staged, image, progress, tally, records)
+        finally:
+            self.client.close()
+        return tally
+
+    def _push_image(
+        self,
+        staged: StagedBundle,
+        image: BundleImage,
+        progress: Progress,
+        tally: _Tally,
+        records: dict[str, dict[str, Any]],
+    ) -> None:
+        layout = staged.layout
+        ref = self.target_reference(image.reference)
+        repository = ref.repository
+        manifests: list[tuple[str, str]] = []
+        blobs: list[str] = []
+        for descriptor, _ in layout.walk(image.digest, image.media_type, image.reference):
+            digest = str(descriptor["digest"])
+            kind = str(descriptor.get("mediaType", ""))
+            if digest == image.digest or kind in INDEX_TYPES or kind.endswith(("manifest.v1+json", "manifest.v2+json")):
+                manifests.append((digest, kind or str(layout.read_json(digest).get("mediaType", ""))))
+            elif digest not in blobs:
+                blobs.append(digest)
+        progress.start(f"{image.reference} -> {ref}")
+        missing: list[str] = []
+        for digest in blobs:
+            if self.client.has_blob(repository, digest, push=True):
+                tally.blobs_skipped += 1
+                tally.bytes_skipped += layout.size(digest)
+                progress.skip(layout.size(digest))
+            else:
+                missing.append(digest)
+        progress.expect(sum(layout.size(d) for d in missing))
+        for digest in missing:
+            tally.bytes_moved += self._upload(repository, digest, layout, progress, records)
+            tally.blobs_moved += 1
+        # children before parents: walk yields the root first
+        pushed_any = bool(missing)
+        for digest, media_type in reversed(manifests):
+            if digest == image.digest:
+                continue
+            if self.client.manifest_digest(repository, digest, push=True) is None:
+                self.client.put_manifest(repository, digest, layout.read_small(digest), media_type)
+                pushed_any = True
+        top = ref.tag or image.digest
+        if self.client.manifest_digest(repository, top, push=True) != image.digest:
+            self.client.put_manifest(repository, top, layout.read_small(image.digest), image.media_type)
+            pushed_any = True
+        progress.finish(f"{image.reference} -> {ref}", "pushed" if pushed_any else "already there")
+        tally.outcomes.append(
+            ImageOutcome(image.reference, str(ref), image.digest, "pushed" if pushed_any else "present")
+        )
+
+    def _upload(
+        self, repository: str, digest: str, layout: LayoutDir, progress: Progress, records: dict[str, dict[str, Any]]
+    ) -> int:
+        """Upload one blob, resuming a recorded session; return the bytes sent now."""
+        key = f"{self.client.server}/{repository}@{digest}"
+        size = layout.size(digest)
+        location, offset = "", 0
+        record = records.get(key)
+        if record:
+            found = self.client.upload_offset(repository, str(record.get("location", "")))
+            if found is not None and found <= size:
+                location, offset = str(record["location"]), found
+                log.info("resuming upload of %s at byte %d of %d", digest, offset, size)
+                progress.skip(offset)
+        if not location:
+            location = self.client.start_upload(repository)
+            records[key] = {"location": location, "offset": 0}
+            self._save_resume(records)
+        sent = 0
+
+        def on_chunk(new_location: str, new_offset: int, length: int) -> None:
+            nonlocal sent
+            sent += length
+            progress.advance(length)
+            records[key] = {"location": new_location, "offset": new_offset}
+            self._save_resume(records)
+
+        with layout.blob_path(digest).open("rb") as source:
+            location = self.client.upload_chunks(repository, location, source, offset, size, on_chunk)
+        self.client.finish_upload(repository, location, digest)
+        records.pop(key, None)
+        self._save_resume(records)
+        return sent
+
+
+# ---------------------------------------------------------------------- entry point
+
+
+async def import_bundle(
+    path: Path, target: Target, *, work_dir: Path, progress: Progress | None = None
+) -> ImportResult:
+    """Verify the bundle at ``path`` completely, then publish it to ``target``.
+
+    Staging happens in a fresh directory under ``work_dir``, removed afterwards
+    whatever happens. A full disk is a :class:`BundleError` naming the directory.
+    """
+    progress = progress or Progress.silent()
+    started = time.monotonic()
+    path = Path(path)
+    work_dir = Path(work_dir)
+    try:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix="import-", dir=work_dir))
+    except OSError as error:
+        raise BundleError(f"{work_dir}: cannot create the staging directory: {error.strerror or error}") from None
+    try:
+        staged = await asyncio.to_thread(stage, path, work, progress)
+        await target.check(staged)
+        tally = await target.publish(staged, work, progress)
+    except OSError as error:
+        if error.errno == errno.ENOSPC:
+            raise BundleError(
+                f"{path}: no space left on device while staging it in {work_dir}; free space there "
+                "or choose another --work-dir (nothing was imported)"
+            ) from None
+        raise BundleError(f"{path}: {error.strerror or error} ({error.filename or work_dir})") from None
+    finally:
+        await asyncio.to_thread(shutil.rmtree, work, True)
+    return ImportResult(
+        bundle=str(path),
+        kind=staged.kind,
+        format=staged.format.value,
+        target=target.description,
+        images=tuple(tally.outcomes),
+        bytes_moved=tally.bytes_moved,
+        bytes_skipped=tally.bytes_skipped,
+        blobs_moved=tally.blobs_moved,
+        blobs_skipped=tally.blobs_skipped,
+        seconds=time.monotonic() - started,
+    )

@@ -1,0 +1,208 @@
+"""The bundle's on-disk form: an OCI image layout plus ``fogwire-bundle.json``.
+
+A bundle is one OCI image layout (``oci-layout``, ``index.json``,
+``blobs/sha256/<hex>``) holding every image, each blob stored once however many
+images share it, and a bundle manifest listing every image (reference, digest,
+platforms) and every blob (digest, size). :class:`LayoutDir` writes and reads such
+a directory; the archive formats wrap it (see :mod:`fogwire.bundle.archive`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import attrs
+
+from fogwire.bundle.errors import BundleError
+from fogwire.bundle.oci import (
+    CONTAINERD_NAME,
+    INDEX_TYPES,
+    OCI_INDEX,
+    REF_NAME,
+    canonical_json,
+    check_digest,
+    copy_hashing,
+)
+
+BUNDLE_MANIFEST = "fogwire-bundle.json"
+"""Name of the bundle manifest beside ``index.json``."""
+BUNDLE_KIND = "fogwire-bundle"
+OCI_LAYOUT = "oci-layout"
+INDEX = "index.json"
+LAYOUT_VERSION = {"imageLayoutVersion": "1.0.0"}
+
+
+@attrs.frozen
+class BundleImage:
+    """One image of a bundle: its reference, manifest (or index) digest and platforms."""
+
+    reference: str
+    digest: str
+    media_type: str
+    size: int
+    platforms: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class BlobInfo:
+    """One blob of a bundle."""
+
+    digest: str
+    size: int
+    media_type: str = ""
+
+
+class LayoutDir:
+    """An OCI image layout directory: blobs by digest, ``index.json``, ``oci-layout``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.blobs = root / "blobs" / "sha256"
+
+    def create(self) -> LayoutDir:
+        """Make the directories; return ``self``."""
+        self.blobs.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def blob_path(self, digest: str) -> Path:
+        """Where blob ``digest`` lives (the digest is checked first: no path escapes)."""
+        return self.blobs / check_digest(digest, str(self.root)).split(":", 1)[1]
+
+    def has(self, digest: str) -> bool:
+        """True if blob ``digest`` is stored."""
+        return self.blob_path(digest).is_file()
+
+    def size(self, digest: str) -> int:
+        """The stored size of blob ``digest``."""
+        return self.blob_path(digest).stat().st_size
+
+    def read_small(self, digest: str, limit: int = 4 << 20) -> bytes:
+        """The bytes of a small blob (a manifest or config); refuses anything over ``limit``."""
+        path = self.blob_path(digest)
+        if path.stat().st_size > limit:
+            raise BundleError(f"{self.root}: blob {digest} should be a manifest or config but is over {limit} bytes")
+        return path.read_bytes()
+
+    def read_json(self, digest: str) -> dict[str, Any]:
+        """A manifest, index or config blob parsed as a JSON object."""
+        try:
+            data = json.loads(self.read_small(digest))
+        except ValueError as error:
+            raise BundleError(f"{self.root}: blob {digest} is not valid JSON: {error}") from None
+        if not isinstance(data, dict):
+            raise BundleError(f"{self.root}: blob {digest} is not a JSON object")
+        return data
+
+    def put_bytes(self, digest: str, data: bytes) -> None:
+        """Store a small blob whose digest the caller computed."""
+        path = self.blob_path(digest)
+        if not path.exists():
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_bytes(data)
+            tmp.replace(path)
+
+    def put_stream(
+        self, expected: str, source: IO[bytes], *, where: str, on_chunk: Callable[[int], None] | None = None
+    ) -> int:
+        """Store blob ``expected`` from ``source``, hashing while copying; return its size.
+
+        A blob whose content does not hash to ``expected`` is removed and reported.
+        """
+        path = self.blob_path(expected)
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            with tmp.open("wb") as out:
+                digest, size = copy_hashing(source, out, on_chunk=on_chunk)
+            if digest != expected:
+                raise BundleError(
+                    f"{where}: blob {expected} has content hashing to {digest}: it was altered or corrupted"
+                )
+            tmp.replace(path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        return size
+
+    def write_index(self, images: Sequence[BundleImage]) -> None:
+        """Write ``oci-layout`` and ``index.json`` naming every image by its whole reference."""
+        manifests = [
+            {
+                "mediaType": image.media_type,
+                "digest": image.digest,
+                "size": image.size,
+                "annotations": {REF_NAME: image.reference, CONTAINERD_NAME: image.reference},
+            }
+            for image in images
+        ]
+        (self.root / OCI_LAYOUT).write_bytes(canonical_json(LAYOUT_VERSION))
+        index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}
+        (self.root / INDEX).write_bytes(json.dumps(index, indent=2).encode() + b"\n")
+
+    def write_bundle_manifest(self, images: Sequence[BundleImage], blobs: Sequence[BlobInfo]) -> None:
+        """Write ``fogwire-bundle.json``: every image and every blob with digest and size."""
+        document = {
+            "kind": BUNDLE_KIND,
+            "schemaVersion": 1,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "images": [
+                {
+                    "reference": i.reference,
+                    "digest": i.digest,
+                    "mediaType": i.media_type,
+                    "size": i.size,
+                    "platforms": list(i.platforms),
+                }
+                for i in images
+            ],
+            "blobs": [{"digest": b.digest, "size": b.size, "mediaType": b.media_type} for b in blobs],
+        }
+        (self.root / BUNDLE_MANIFEST).write_bytes(json.dumps(document, indent=2).encode() + b"\n")
+
+    def walk(self, digest: str, media_type: str, where: str) -> Iterator[tuple[dict[str, Any], str]]:
+        """Every descriptor reachable from manifest/index ``digest`` (itself first) with its parent's name.
+
+        Each descriptor's digest is checked; a blob that is missing is reported.
+        """
+        root = {"digest": digest, "mediaType": media_type}
+        stack: list[tuple[dict[str, Any], str]] = [(root, where)]
+        seen: set[str] = set()
+        while stack:
+            descriptor, parent = stack.pop()
+            current = check_digest(descriptor.get("digest"), parent)
+            if current in seen:
+                continue
+            seen.add(current)
+            if not self.has(current):
+                raise BundleError(f"{parent}: blob {current} is missing from the bundle")
+            declared = descriptor.get("size")
+            if isinstance(declared, int) and declared != self.size(current):
+                raise BundleError(
+                    f"{parent}: blob {current} holds {self.size(current)} bytes, its descriptor says {declared}"
+                )
+            yield descriptor, parent
+            kind = str(descriptor.get("mediaType", ""))
+            if kind in INDEX_TYPES or kind.endswith("manifest.v1+json") or kind.endswith("manifest.v2+json"):
+                document = self.read_json(current)
+                if document.get("mediaType") in INDEX_TYPES or kind in INDEX_TYPES or "manifests" in document:
+                    children = list(document.get("manifests") or [])
+                else:
+                    children = [document.get("config") or {}, *(document.get("layers") or [])]
+                for child in children:
+                    if not isinstance(child, Mapping):
+                        raise BundleError(f"manifest {current}: a descriptor is not an object")
+                    stack.append((dict(child), f"manifest {current}"))
+
+
+def fsync_dir(path: Path) -> None:
+    """fsync a directory so a rename into it survives a power cut."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
