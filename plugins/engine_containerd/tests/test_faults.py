@@ -275,3 +275,17 @@ async def test_a_pull_cut_mid_blob_leaves_no_image_and_the_next_pull_completes(
         await engine.close()
         proxy.shutdown()
         proxy.server_close()
+
+
+async def test_auto_mode_uses_a_socket_that_answers_else_embeds(workdir: Path, harness_containerd_url: str) -> None:
+    answering = await _engine(workdir / "a", socket=harness_containerd_url.removeprefix("unix://"))
+    try:
+        assert answering.daemon is None and answering.client is not None
+        assert answering.client.address == harness_containerd_url
+    finally:
+        await answering.close()
+    silent = await _engine(workdir / "b", socket=str(workdir / "no-such.sock"))
+    try:
+        assert silent.daemon is not None and silent.daemon.pid is not None
+    finally:
+        await silent.close()

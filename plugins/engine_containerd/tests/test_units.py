@@ -1,0 +1,83 @@
+"""Pure functions of the plugin: references, chain IDs, the runtime spec, the light entry point."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from fogwire_engine_containerd import _ref
+from fogwire_engine_containerd._images import chain_ids, sha256
+from fogwire_engine_containerd._spec import build_spec, capabilities, process_args, process_env
+
+from fogwire.engine import WorkloadSpec
+from fogwire.errors import EngineError
+
+
+@pytest.mark.parametrize(
+    ("reference", "name"),
+    [
+        ("busybox", "docker.io/library/busybox:latest"),
+        ("fogwire/busybox:1", "docker.io/fogwire/busybox:1"),
+        ("127.0.0.1:5001/fogwire/busybox:1", "127.0.0.1:5001/fogwire/busybox:1"),
+        ("localhost/app", "localhost/app:latest"),
+        ("quay.io/a/b@sha256:" + "0" * 64, "quay.io/a/b@sha256:" + "0" * 64),
+    ],
+)
+def test_references_are_normalised_like_containerd_names_them(reference: str, name: str) -> None:
+    assert _ref.normalize(reference) == name
+
+
+@pytest.mark.parametrize("bad", ["", "Upper/Case", "a b", "x@sha256:short", "repo:"])
+def test_malformed_references_are_rejected(bad: str) -> None:
+    with pytest.raises(ValueError):
+        _ref.parse(bad)
+
+
+def test_chain_ids_follow_the_oci_rule() -> None:
+    a, b = sha256(b"a"), sha256(b"b")
+    assert chain_ids([a]) == [a]
+    assert chain_ids([a, b]) == [a, sha256(f"{a} {b}".encode())]
+
+
+def test_entrypoint_override_drops_the_image_command() -> None:
+    config = {"config": {"Entrypoint": ["/init"], "Cmd": ["serve"], "Env": ["PATH=/bin", "A=1"]}}
+    assert process_args(WorkloadSpec("w", "i"), config) == ["/init", "serve"]
+    assert process_args(WorkloadSpec("w", "i", command=("x",)), config) == ["/init", "x"]
+    assert process_args(WorkloadSpec("w", "i", entrypoint=("/bin/sh",)), config) == ["/bin/sh"]
+    assert process_env(WorkloadSpec("w", "i", env={"A": "2"}), config) == ["PATH=/bin", "A=2"]
+    with pytest.raises(EngineError, match="no command"):
+        process_args(WorkloadSpec("w", "i"), {"config": {}})
+
+
+def test_capabilities_add_drop_and_unknown() -> None:
+    caps = capabilities(WorkloadSpec("w", "i", cap_add=("net_admin",), cap_drop=("CAP_NET_RAW",)))
+    assert "CAP_NET_ADMIN" in caps and "CAP_NET_RAW" not in caps
+    assert capabilities(WorkloadSpec("w", "i", cap_drop=("ALL",))) == []
+    with pytest.raises(EngineError, match="unknown capability"):
+        capabilities(WorkloadSpec("w", "i", cap_add=("NOT_A_CAP",)))
+
+
+def test_spec_carries_limits_network_and_mounts() -> None:
+    spec = WorkloadSpec("w", "i", command=("true",), cpu_limit=0.25, memory_limit_mib=32, host_network=True)
+    out = build_spec(spec, {}, namespace="ns", mounts=[], host_files={}, cgroup_parent="/fw")
+    assert out["linux"]["resources"]["cpu"] == {"quota": 25000, "period": 100000}
+    assert out["linux"]["resources"]["memory"] == {"limit": 32 * 1024 * 1024}
+    assert {"type": "network"} not in out["linux"]["namespaces"]
+    assert out["linux"]["cgroupsPath"] == "/fw/ns/w"
+    bridged = build_spec(
+        WorkloadSpec("w", "i", command=("true",)), {}, namespace="ns", mounts=[], host_files={}, cgroup_parent="/fw"
+    )
+    assert {"type": "network"} in bridged["linux"]["namespaces"] and bridged["hostname"] == "w"
+
+
+def test_the_entry_point_module_imports_no_grpc() -> None:
+    code = (
+        "import sys, fogwire_engine_containerd.plugin as p\n"
+        "from fogwire.registry import PluginRegistry\n"
+        "r = PluginRegistry('engine'); p.fogwire_register_engines(registry=r)\n"
+        "assert r.get('edgelet') is r.get('containerd')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('grpc', 'google.protobuf'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert out.strip() == "[]"
