@@ -1,0 +1,345 @@
+"""The agent end to end on every installed engine plugin, against the harness engines and registry.
+
+Each test runs a real :class:`fogwire.Agent` (in process) on a real engine with the
+busybox test images from the harness registry (pulled with credentials), and checks
+the engine's actual workloads, not only what the agent reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.metadata
+import socket
+import time
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fogwire.agent import Agent, write_documents
+from fogwire.engine import Engine, EngineContext, WorkloadSpec, WorkloadState
+from fogwire.model.agent_config import PluginSelection, Profile
+from fogwire.paths import Paths
+from fogwire.plugins import PluginHost
+from harness import images, services
+
+ENGINES = sorted(
+    {ep.name for ep in importlib.metadata.entry_points(group="fogwire.engines")} & {"docker", "containerd", "podman"}
+)
+
+
+def engine_url(kind: str) -> str:
+    if kind == "docker":
+        return services.start_dockerd().host
+    if kind == "containerd":
+        return services.start_containerd().url
+    return services.start_podman().url
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def documents(
+    test_images: images.TestImages, microservices: list[dict[str, Any]], app: str = "app"
+) -> list[dict[str, Any]]:
+    """A Registry (id 3, the harness registry with credentials) and an Application."""
+    return [
+        {
+            "apiVersion": "iofog.org/v3",
+            "kind": "Registry",
+            "spec": {
+                "id": 3,
+                "url": test_images.registry,
+                "username": test_images.username,
+                "password": test_images.password,
+                "insecure": True,
+            },
+        },
+        {
+            "apiVersion": "iofog.org/v3",
+            "kind": "Application",
+            "metadata": {"name": app},
+            "spec": {"microservices": microservices},
+        },
+    ]
+
+
+def microservice(name: str, image: str, command: list[str], **container: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "images": {"x86": image, "arm": image, "registry": 3},
+        "container": {"commands": command, **container},
+    }
+
+
+class Env:
+    """One test's agent set-up: paths, a unique agent id and name prefix, engine access."""
+
+    def __init__(self, kind: str, tmp: Path, test_images: images.TestImages) -> None:
+        self.kind = kind
+        self.url = engine_url(kind)
+        self.images = test_images
+        self.id = uuid.uuid4().hex[:6]
+        self.agent_id = f"t6-{self.id}"
+        self.paths = Paths(tmp / "config.yaml", tmp / "state", tmp / "log", tmp / "run")
+        self.host = PluginHost()
+
+    def name(self, short: str) -> str:
+        return f"fw6{self.id}-{short}"
+
+    def profile(self, **changes: Any) -> Profile:
+        return Profile(container_engine=self.kind, container_engine_url=self.url, agent_id=self.agent_id, **changes)
+
+    def agent(self, **kwargs: Any) -> Agent:
+        kwargs.setdefault("rollback_grace_s", 1.5)
+        kwargs.setdefault("backoff_cap_s", 1.0)
+        kwargs.setdefault("control_socket", False)
+        profile = kwargs.pop("profile", None) or self.profile()
+        return Agent(engine=self.kind, profile=profile, paths=self.paths, plugins=self.host, **kwargs)
+
+    def engine(self, agent_id: str | None = None) -> Engine:
+        context = EngineContext(
+            agent_id=agent_id or self.agent_id,
+            data_dir=self.paths.state_dir / "engine",
+            run_dir=self.paths.run_dir,
+            log_dir=self.paths.log_dir,
+            url=self.url,
+        )
+        return self.host.engine_factory(self.kind)(context)
+
+    async def actual(self) -> dict[str, Any]:
+        engine = self.engine()
+        await engine.start()
+        try:
+            return {w.name: w for w in await engine.list_managed()}
+        finally:
+            await engine.close()
+
+    async def cleanup(self) -> None:
+        engine = self.engine()
+        await engine.start()
+        try:
+            for w in await engine.list_managed():
+                await engine.remove(w.name)
+        finally:
+            await engine.close()
+
+
+@pytest.fixture(params=ENGINES)
+async def env(request: pytest.FixtureRequest, tmp_path: Path, harness_images: images.TestImages) -> AsyncIterator[Env]:
+    e = Env(request.param, tmp_path, harness_images)
+    yield e
+    await e.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def running(agent: Agent) -> AsyncIterator[Agent]:
+    task = asyncio.create_task(agent.run())
+    started = asyncio.create_task(agent.started.wait())
+    done, _ = await asyncio.wait({task, started}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        started.cancel()
+        task.result()
+    try:
+        yield agent
+    finally:
+        agent.stop()
+        await asyncio.wait_for(task, 60)
+
+
+def fetch(port: int, timeout: float = 20.0) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=2) as response:
+                return str(response.read().decode())
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def status_of(status: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(m for m in status["microservices"] if m["name"] == name)
+
+
+async def test_apply_replace_remove(env: Env) -> None:
+    port = free_port()
+    web, worker = env.name("web"), env.name("worker")
+    volume = env.name("data")
+
+    def state(message: str, with_worker: bool = True) -> list[dict[str, Any]]:
+        ms = [
+            microservice(
+                web,
+                env.images.ref_v1,
+                ["httpd", "-f", "-p", "8080", "-h", "/www"],
+                ports=[{"internal": 8080, "external": port}],
+            )
+        ]
+        if with_worker:
+            ms.append(
+                microservice(
+                    worker,
+                    env.images.ref_v1,
+                    ["sh", "-c", "while true; do echo $MSG >> /data/out.txt; sleep 1; done"],
+                    env=[{"key": "MSG", "value": message}],
+                    volumes=[{"hostDestination": volume, "containerDestination": "/data", "type": "volume"}],
+                )
+            )
+        return documents(env.images, ms)
+
+    async with running(env.agent()) as agent:
+        result = await agent.apply(state("hello"))
+        assert sorted((a["action"], a["name"], a["ok"]) for a in result["actions"]) == [
+            ("create", web, True),
+            ("create", worker, True),
+        ]
+        assert "fogwire busybox" in await asyncio.to_thread(fetch, port)
+        first = await env.actual()
+        assert {first[web].state, first[worker].state} == {WorkloadState.RUNNING}
+
+        result = await agent.apply(state("changed"))
+        assert [(a["action"], a["name"], a["ok"]) for a in result["actions"]] == [("replace", worker, True)]
+        assert result["actions"][0]["reason"] == "changed: env"
+        assert result["unchanged"] == [web]
+        second = await env.actual()
+        # (containerd's ids are the names, so compare start times and hashes too.)
+        assert (second[web].id, second[web].started_at) == (first[web].id, first[web].started_at)
+        assert second[worker].labels["io.fogwire.config-hash"] != first[worker].labels["io.fogwire.config-hash"]
+        assert second[worker].started_at != first[worker].started_at
+        assert second[worker].state is WorkloadState.RUNNING
+
+        result = await agent.apply(state("changed", with_worker=False))
+        assert [(a["action"], a["name"]) for a in result["actions"]] == [("remove", worker)]
+        assert set(await env.actual()) == {web}
+
+        result = await agent.apply([])
+        assert [(a["action"], a["name"]) for a in result["actions"]] == [("remove", web)]
+        assert await env.actual() == {}
+
+
+async def test_one_bad_microservice_does_not_block_the_others(env: Env) -> None:
+    good = [env.name("good1"), env.name("good2")]
+    bad = env.name("bad")
+    ms = [microservice(n, env.images.ref_v1, ["sleep", "3600"]) for n in good]
+    ms.append(microservice(bad, f"{env.images.repository}-does-not-exist:1", ["sleep", "3600"]))
+    async with running(env.agent(max_failures=2)) as agent:
+        result = await agent.apply(documents(env.images, ms))
+        outcomes = {a["name"]: a["ok"] for a in result["actions"]}
+        assert outcomes == {good[0]: True, good[1]: True, bad: False}
+        actual = await env.actual()
+        assert set(actual) == set(good)
+        deadline = time.monotonic() + 20
+        while status_of(await agent.status(), bad)["status"] != "failed":
+            assert time.monotonic() < deadline, "the bad microservice was never marked failed"
+            await asyncio.sleep(0.3)
+        entry = status_of(await agent.status(), bad)
+        assert "does-not-exist" in entry["last_error"]
+        assert entry["state"] == "absent"
+        assert status_of(await agent.status(), good[0])["status"] == "running"
+
+
+async def test_health_gated_rollback(env: Env) -> None:
+    name = env.name("svc")
+    good = documents(env.images, [microservice(name, env.images.ref_v1, ["sleep", "3600"])])
+    broken = documents(env.images, [microservice(name, env.images.ref_v1, ["sh", "-c", "sleep 0.3; exit 3"])])
+    fixed = documents(env.images, [microservice(name, env.images.ref_v2, ["sleep", "3600"])])
+    async with running(env.agent()) as agent:
+        await agent.apply(good)
+        before = (await env.actual())[name]
+        result = await agent.apply(broken)
+        assert [(a["action"], a["ok"], a["detail"]) for a in result["actions"]] == [("replace", False, "rolled back")]
+        after = (await env.actual())[name]
+        assert after.state is WorkloadState.RUNNING
+        assert after.labels["io.fogwire.config-hash"] == before.labels["io.fogwire.config-hash"]
+        entry = status_of(await agent.status(), name)
+        assert entry["status"] == "rolled_back"
+        assert "exited with code 3" in entry["last_error"]
+        # The rejected spec is not retried by later passes...
+        again = await agent.reconcile_now()
+        assert again.plan.actions == ()
+        # ...but a new change is.
+        result = await agent.apply(fixed)
+        assert [(a["action"], a["ok"]) for a in result["actions"]] == [("replace", True)]
+        final = (await env.actual())[name]
+        assert final.image == env.images.ref_v2
+        assert status_of(await agent.status(), name)["status"] == "running"
+
+
+async def test_adoption_after_restart_recreates_nothing(env: Env) -> None:
+    names = [env.name(f"a{i}") for i in range(3)]
+    state = documents(env.images, [microservice(n, env.images.ref_v1, ["sleep", "3600"]) for n in names])
+    async with running(env.agent()) as agent:
+        await agent.apply(state)
+    before = await env.actual()
+    assert set(before) == set(names)
+    async with running(env.agent()) as agent:
+        result = await agent.reconcile_now()
+        assert result.plan.actions == ()
+        assert result.engine_writes == 0
+        assert sorted(result.plan.unchanged) == sorted(names)
+    after = await env.actual()
+    assert {n: (w.id, w.started_at) for n, w in after.items()} == {n: (w.id, w.started_at) for n, w in before.items()}
+
+
+async def test_offline_start_runs_the_last_applied_state(env: Env) -> None:
+    names = [env.name("o1"), env.name("o2")]
+    desired_file = env.paths.config_dir / "desired.yaml"
+    state = documents(env.images, [microservice(n, env.images.ref_v1, ["sleep", "3600"]) for n in names])
+    write_documents(desired_file, state)
+    profile = env.profile(config_source=PluginSelection("file", {"path": str(desired_file)}))
+    async with running(env.agent(profile=profile)) as agent:
+        await agent.reconcile_now()
+        assert set(await env.actual()) == set(names)
+    # The device reboots with no source: the file is gone and a workload was lost.
+    desired_file.unlink()
+    engine = env.engine()
+    await engine.start()
+    await engine.remove(names[0])
+    await engine.close()
+    async with running(env.agent(profile=profile)) as agent:
+        result = await agent.reconcile_now()
+        assert [(a.kind, a.name) for a in result.plan.actions] == [("create", names[0])]
+        assert set(await env.actual()) == set(names)
+        events = (await agent.status())["events"]
+        assert any(e["kind"] == "source-unavailable" for e in events)
+
+
+async def test_unmanaged_workloads_are_never_touched(env: Env) -> None:
+    stranger = env.name("stranger")
+    other = env.engine(agent_id=f"other-{env.id}")
+    await other.start()
+    try:
+        await other.obtain_image(env.images.ref_v1, _auth(env.images))
+        await other.create(WorkloadSpec(name=stranger, image=env.images.ref_v1, command=("sleep", "3600")))
+        await other.start_workload(stranger)
+        mine = env.name("mine")
+        async with running(env.agent()) as agent:
+            await agent.apply(documents(env.images, [microservice(mine, env.images.ref_v1, ["sleep", "3600"])]))
+            result = await agent.apply([])
+            assert [(a["action"], a["name"]) for a in result["actions"]] == [("remove", mine)]
+            # A desired microservice whose name an unmanaged container holds fails; the container stays.
+            result = await agent.apply(
+                documents(env.images, [microservice(stranger, env.images.ref_v1, ["sleep", "10"])])
+            )
+            assert [(a["action"], a["ok"]) for a in result["actions"]] == [("create", False)]
+        info = await other.inspect(stranger)
+        assert info is not None and info.state is WorkloadState.RUNNING
+        assert info.labels.get("io.fogwire.managed") == f"other-{env.id}"
+    finally:
+        await other.remove(stranger)
+        await other.close()
+
+
+def _auth(test_images: images.TestImages) -> Any:
+    from fogwire.engine import RegistryAuth
+
+    return RegistryAuth(test_images.registry, test_images.username, test_images.password, insecure=True)
