@@ -51,11 +51,18 @@ def validate_file(path: Path) -> list[Problem]:
     for index, document in enumerate(documents, start=1):
         try:
             if isinstance(document, list):
+                import attrs
+
                 from fogwire.model import router
 
-                router.parse_router_config(document, origin, index, converter)
-            elif isinstance(document, dict) and "kind" not in document and (
-                "profiles" in document or "currentProfile" in document
+                try:
+                    router.structure_skrouterd_list(document, origin)
+                except ConfigError as error:  # the router model numbers every problem DOC#1
+                    problems.extend(attrs.evolve(p, index=index) for p in error.problems)
+            elif (
+                isinstance(document, dict)
+                and "kind" not in document
+                and ("profiles" in document or "currentProfile" in document)
             ):
                 parse_agent_config(document, origin, converter)
             else:
