@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,7 @@ class MountedFileSource(ConfigSource):
         self.path = self.settings.path
         self.degraded: str | None = None
         self._good: ConfigSnapshot | None = None
+        self._read_identity: tuple[int, ...] | None = None
         platform = context.environ.get("SKUPPER_PLATFORM")
         if platform is not None and platform != "kubernetes":
             log.warning(
@@ -136,11 +138,21 @@ class MountedFileSource(ConfigSource):
             raise _Unusable(f"{origin} is not valid JSON (half-written?): {error}") from None
         return ConfigSnapshot.of(origin, validate_skrouterd_config(payload, origin))
 
+    def _identity(self) -> tuple[int, ...] | None:
+        """What changes whenever the file (or what its symlinks point to) is replaced or written."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
     def _refresh(self) -> bool:
         """Read the file; take it if valid and new. True when a new config was taken."""
+        identity = self._identity()
         try:
             snapshot = self._read()
         except (_Unusable, InvalidConfigError) as error:
+            self._read_identity = None
             reason = str(error)
             if self._good is not None and reason != self.degraded:
                 log.warning("%s; keeping the last good config", reason)
@@ -149,6 +161,7 @@ class MountedFileSource(ConfigSource):
         if self.degraded is not None and self._good is not None:
             log.info("%s is valid again", self.path)
         self.degraded = None
+        self._read_identity = identity
         if self._good is not None and snapshot.digest == self._good.digest:
             return False
         self._good = snapshot
@@ -181,6 +194,9 @@ class MountedFileSource(ConfigSource):
         """
         if self._good is None:
             return await self._wait_first()
+        # the usual case: the watcher has just read this very file; a stat is enough to know
+        if self.degraded is None and self._read_identity is not None and self._identity() == self._read_identity:
+            return self._good
         await asyncio.to_thread(self._refresh)
         return self._good
 
