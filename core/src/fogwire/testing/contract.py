@@ -74,8 +74,8 @@ SERVE = "mkdir -p /tmp/www && echo fogwire-ok > /tmp/www/index.html && exec http
 SHOW_CAPS = ("sh", "-c", "grep -E '^Cap(Eff|Bnd):' /proc/self/status; echo caps-end")
 """A command printing the workload's capability masks."""
 
+CHOWN_BIT = 1 << 0
 NET_ADMIN_BIT = 1 << 12
-NET_RAW_BIT = 1 << 13
 
 
 def unique(prefix: str = "fwc") -> str:
@@ -617,14 +617,14 @@ class EngineContract:
                 image=fogwire_registry.image,
                 command=SHOW_CAPS,
                 cap_add=("NET_ADMIN",),
-                cap_drop=("NET_RAW",),
+                cap_drop=("CHOWN",),
             ),
             "caps-end",
         )
         assert not cap_mask(plain) & NET_ADMIN_BIT
-        assert cap_mask(plain) & NET_RAW_BIT
+        assert cap_mask(plain) & CHOWN_BIT
         assert cap_mask(changed) & NET_ADMIN_BIT
-        assert not cap_mask(changed) & NET_RAW_BIT
+        assert not cap_mask(changed) & CHOWN_BIT
 
     async def test_privileged(self, fogwire_engine: Engine, fogwire_registry: ContractRegistry) -> None:
         """A privileged workload gets every capability the host allows.

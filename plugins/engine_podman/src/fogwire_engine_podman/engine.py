@@ -1,0 +1,792 @@
+"""The Podman engine: :class:`fogwire.engine.Engine` on the podman SDK and the libpod REST API.
+
+Workarounds for podman 4.3 and podman-py 5 (``shared/reference/python-clients.md`` §2):
+
+* every create sends both ``nofile`` and ``nproc`` ulimits (option ``ulimits``):
+  the service does not apply ``containers.conf``'s ``default_ulimits`` and, given
+  an empty list, applies 1048576, which a restricted host refuses;
+* CPU limits go as ``cpu_quota``/``cpu_period`` (podman-py drops ``nano_cpus``);
+* pulls read the whole progress stream and fail on its ``error`` (podman-py
+  returns an empty image instead of raising);
+* events are filtered by label on the client side (a ``label`` filter returns
+  nothing on 4.3);
+* credentials and ``tlsVerify`` are sent with every pull (the service's login
+  stores nothing).
+
+Two things the service does not do on a host without systemd, the engine does
+itself (options ``healthchecks`` and ``oom_watch``): it runs the health checks
+of running workloads at their interval (podman schedules them with systemd
+timers), and it reads OOM kills from the kernel log (conmon did not report
+them on this cgroup-v1 host).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import functools
+import json
+import logging
+import math
+import os
+import re
+import select
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import attrs
+import podman
+import podman.errors
+import requests.exceptions
+
+from fogwire.convert import PositiveInt, make_converter, structure
+from fogwire.engine import (
+    MANAGED_LABEL,
+    NAME_LABEL,
+    Engine,
+    EngineContext,
+    EngineEvent,
+    EventKind,
+    Health,
+    LoadResult,
+    LogLine,
+    PruneResult,
+    RegistryAuth,
+    WorkloadInfo,
+    WorkloadSpec,
+    WorkloadState,
+)
+from fogwire.errors import (
+    ConfigError,
+    EngineError,
+    ImageNotFoundError,
+    PortInUseError,
+    Problem,
+    RegistryAuthError,
+    WorkloadNotFoundError,
+)
+from fogwire_engine_podman._streams import (
+    close_response,
+    iter_log_frames,
+    parse_time,
+    stream_in_thread,
+    time_from_nanos,
+)
+from fogwire_engine_podman.service import PodmanService, default_sockets, socket_answers
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_STATES = {
+    "created": WorkloadState.CREATED,
+    "configured": WorkloadState.CREATED,
+    "initialized": WorkloadState.CREATED,
+    "running": WorkloadState.RUNNING,
+    "stopping": WorkloadState.RUNNING,
+    "stopped": WorkloadState.EXITED,
+    "exited": WorkloadState.EXITED,
+    "removing": WorkloadState.EXITED,
+    "paused": WorkloadState.PAUSED,
+}
+
+_NOT_FOUND_MARKERS = ("manifest unknown", "not found", "name unknown", "does not exist", "no such image")
+_AUTH_MARKERS = ("unauthorized", "authentication required", "invalid username/password", "401", "denied")
+_PORT_MARKERS = ("address already in use", "port is already allocated")
+_OOM_LINE = re.compile(r"oom-kill:.*oom_memcg=[^,]*?libpod-(?:conmon-)?([0-9a-f]{64})")
+
+DEFAULT_ULIMITS = {"nofile": "1024:1024", "nproc": "4096:4096"}
+
+
+@attrs.frozen
+class PodmanOptions:
+    """The ``podman`` engine's options (``EngineContext.options``).
+
+    ``ulimits`` maps ``nofile``/``nproc`` (and any other rlimit) to
+    ``"soft:hard"``; both ``nofile`` and ``nproc`` are always sent.
+    ``service_args`` are global podman flags for the service the plugin starts
+    itself (``--root``, ``--runroot``, ``--runtime``…). ``insecure_registries``
+    are ``host:port`` talked to over plain HTTP even without credentials.
+    ``healthchecks``: ``auto`` runs health checks in the plugin when the host
+    has no systemd, ``plugin``/``engine`` force one side. ``oom_watch``: ``auto``
+    reads OOM kills from ``/dev/kmsg`` when the service is local and it is readable.
+    """
+
+    ulimits: dict[str, str] = attrs.field(factory=lambda: dict(DEFAULT_ULIMITS))
+    service_args: list[str] = attrs.field(factory=list)
+    insecure_registries: list[str] = attrs.field(factory=list)
+    healthchecks: Literal["auto", "plugin", "engine"] = "auto"
+    oom_watch: Literal["auto", "on", "off"] = "auto"
+    workers: PositiveInt = PositiveInt(8)
+    timeout_s: PositiveInt = PositiveInt(120)
+
+
+def parse_options(options: Mapping[str, Any]) -> PodmanOptions:
+    """Structure and check the options; a :class:`~fogwire.errors.ConfigError` names bad keys."""
+    opts = structure(make_converter(), dict(options), PodmanOptions, "engine options (podman)", 1, "engineOptions")
+    problems = []
+    for name, value in opts.ulimits.items():
+        if not re.fullmatch(r"\d+:\d+", value):
+            problems.append(
+                Problem("engine options (podman)", 1, f"engineOptions.ulimits.{name}", "expected 'soft:hard'")
+            )
+    if problems:
+        raise ConfigError(problems)
+    return opts
+
+
+def _ulimits(opts: PodmanOptions) -> list[dict[str, Any]]:
+    limits = {**DEFAULT_ULIMITS, **opts.ulimits}
+    result = []
+    for name, value in sorted(limits.items()):
+        soft, hard = (int(v) for v in value.split(":"))
+        result.append({"Name": name, "Soft": soft, "Hard": hard})
+    return result
+
+
+def redact(text: str, auth: RegistryAuth | None) -> str:
+    """``text`` with the password (and its base64 forms) replaced by ``***``."""
+    if auth is None or not auth.password:
+        return text
+    raw = auth.password.encode()
+    forms = {auth.password, base64.b64encode(raw).decode().rstrip("="), base64.urlsafe_b64encode(raw).decode()}
+    for form in forms:
+        text = text.replace(form, "***")
+    return text
+
+
+def pull_error(message: str, reference: str, auth: RegistryAuth | None) -> EngineError:
+    """The fogwire error for a failed pull, classified from the service's message."""
+    message = redact(message.strip(), auth)
+    lower = message.lower()
+    server = reference.split("/")[0] if "/" in reference else "docker.io"
+    if any(marker in lower for marker in _AUTH_MARKERS):
+        user = f"user {auth.username!r}" if auth else "no credentials"
+        return RegistryAuthError(
+            f"registry {server} refused {user} pulling {reference!r}: {message}; "
+            "check the registry's username and password"
+        )
+    if any(marker in lower for marker in _NOT_FOUND_MARKERS):
+        return ImageNotFoundError(f"image {reference!r} was not found in registry {server}: {message}")
+    if "http response to https client" in lower:
+        return EngineError(
+            f"registry {server} speaks plain HTTP and podman wants HTTPS for {reference!r}: mark its registry "
+            f"insecure, or list {server!r} in the engine option insecure_registries; {message}"
+        )
+    return EngineError(f"pulling {reference!r} failed: {message}")
+
+
+def _explain(error: Exception) -> str:
+    if isinstance(error, podman.errors.APIError):
+        return str(error.explanation or error)
+    return str(error)
+
+
+def _health(value: str | None) -> Health:
+    try:
+        return Health(value or "none")
+    except ValueError:
+        return Health.NONE
+
+
+def _image_id(value: str | None) -> str | None:
+    if not value:
+        return None
+    return value if value.startswith("sha256:") else f"sha256:{value}"
+
+
+class PodmanEngine(Engine):
+    """Podman through its REST service; see the module docstring and the plugin README."""
+
+    name = "podman"
+
+    def __init__(self, context: EngineContext) -> None:
+        super().__init__(context)
+        self.options = parse_options(context.options)
+        self._executor = ThreadPoolExecutor(self.options.workers, thread_name_prefix="fogwire-podman")
+        self._client: podman.PodmanClient | None = None
+        self.url: str | None = context.url
+        self.service: PodmanService | None = None
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._subscribers: set[asyncio.Queue[EngineEvent | BaseException]] = set()
+        self._oom: dict[str, float] = {}
+        self._health: dict[str, tuple[float, float, Health]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._kmsg_stop = threading.Event()
+        self._drive_health = False
+
+    # ------------------------------------------------------------------ plumbing
+
+    @property
+    def client(self) -> podman.PodmanClient:
+        """The SDK client; :meth:`start` makes it."""
+        if self._client is None:
+            raise EngineError("the podman engine is not started: call start() first")
+        return self._client
+
+    @property
+    def api(self) -> Any:
+        """podman-py's low-level API client (paths relative to ``/vX/libpod/``)."""
+        return self.client.api
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
+        except requests.exceptions.ConnectionError as error:
+            raise EngineError(f"cannot reach the podman service at {self.url}: {error}; is it running?") from error
+
+    def _lock(self, name: str) -> asyncio.Lock:
+        return self._locks.setdefault(name, asyncio.Lock())
+
+    async def start(self) -> None:
+        """Connect to the service, or start and supervise one; start the helpers the host needs."""
+        if self._client is not None:
+            return
+        if self.url is None:
+            for candidate in default_sockets():
+                if await asyncio.to_thread(socket_answers, candidate):
+                    self.url = f"unix://{candidate}"
+                    break
+            else:
+                self.service = PodmanService(
+                    self.context.run_dir / "podman.sock",
+                    self.context.log_dir / "podman-service.log",
+                    self.options.service_args,
+                )
+                await self.service.start()
+                self.url = self.service.url
+        try:
+            self._client = podman.PodmanClient(
+                base_url=self.url, timeout=self.options.timeout_s, max_pool_size=self.options.workers + 2
+            )
+            await self._call(self._client.ping)
+        except (podman.errors.PodmanError, ValueError) as error:
+            raise EngineError(f"cannot connect to the podman service at {self.url}: {error}") from error
+        local = bool(self.url and self.url.startswith("unix:"))
+        mode = self.options.healthchecks
+        self._drive_health = mode == "plugin" or (mode == "auto" and not Path("/run/systemd/system").is_dir())
+        if self._drive_health:
+            self._tasks.append(asyncio.create_task(self._health_loop(), name="fogwire-podman-health"))
+            for info in await self.list_managed():
+                if info.state is WorkloadState.RUNNING:
+                    await self._call(self._track_health, info.id)
+        watch = self.options.oom_watch
+        if watch == "on" or (watch == "auto" and local and os.access("/dev/kmsg", os.R_OK)):
+            loop = asyncio.get_running_loop()
+            threading.Thread(target=self._kmsg_loop, args=(loop,), name="fogwire-podman-oom", daemon=True).start()
+
+    async def close(self) -> None:
+        """Stop the helpers, close the client, stop a service the engine started."""
+        self._kmsg_stop.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        if self._client is not None:
+            client, self._client = self._client, None
+            await asyncio.get_running_loop().run_in_executor(self._executor, client.close)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self.service is not None:
+            await self.service.stop()
+            self.service = None
+
+    def _publish(self, event: EngineEvent) -> None:
+        for queue in list(self._subscribers):
+            queue.put_nowait(event)
+
+    def _inspect_raw(self, ref: str) -> dict[str, Any] | None:
+        response = self.api.get(f"/containers/{ref}/json")
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        data: dict[str, Any] = response.json()
+        return data
+
+    def _managed(self, name: str) -> dict[str, Any] | None:
+        """The inspect document of our workload ``name``, or ``None`` (absent or not ours)."""
+        found = self._inspect_raw(name)
+        if found is None:
+            return None
+        labels = (found.get("Config") or {}).get("Labels") or {}
+        if found.get("Name") != name or labels.get(MANAGED_LABEL) != self.context.agent_id:
+            return None
+        return found
+
+    def _require(self, name: str) -> dict[str, Any]:
+        found = self._managed(name)
+        if found is None:
+            raise WorkloadNotFoundError(
+                f"no workload named {name!r} managed by agent {self.context.agent_id!r} on podman at {self.url}"
+            )
+        return found
+
+    # ------------------------------------------------------------------ images
+
+    def _pull(self, reference: str, auth: RegistryAuth | None) -> str | None:
+        server = reference.split("/")[0]
+        insecure = (auth is not None and auth.insecure) or server in self.options.insecure_registries
+        headers = {}
+        if auth is not None:
+            config = {"username": auth.username, "password": auth.password, "serveraddress": auth.server}
+            if auth.email:
+                config["email"] = auth.email
+            headers["X-Registry-Auth"] = base64.urlsafe_b64encode(json.dumps(config).encode()).decode()
+        params = {"reference": reference, "tlsVerify": not insecure, "policy": "always", "quiet": False}
+        image_id = None
+        try:
+            response = self.api.post("/images/pull", params=params, headers=headers, stream=True)
+            try:
+                if response.status_code >= 400:
+                    raise pull_error(_body_message(response), reference, auth)
+                for line in response.iter_lines():
+                    if not line:
+                        continue
+                    message = json.loads(line)
+                    if message.get("error"):
+                        raise pull_error(str(message["error"]), reference, auth)
+                    image_id = message.get("id") or image_id
+            finally:
+                response.close()
+        except podman.errors.APIError as error:
+            raise pull_error(_explain(error), reference, auth) from None
+        if not image_id:
+            raise EngineError(f"pulling {reference!r} reported no image (podman's pull stream ended without one)")
+        return self._image_id(reference)
+
+    async def pull(self, reference: str, auth: RegistryAuth | None = None) -> str | None:
+        """Pull ``reference``, sending ``auth`` and ``tlsVerify`` with this pull only."""
+        log.debug("pulling %s on podman at %s", reference, self.url)
+        return await self._call(self._pull, reference, auth)
+
+    def _image_id(self, reference: str) -> str | None:
+        response = self.api.get(f"/images/{reference}/json")
+        if response.status_code in (400, 404):
+            return None
+        response.raise_for_status()
+        return _image_id(response.json().get("Id"))
+
+    async def image_digest(self, reference: str) -> str | None:
+        """The image id (``sha256:`` of its config) of the local image ``reference``."""
+        return await self._call(self._image_id, reference)
+
+    def _load(self, path: Path) -> LoadResult:
+        if not path.is_file():
+            raise EngineError(f"image archive {path} does not exist")
+        with path.open("rb") as data:
+            response = self.api.post("/images/load", data=data, headers={"Content-Type": "application/x-tar"})
+        if response.status_code >= 400:
+            raise EngineError(f"loading image archive {path} failed: {_body_message(response)}")
+        names = [str(n) for n in (response.json().get("Names") or [])]
+        if not names:
+            raise EngineError(f"image archive {path} held no image podman could load")
+        return LoadResult(tuple(names))
+
+    async def load_image_archive(self, path: Path) -> LoadResult:
+        """Load a docker-archive or an OCI-layout tarball (podman reads both)."""
+        return await self._call(self._load, Path(path))
+
+    def _prune(self, keep: Collection[str]) -> PruneResult:
+        containers = self.api.get("/containers/json", params={"all": True}).json() or []
+        used = {_image_id(c.get("ImageID")) for c in containers}
+        kept = {i for i in (self._image_id(k) for k in keep) if i}
+        removed: list[str] = []
+        reclaimed = 0
+        for image in self.api.get("/images/json").json() or []:
+            image_id = _image_id(image.get("Id"))
+            if image_id in used or image_id in kept:
+                continue
+            response = self.api.delete(f"/images/{image['Id']}", params={"force": False})
+            if response.status_code >= 400:
+                log.warning("prune: could not remove image %s: %s", image_id, _body_message(response))
+                continue
+            tags = [t for t in image.get("Names") or image.get("RepoTags") or [] if "<none>" not in t]
+            removed.extend(tags or [str(image_id)])
+            reclaimed += int(image.get("Size") or 0)
+        return PruneResult(tuple(removed), reclaimed)
+
+    async def prune_images(self, keep: Collection[str] = ()) -> PruneResult:
+        """Remove every image no container (managed or not) uses, except ``keep``."""
+        return await self._call(self._prune, tuple(keep))
+
+    # ------------------------------------------------------------------ workloads
+
+    def _create_kwargs(self, spec: WorkloadSpec) -> dict[str, Any]:
+        labels = {**spec.labels, **self.managed_labels, NAME_LABEL: spec.name}
+        kwargs: dict[str, Any] = {
+            "name": spec.name,
+            "environment": dict(spec.env),
+            "labels": labels,
+            "ulimits": _ulimits(self.options),
+        }
+        if spec.privileged:
+            kwargs["privileged"] = True
+        if spec.entrypoint is not None:
+            kwargs["entrypoint"] = list(spec.entrypoint)
+        if spec.host_network:
+            kwargs["network_mode"] = "host"
+        elif spec.ports:
+            ports: dict[str, list[Any]] = {}
+            for port in spec.ports:
+                binding = (port.host_ip, port.host_port) if port.host_ip else port.host_port
+                ports.setdefault(f"{port.container_port}/{port.protocol}", []).append(binding)
+            kwargs["ports"] = ports
+        binds = [m for m in spec.mounts if m.kind == "bind"]
+        if binds:
+            kwargs["mounts"] = [
+                {"type": "bind", "source": m.source, "target": m.target, "read_only": m.read_only} for m in binds
+            ]
+        volumes = [m for m in spec.mounts if m.kind == "volume"]
+        if volumes:
+            kwargs["volumes"] = {m.source: {"bind": m.target, "mode": "ro" if m.read_only else "rw"} for m in volumes}
+        if spec.extra_hosts:
+            kwargs["extra_hosts"] = dict(spec.extra_hosts)
+        if spec.restart.name != "no":
+            kwargs["restart_policy"] = {"Name": spec.restart.name, "MaximumRetryCount": spec.restart.max_retries}
+        if spec.cpu_limit is not None:
+            kwargs["cpu_period"] = 100_000
+            kwargs["cpu_quota"] = int(spec.cpu_limit * 100_000)
+        if spec.memory_limit_mib is not None:
+            kwargs["mem_limit"] = spec.memory_limit_mib * 1024 * 1024
+            kwargs["memswap_limit"] = kwargs["mem_limit"]
+        if spec.cap_add:
+            kwargs["cap_add"] = list(spec.cap_add)
+        if spec.cap_drop:
+            kwargs["cap_drop"] = list(spec.cap_drop)
+        if spec.health_check is not None:
+            hc = spec.health_check
+            kwargs["healthcheck"] = {
+                "Test": list(hc.test),
+                "Interval": int(hc.interval_s * 1e9),
+                "Timeout": int(hc.timeout_s * 1e9),
+                "StartPeriod": int(hc.start_period_s * 1e9),
+                "Retries": hc.retries,
+            }
+        return kwargs
+
+    def _create(self, spec: WorkloadSpec) -> WorkloadInfo:
+        if self._inspect_raw(spec.name) is not None:
+            raise EngineError(
+                f"cannot create workload {spec.name!r}: a container of that name already exists on podman at "
+                f"{self.url} (managed or not); remove it or choose another name"
+            )
+        if self._image_id(spec.image) is None:
+            raise ImageNotFoundError(
+                f"cannot create workload {spec.name!r}: image {spec.image!r} is not present on podman at "
+                f"{self.url}; pull or load it first"
+            )
+        try:
+            container = self.client.containers.create(
+                spec.image, list(spec.command) or None, **self._create_kwargs(spec)
+            )
+        except podman.errors.ImageNotFound:
+            raise ImageNotFoundError(
+                f"cannot create workload {spec.name!r}: image {spec.image!r} is not present; pull or load it first"
+            ) from None
+        except podman.errors.APIError as error:
+            text = _explain(error)
+            if "already in use" in text:
+                raise EngineError(
+                    f"cannot create workload {spec.name!r}: a container of that name already exists ({text})"
+                ) from None
+            raise EngineError(f"cannot create workload {spec.name!r}: {text}") from None
+        return self._info(container.attrs)
+
+    async def create(self, spec: WorkloadSpec) -> WorkloadInfo:
+        """Create ``spec`` (not started) with this agent's labels and the configured ulimits."""
+        async with self._lock(spec.name):
+            return await self._call(self._create, spec)
+
+    def _start(self, name: str) -> None:
+        found = self._require(name)
+        response = self.api.post(f"/containers/{found['Id']}/start")
+        if response.status_code < 400:
+            self._track_health(found["Id"])
+            return
+        text = _body_message(response)
+        if any(marker in text for marker in _PORT_MARKERS):
+            bindings = (found.get("HostConfig") or {}).get("PortBindings") or {}
+            ports = sorted(
+                {f"{b.get('HostIp') or '*'}:{b.get('HostPort')}" for bs in bindings.values() for b in bs or []}
+            )
+            raise PortInUseError(
+                f"workload {name!r} cannot start: a host port it publishes ({', '.join(ports)}) is already in use: "
+                f"{text}; free the port or change the mapping"
+            )
+        if response.status_code == 404:
+            raise WorkloadNotFoundError(f"workload {name!r} disappeared while starting")
+        raise EngineError(f"cannot start workload {name!r}: {text}")
+
+    async def start_workload(self, name: str) -> None:
+        """Start our workload ``name`` (a no-op if it runs)."""
+        async with self._lock(name):
+            await self._call(self._start, name)
+
+    def _stop(self, name: str, timeout_s: float) -> None:
+        found = self._require(name)
+        response = self.api.post(
+            f"/containers/{found['Id']}/stop", params={"timeout": max(0, math.ceil(timeout_s))}, timeout=timeout_s + 60
+        )
+        if response.status_code == 404:
+            raise WorkloadNotFoundError(f"workload {name!r} disappeared while stopping")
+        if response.status_code >= 400 and response.status_code != 304:
+            raise EngineError(f"cannot stop workload {name!r}: {_body_message(response)}")
+
+    async def stop(self, name: str, timeout_s: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after ``timeout_s`` (whole seconds, rounded up)."""
+        async with self._lock(name):
+            await self._call(self._stop, name, timeout_s)
+
+    def _remove(self, name: str) -> None:
+        found = self._managed(name)
+        if found is None:
+            return
+        self._health.pop(found["Id"], None)
+        if (found.get("State") or {}).get("Running"):
+            # force-remove would wait the container's stop timeout first (10 s by default)
+            self.api.post(f"/containers/{found['Id']}/kill", params={"signal": "SIGKILL"}).close()
+        response = self.api.delete(f"/containers/{found['Id']}", params={"force": True, "v": False})
+        if response.status_code >= 400 and response.status_code != 404:
+            raise EngineError(f"cannot remove workload {name!r}: {_body_message(response)}")
+
+    async def remove(self, name: str) -> None:
+        """Kill and remove our workload ``name``; absent (or not ours) is fine."""
+        async with self._lock(name):
+            await self._call(self._remove, name)
+
+    def _info(self, found: dict[str, Any]) -> WorkloadInfo:
+        state = found.get("State") or {}
+        config = found.get("Config") or {}
+        labels = dict(config.get("Labels") or {})
+        status = _STATES.get(str(state.get("Status")), WorkloadState.UNKNOWN)
+        if state.get("Restarting"):
+            status = WorkloadState.RESTARTING
+        started = parse_time(state.get("StartedAt"))
+        finished = parse_time(state.get("FinishedAt"))
+        exited = status in (WorkloadState.EXITED, WorkloadState.DEAD)
+        oom = bool(state.get("OOMKilled"))
+        oom_at = self._oom.get(found["Id"])
+        if not oom and exited and oom_at is not None and started is not None:
+            oom = oom_at >= started.timestamp() - 1
+        health = (state.get("Health") or state.get("Healthcheck") or {}).get("Status")
+        return WorkloadInfo(
+            name=labels.get(NAME_LABEL) or str(found.get("Name", "")),
+            id=found["Id"],
+            image=found.get("ImageName") or config.get("Image", ""),
+            state=status,
+            labels=labels,
+            image_digest=_image_id(found.get("Image")),
+            exit_code=state.get("ExitCode") if exited else None,
+            started_at=started,
+            finished_at=finished if exited else None,
+            health=_health(health) if config.get("Healthcheck") else Health.NONE,
+            restart_count=int(found.get("RestartCount") or 0),
+            oom_killed=oom,
+        )
+
+    def _inspect(self, name: str) -> WorkloadInfo | None:
+        found = self._managed(name)
+        return None if found is None else self._info(found)
+
+    async def inspect(self, name: str) -> WorkloadInfo | None:
+        """Our workload ``name``, or ``None``."""
+        return await self._call(self._inspect, name)
+
+    def _list_ids(self) -> list[str]:
+        filters = json.dumps({"label": [f"{MANAGED_LABEL}={self.context.agent_id}"]})
+        summaries = self.api.get("/containers/json", params={"all": True, "filters": filters}).json() or []
+        return [s["Id"] for s in summaries if (s.get("Labels") or {}).get(MANAGED_LABEL) == self.context.agent_id]
+
+    def _inspect_id(self, container_id: str) -> WorkloadInfo | None:
+        found = self._inspect_raw(container_id)
+        return None if found is None else self._info(found)
+
+    async def list_managed(self) -> list[WorkloadInfo]:
+        """Every container carrying this agent's label, inspected concurrently."""
+        ids = await self._call(self._list_ids)
+        infos = await asyncio.gather(*(self._call(self._inspect_id, i) for i in ids))
+        return sorted((i for i in infos if i is not None), key=lambda i: i.name)
+
+    # ------------------------------------------------------------------ health checks and OOM (no systemd)
+
+    def _track_health(self, container_id: str) -> None:
+        if not self._drive_health:
+            return
+        found = self._inspect_raw(container_id)
+        check = ((found or {}).get("Config") or {}).get("Healthcheck") or {}
+        test = check.get("Test") or []
+        if not test or test[0] == "NONE":
+            return
+        interval = max(float(check.get("Interval") or 30e9) / 1e9, 0.5)
+        self._health[container_id] = (interval, time.monotonic() + interval, Health.STARTING)
+
+    def _run_health(self, container_id: str) -> Health | None:
+        response = self.api.get(f"/containers/{container_id}/healthcheck")
+        if response.status_code == 404:
+            self._health.pop(container_id, None)
+            return None
+        if response.status_code >= 400:
+            return None
+        return _health(response.json().get("Status"))
+
+    async def _health_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.25)
+            now = time.monotonic()
+            due = [(cid, entry) for cid, entry in self._health.items() if entry[1] <= now]
+            results = await asyncio.gather(
+                *(self._call(self._run_health, cid) for cid, _ in due), return_exceptions=True
+            )
+            for (cid, (interval, _, last)), result in zip(due, results, strict=True):
+                if cid not in self._health:
+                    continue
+                if not isinstance(result, Health):
+                    self._health[cid] = (interval, now + interval, last)
+                    continue
+                self._health[cid] = (interval, now + interval, result)
+                if result is not last:
+                    name = await self._name_of(cid)
+                    if name is not None:
+                        self._publish(EngineEvent(EventKind.HEALTH, name, datetime.now(UTC), health=result))
+
+    async def _name_of(self, container_id: str) -> str | None:
+        found = await self._call(self._inspect_raw, container_id)
+        labels = ((found or {}).get("Config") or {}).get("Labels") or {}
+        if labels.get(MANAGED_LABEL) != self.context.agent_id:
+            return None
+        return str(labels.get(NAME_LABEL) or (found or {}).get("Name"))
+
+    def _kmsg_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
+        except OSError as error:
+            log.warning("cannot read /dev/kmsg (%s): OOM kills of podman workloads will not be reported", error)
+            return
+        try:
+            os.lseek(fd, 0, os.SEEK_END)
+            while not self._kmsg_stop.is_set():
+                ready, _, _ = select.select([fd], [], [], 0.5)
+                if not ready:
+                    continue
+                try:
+                    record = os.read(fd, 8192).decode("utf-8", "replace")
+                except BlockingIOError:
+                    continue
+                except OSError:  # EPIPE: records were overwritten; go on from the next one
+                    continue
+                match = _OOM_LINE.search(record)
+                if match:
+                    container_id = match.group(1)
+                    self._oom[container_id] = time.time()
+                    with contextlib.suppress(RuntimeError):
+                        asyncio.run_coroutine_threadsafe(self._publish_oom(container_id), loop)
+        finally:
+            os.close(fd)
+
+    async def _publish_oom(self, container_id: str) -> None:
+        name = await self._name_of(container_id)
+        if name is not None:
+            self._publish(EngineEvent(EventKind.OOM, name, datetime.now(UTC)))
+
+    # ------------------------------------------------------------------ streams
+
+    async def logs(self, name: str, *, tail: int | None = None, follow: bool = False) -> AsyncIterator[LogLine]:
+        """The workload's stdout/stderr lines (last ``tail``), then new ones with ``follow``."""
+        found = await self._call(self._require, name)
+        if tail == 0 and not follow:
+            return
+        api = self.api
+        params: dict[str, Any] = {"stdout": True, "stderr": True, "follow": follow}
+        if tail is not None:
+            params["tail"] = str(max(0, tail))
+
+        def opener() -> tuple[Iterator[tuple[str, str]], Callable[[], None]]:
+            response = api.get(f"/containers/{found['Id']}/logs", params=params, stream=True)
+            if response.status_code == 404:
+                response.close()
+                raise WorkloadNotFoundError(f"workload {name!r} disappeared")
+            if response.status_code >= 400:
+                message = _body_message(response)
+                response.close()
+                raise EngineError(f"cannot read the logs of workload {name!r}: {message}")
+            return iter_log_frames(response.raw), functools.partial(close_response, response)
+
+        async for stream, text in stream_in_thread(opener, f"fogwire-podman-logs-{name}"):
+            yield LogLine(stream, text)  # type: ignore[arg-type]
+
+    async def events(self) -> AsyncIterator[EngineEvent]:
+        """start/die/oom/health events of this agent's workloads, from the first ``__anext__`` on."""
+        queue: asyncio.Queue[EngineEvent | BaseException] = asyncio.Queue()
+        self._subscribers.add(queue)
+        since = datetime.fromtimestamp(time.time() - 0.05, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        api = self.api
+        params = {"stream": True, "since": since, "filters": json.dumps({"type": ["container"]})}
+
+        def opener() -> tuple[Iterator[bytes], Callable[[], None]]:
+            response = api.get("/events", params=params, stream=True)
+            if response.status_code >= 400:
+                message = _body_message(response)
+                response.close()
+                raise EngineError(f"cannot read podman's events: {message}")
+            return response.iter_lines(), functools.partial(close_response, response)
+
+        async def pump() -> None:
+            try:
+                async for line in stream_in_thread(opener, "fogwire-podman-events"):
+                    if line:
+                        event = self._event(json.loads(line))
+                        if event is not None:
+                            queue.put_nowait(event)
+                queue.put_nowait(EngineError("podman's event stream ended"))
+            except Exception as error:
+                queue.put_nowait(error)
+
+        task = asyncio.create_task(pump(), name="fogwire-podman-event-pump")
+        try:
+            while True:
+                item = await queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self._subscribers.discard(queue)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _event(self, raw: dict[str, Any]) -> EngineEvent | None:
+        attributes = (raw.get("Actor") or {}).get("Attributes") or {}
+        if attributes.get(MANAGED_LABEL) != self.context.agent_id:
+            return None
+        action = str(raw.get("Action") or raw.get("status") or "")
+        name = attributes.get(NAME_LABEL) or attributes.get("name", "")
+        when = time_from_nanos(raw.get("timeNano"), raw.get("time"))
+        if action == "start":
+            return EngineEvent(EventKind.START, name, when)
+        if action in ("died", "die"):
+            code = attributes.get("containerExitCode")
+            return EngineEvent(EventKind.DIE, name, when, exit_code=int(code) if code is not None else None)
+        if action == "oom":
+            return EngineEvent(EventKind.OOM, name, when)
+        if action == "health_status" and not self._drive_health:
+            return EngineEvent(EventKind.HEALTH, name, when, health=_health(attributes.get("health_status")))
+        return None
+
+
+def _body_message(response: Any) -> str:
+    """The ``message``/``cause`` of an error response (podman answers JSON)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return str(response.text).strip()
+    if isinstance(body, Mapping):
+        return str(body.get("message") or body.get("cause") or body)
+    return str(body)

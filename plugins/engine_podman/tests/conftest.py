@@ -1,0 +1,100 @@
+"""Fixtures for the podman plugin's tests: the harness's podman service, registry and test images.
+
+The contract suite's host fixtures (``fogwire_registry``, ``fogwire_image_archives``)
+come from the harness fixtures (``harness_images``, ``harness_podman``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+
+import podman
+import podman.errors
+import pytest
+
+from fogwire.engine import RegistryAuth
+from fogwire.testing import ContractArchives, ContractRegistry, UnmanagedContainers
+from harness import images, services
+
+ULIMITS = [{"Name": "nofile", "Soft": 1024, "Hard": 1024}, {"Name": "nproc", "Soft": 4096, "Hard": 4096}]
+
+
+@pytest.fixture(scope="session")
+def fogwire_engine_name() -> str:
+    """This directory tests the ``podman`` engine."""
+    return "podman"
+
+
+@pytest.fixture(scope="session")
+def fogwire_engine_url(harness_podman: services.Podman) -> str:
+    """The harness podman service's socket."""
+    return harness_podman.url
+
+
+@pytest.fixture(scope="session")
+def fogwire_registry(harness_images: images.TestImages) -> ContractRegistry:
+    """The harness registry as the contract suite wants it."""
+    auth = RegistryAuth(harness_images.registry, harness_images.username, harness_images.password, insecure=True)
+    return ContractRegistry(harness_images.registry, auth, harness_images.ref_v1, harness_images.ref_v2)
+
+
+@pytest.fixture(scope="session")
+def fogwire_image_archives(harness_images: images.TestImages) -> ContractArchives:
+    """The harness's docker-archive and OCI-layout tarballs."""
+    return ContractArchives(harness_images.docker_archive, harness_images.oci_archive)
+
+
+@pytest.fixture
+def podman_client(harness_podman: services.Podman) -> Iterator[podman.PodmanClient]:
+    """A plain SDK client on the harness service, for what the engine must not see."""
+    client = podman.PodmanClient(base_url=harness_podman.url)
+    yield client
+    client.close()
+
+
+class LabelFreeContainers:
+    """Containers made with the podman SDK directly, carrying no fogwire label at all."""
+
+    def __init__(self, client: podman.PodmanClient) -> None:
+        self.client = client
+
+    async def create(self, name: str, image: str) -> None:
+        """Create and start ``name`` (sleep) without labels."""
+
+        def run() -> None:
+            self.client.containers.create(image, ["sleep", "3600"], name=name, ulimits=ULIMITS).start()
+
+        await asyncio.to_thread(run)
+
+    async def state(self, name: str) -> str | None:
+        """podman's state word for ``name``."""
+
+        def get() -> str | None:
+            try:
+                return str(self.client.containers.get(name).attrs["State"]["Status"])
+            except podman.errors.NotFound:
+                return None
+
+        return await asyncio.to_thread(get)
+
+    async def remove(self, name: str) -> None:
+        """Force-remove ``name`` if present."""
+
+        def rm() -> None:
+            try:
+                container = self.client.containers.get(name)
+                with contextlib.suppress(podman.errors.APIError):
+                    container.kill()  # force-remove alone waits the 10 s stop timeout
+                container.remove(force=True)
+            except podman.errors.NotFound:
+                pass
+
+        await asyncio.to_thread(rm)
+
+
+@pytest.fixture
+def fogwire_unmanaged(podman_client: podman.PodmanClient) -> UnmanagedContainers:
+    """Label-free containers instead of the suite's default (another agent's)."""
+    return LabelFreeContainers(podman_client)
