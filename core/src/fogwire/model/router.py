@@ -644,8 +644,13 @@ def structure_skrouterd_list(
                 )
             )
             continue
+        attributes = element[1]
+        if type_name == "router" and isinstance(attributes, Mapping):
+            # skrouterd takes integers as digit strings, and the Go wrapper wrote
+            # "helloMaxAgeSeconds": "3" (the upstream smoke config has it too)
+            attributes = _controller_numbers(dict(attributes))
         entity, found = _structure_entity(
-            converter, type_name, element[1], origin, f"{path}.{type_name}"
+            converter, type_name, attributes, origin, f"{path}.{type_name}"
         )
         problems.extend(found)
         if entity is not None:
