@@ -1,0 +1,52 @@
+# fogwire developer entry points. Every recipe runs under bash -euo pipefail.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+.PHONY: help setup services stop-services test lint pytest isolated fix demo wheels clean distclean
+
+PY := .venv/bin/python
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+setup: ## Debian packages, podman drop-ins, .venv (idempotent; seconds when nothing changed)
+	@scripts/setup.sh
+
+services: setup ## start the harness services (registry, dockerd, podman, containerd) and push the test images
+	@$(PY) -m harness.services start
+	@$(PY) -m harness.services images >/dev/null
+	@$(PY) -m harness.services status
+
+stop-services: ## stop the harness services and unmount what they left
+	@if [[ -x $(PY) ]]; then $(PY) -m harness.services stop; else python3 -m harness.services stop; fi
+
+test: setup services lint pytest isolated ## everything CI runs: lint, mypy, pytest, per-distribution isolated tests
+
+lint: setup ## ruff check + ruff format --check, mypy --strict core/src
+	@scripts/lint.sh
+
+pytest: setup ## pytest over core/tests, plugins/*/tests and tests in .venv
+	@scripts/pytest.sh
+
+isolated: setup ## each distribution's tests in a venv of its own (.venv-iso/<dist>)
+	@scripts/isolated-tests.sh
+
+fix: setup ## ruff format + ruff check --fix over the Python trees
+	@paths=(); for d in core plugins tests harness bench scripts; do [[ -d $$d ]] && paths+=($$d); done; \
+	  .venv/bin/ruff format "$${paths[@]}"; .venv/bin/ruff check --fix "$${paths[@]}"
+
+demo: setup ## the demo (scripts/demo.sh)
+	@scripts/demo.sh
+
+wheels: setup ## build every distribution's wheel into dist/
+	@scripts/wheels.sh
+
+clean: stop-services ## stop services, remove build output, caches and the harness state
+	rm -rf dist build .pytest_cache .mypy_cache .ruff_cache
+	@h="$${FOGWIRE_HARNESS_DIR:-/tmp/fogwire-harness}"; \
+	  if grep -qF " $$h/" /proc/self/mountinfo; then echo "clean: mounts left under $$h; not removing it" >&2; \
+	  else rm -rf "$$h"; fi
+	find . -path ./.venv -prune -o -path ./.venv-iso -prune -o \( -name __pycache__ -o -name '*.egg-info' \) -type d -print0 | xargs -0 rm -rf
+
+distclean: clean ## clean, and remove .venv, .venv-iso and .cache (the next setup is cold)
+	rm -rf .venv .venv-iso .cache

@@ -1,0 +1,60 @@
+"""pytest fixtures for the harness services, loaded for every test run.
+
+The root ``pyproject.toml`` adds ``-p harness.fixtures``, so any test in the
+repo (core, plugins, ``tests/``) can ask for these by name. Each is
+session-scoped and starts its service on first use (reusing a running one);
+services are left running after the session, as ``make services`` would, so
+the next run starts in well under a second. Stop them with ``make stop-services``.
+
+Set ``FOGWIRE_SKIP_SERVICES=1`` to skip (not fail) tests that need a service,
+e.g. on a laptop without the engines; CI never sets it.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from harness import images, services
+
+SKIP_ENV = "FOGWIRE_SKIP_SERVICES"
+
+
+def _skip_if_asked(what: str) -> None:
+    if os.environ.get(SKIP_ENV) == "1":
+        pytest.skip(f"{SKIP_ENV}=1: not starting {what}")
+
+
+@pytest.fixture(scope="session")
+def harness_registry() -> services.Registry:
+    """The htpasswd-protected test registry on 127.0.0.1:5001."""
+    _skip_if_asked("the registry")
+    return services.start_registry()
+
+
+@pytest.fixture(scope="session")
+def harness_images(harness_registry: services.Registry) -> images.TestImages:
+    """``fogwire/busybox:1`` and ``:2`` pushed to the registry, plus the tarballs."""
+    return images.ensure_test_images(harness_registry)
+
+
+@pytest.fixture(scope="session")
+def harness_dockerd() -> services.Dockerd:
+    """The harness dockerd; connect with ``docker.DockerClient(base_url=harness_dockerd.host)``."""
+    _skip_if_asked("dockerd")
+    return services.start_dockerd()
+
+
+@pytest.fixture(scope="session")
+def harness_podman() -> services.Podman:
+    """The harness podman service; connect with ``PodmanClient(base_url=harness_podman.url)``."""
+    _skip_if_asked("podman")
+    return services.start_podman()
+
+
+@pytest.fixture(scope="session")
+def harness_containerd() -> services.Containerd:
+    """The external harness containerd; gRPC at ``harness_containerd.url``."""
+    _skip_if_asked("containerd")
+    return services.start_containerd()

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Run each distribution's own tests in a venv holding only core, that distribution and the
+# test tools (scripts/test-requirements.txt), so an undeclared dependency fails here.
+#
+#   scripts/isolated-tests.sh            # core and every plugins/*/ (not _template)
+#   scripts/isolated-tests.sh core engine_docker
+#
+# Venvs are cached in .venv-iso/<dist> and rebuilt from scratch only when a file they were
+# built from changed (core's or the distribution's pyproject.toml, the test requirements):
+# rebuilding, not reinstalling, so a dependency dropped from a pyproject is really gone.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PYTHON=${PYTHON:-python3}
+# shellcheck source=scripts/_lib.sh
+source scripts/_lib.sh
+
+log() { printf 'isolated: %s\n' "$*"; }
+
+ensure_venv() { # NAME FOLDER
+    local name=$1 folder=$2 venv=.venv-iso/$1
+    local -a files=(core/pyproject.toml scripts/test-requirements.txt scripts/sdist-wheels.txt
+        scripts/isolated-tests.sh scripts/_lib.sh)
+    [[ $name == core ]] || files+=("$folder/pyproject.toml")
+    local stamp
+    stamp="$("$PYTHON" -VV | tr -d '\n'):$("$PYTHON" scripts/_project.py stamp "${files[@]}")"
+    if [[ -f $venv/.fogwire-stamp ]] && [[ $(<"$venv/.fogwire-stamp") == "$stamp" ]]; then
+        return 0
+    fi
+    log "$name: building $venv"
+    rm -rf "$venv"
+    "$PYTHON" -m venv "$venv"
+    local -a targets=(-e "$("$PYTHON" scripts/_project.py spec core)")
+    [[ $name == core ]] || targets+=(-e "$("$PYTHON" scripts/_project.py spec "$folder")")
+    pip_quiet "$venv/bin/pip" install -q "${pip_args[@]}" -r scripts/test-requirements.txt "${targets[@]}"
+    add_repo_pth "$venv"
+    printf '%s' "$stamp" >"$venv/.fogwire-stamp"
+}
+
+declare -a failed=() ran=()
+while IFS=$'\t' read -r name folder; do
+    if (($#)) && [[ " $* " != *" $name "* ]]; then
+        continue
+    fi
+    rel=${folder#"$ROOT"/}
+    if [[ ! -d $folder/tests ]]; then
+        log "$name: no $rel/tests folder, nothing to run"
+        continue
+    fi
+    ensure_venv "$name" "$folder"
+    log "$name: pytest $rel/tests in .venv-iso/$name"
+    if VENV=.venv-iso/$name scripts/pytest.sh -q -p no:cacheprovider "$rel/tests"; then
+        ran+=("$name")
+    else
+        failed+=("$name")
+    fi
+done < <("$PYTHON" scripts/_project.py dists)
+
+if ((${#failed[@]})); then
+    log "FAILED in isolation: ${failed[*]} (passed: ${ran[*]:-none})" >&2
+    exit 1
+fi
+log "passed in isolation: ${ran[*]:-none}"
