@@ -58,6 +58,11 @@ class _Builder:
         self.platforms = list(platforms)
         self.progress = progress
         self.blobs: dict[str, BlobInfo] = {}
+        self.used: dict[str, RegistryClient] = {}
+
+    def close(self) -> None:
+        for client in self.used.values():
+            client.close()
 
     def _manifest(self, client: RegistryClient, ref: Reference, version: str) -> tuple[bytes, str, str]:
         data, media_type = client.get_manifest(ref.repository, version)
@@ -107,7 +112,7 @@ class _Builder:
 
     def add(self, text: str) -> BundleImage:
         ref = Reference.parse(text)
-        client = self.clients(ref.registry)
+        client = self.used.setdefault(ref.registry, self.clients(ref.registry))
         self.progress.start(str(ref))
         data, media_type, digest = self._manifest(client, ref, ref.version)
         if media_type not in INDEX_TYPES:
@@ -175,9 +180,9 @@ def create_bundle(
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".d", dir=output.parent))
+    builder = _Builder(LayoutDir(work), clients, platforms, progress)
     try:
-        layout = LayoutDir(work).create()
-        builder = _Builder(layout, clients, platforms, progress)
+        layout = builder.layout.create()
         images: list[BundleImage] = []
         seen: set[str] = set()
         for text in references:
@@ -193,5 +198,6 @@ def create_bundle(
     except OSError as error:
         raise BundleError(f"{output}: writing the bundle failed: {error.strerror or error}") from None
     finally:
+        builder.close()
         shutil.rmtree(work, ignore_errors=True)
     return CreateResult(output, tuple(images), blobs, output.stat().st_size)

@@ -387,9 +387,9 @@ class RegistryTarget(Target):
         def on_chunk(new_location: str, new_offset: int, length: int) -> None:
             nonlocal sent
             sent += length
-            progress.advance(length)
             records[key] = {"location": new_location, "offset": new_offset}
             self._save_resume(records)
+            progress.advance(length)
 
         with layout.blob_path(digest).open("rb") as source:
             location = self.client.upload_chunks(repository, location, source, offset, size, on_chunk)

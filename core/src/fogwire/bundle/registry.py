@@ -103,6 +103,12 @@ class RegistryClient:
             self._conn.close()
             self._conn = None
 
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def _path(self, url: str) -> str:
         """A registry-relative path from an absolute or relative ``Location``."""
         parsed = urllib.parse.urlsplit(url)
