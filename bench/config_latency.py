@@ -158,7 +158,9 @@ async def bench_pot(workdir: Path, changes: int, burst: int) -> dict[str, Any]:
         return {
             "metadata": {"id": f"gen-{generation}", "mode": "edge"},
             "listeners": {"amqp": {"name": "amqp", "host": "0.0.0.0", "port": 5672, "role": "normal"}},
-            "bridges": {"tcpListeners": {f"svc-{generation}": {"name": f"svc-{generation}", "port": "6000"}}},
+            "bridges": {
+                "tcpListeners": {f"svc-{generation}": {"name": f"svc-{generation}", "port": "6000", "address": "svc"}}
+            },
         }
 
     server = LocalApiServer(identity="bench", token="bench-token", ssl_context=pki.server_context(), config=config(0))

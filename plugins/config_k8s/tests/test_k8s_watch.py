@@ -108,7 +108,11 @@ async def test_unchanged_content_is_skipped(tmp_path: Path, make_source: SourceM
         ("", "is empty"),
         ("   \n", "is empty"),
         ('[["router", {"id": "half', "is not valid JSON (half-written?)"),
-        (json.dumps([["listener", {"name": "a", "port": 1}], ["listener", {"name": "a", "port": 2}]]), "[1][1].name"),
+        (
+            json.dumps([["listener", {"name": "a", "port": 1}], ["listener", {"name": "a", "port": 2}]]),
+            "[1]: duplicate listener 'a' (also at [0])",
+        ),
+        (json.dumps([["listener", {"name": "a", "siteID": "x"}]]), "[0].listener.siteID: unknown field"),
         (json.dumps({"router": {}}), "expected a list of [entityType, {attributes}] pairs, got dict"),
     ],
 )
@@ -226,13 +230,13 @@ async def test_absent_at_start_fails_clearly_after_the_timeout(tmp_path: Path, m
 
 async def test_invalid_at_start_fails_with_the_problem_path(tmp_path: Path, make_source: SourceMaker) -> None:
     path = tmp_path / "skrouterd.json"
-    path.write_text(json.dumps([["listener", {"host": "0.0.0.0", "port": "99999"}]]))
+    path.write_text(json.dumps([["listener", {"host": "0.0.0.0", "port": 99999}]]))
     source = make_source(path, startup_timeout=0.2)
     with pytest.raises(SourceError) as caught:
         await source.fetch()
     message = str(caught.value)
-    assert "[0][1].name: a listener needs a non-empty name" in message
-    assert "[0][1].port: expected a port number 0-65535, got '99999'" in message
+    assert "[0].listener.name: required field is missing" in message
+    assert "[0].listener.port: expected a port 0-65535, got 99999" in message
 
 
 async def test_periodic_reread_catches_what_no_event_announced(

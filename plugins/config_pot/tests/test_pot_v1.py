@@ -18,7 +18,11 @@ from fogwire.sources import ChangeNotice
 ROUTER_CONFIG = {
     "listeners": {"ms-amqp": {"name": "ms-amqp", "host": "0.0.0.0", "port": 5672, "role": "normal"}},
     "connectors": {"up": {"name": "up", "role": "edge", "host": "hub", "port": "45671", "sslProfile": "p"}},
-    "bridges": {"tcpConnectors": {}, "tcpListeners": {"svc-listener": {"name": "svc-listener", "port": "6000"}}},
+    "sslProfiles": {"p": {"name": "p", "caCertFile": "/etc/skupper-router-certs/p/ca.crt"}},
+    "bridges": {
+        "tcpConnectors": {},
+        "tcpListeners": {"svc-listener": {"name": "svc-listener", "port": "6000", "address": "svc", "siteId": "f"}},
+    },
     "metadata": {"id": "r1", "mode": "edge", "helloMaxAgeSeconds": "3"},
 }
 
@@ -156,12 +160,18 @@ async def test_invalid_json_config_is_refused_with_its_path_and_degrades(
 
 
 async def test_invalid_router_config_names_the_field(tls_server: LocalApiServer, make_source: SourceMaker) -> None:
-    tls_server.config = {**ROUTER_CONFIG, "listeners": {"a": {"name": "a", "port": "http"}}, "metadata": []}
+    tls_server.config = {
+        **ROUTER_CONFIG,
+        "listeners": {"a": {"name": "a", "port": 70000}},
+        "connectors": {"up": {"name": "up", "host": "hub", "port": "45671", "sslProfile": "missing"}},
+        "metadata": [],
+    }
     with pytest.raises(InvalidConfigError) as caught:
         await make_source(tls_server).fetch()
     message = str(caught.value)
-    assert "listeners.a.port: expected a port number 0-65535, got 'http'" in message
-    assert "metadata: expected an object, got list" in message
+    assert "listeners.a.port: expected a port 0-65535, got 70000" in message
+    assert "metadata: expected a mapping of attributes, got list" in message
+    assert "connector[up].sslProfile: no sslProfile named 'missing' in this config" in message
 
 
 async def test_start_waits_for_the_api_then_succeeds(pki: Pki, make_source: SourceMaker) -> None:

@@ -35,6 +35,7 @@ from typing import Any
 import attrs
 
 from fogwire.errors import SourceError
+from fogwire.model.router import router_converter
 from fogwire.sources import ChangeNotice, ConfigSnapshot, ConfigSource, SourceContext
 from fogwire_config_k8s.validate import InvalidConfigError, validate_skrouterd_config
 
@@ -109,6 +110,7 @@ class MountedFileSource(ConfigSource):
         self.degraded: str | None = None
         self._good: ConfigSnapshot | None = None
         self._read_identity: tuple[int, ...] | None = None
+        self._converter = router_converter()
         platform = context.environ.get("SKUPPER_PLATFORM")
         if platform is not None and platform != "kubernetes":
             log.warning(
@@ -136,7 +138,7 @@ class MountedFileSource(ConfigSource):
             payload = json.loads(raw)
         except ValueError as error:
             raise _Unusable(f"{origin} is not valid JSON (half-written?): {error}") from None
-        return ConfigSnapshot.of(origin, validate_skrouterd_config(payload, origin))
+        return ConfigSnapshot.of(origin, validate_skrouterd_config(payload, origin, self._converter))
 
     def _identity(self) -> tuple[int, ...] | None:
         """What changes whenever the file (or what its symlinks point to) is replaced or written."""

@@ -41,6 +41,7 @@ from aiohttp.resolver import ThreadedResolver
 from yarl import URL
 
 from fogwire.errors import Problem, SourceError
+from fogwire.model.router import router_converter
 from fogwire.sources import ChangeNotice, ConfigSnapshot, ConfigSource, SourceContext
 from fogwire_config_pot.settings import FALLBACK_HOST, Settings
 from fogwire_config_pot.validate import InvalidConfigError, validate_router_config
@@ -133,6 +134,7 @@ class LocalApiSource(ConfigSource):
         self._ssl_cache: tuple[tuple[int, int, int] | None, ssl.SSLContext] | None = None
         self._have_config = False
         self._random = random.Random()
+        self._converter = router_converter()
         platform = context.environ.get("SKUPPER_PLATFORM", "")
         if platform == "kubernetes":
             log.warning("SKUPPER_PLATFORM=kubernetes but the pot config source was selected; using the local API")
@@ -304,7 +306,7 @@ class LocalApiSource(ConfigSource):
                 config = json.loads(config)
             except ValueError as error:
                 raise InvalidConfigError(origin, [Problem(origin, 1, where, f"not valid JSON: {error}")]) from None
-        return ConfigSnapshot.of(origin, validate_router_config(config, origin))
+        return ConfigSnapshot.of(origin, validate_router_config(config, origin, self._converter))
 
     async def _fetch_once(self) -> ConfigSnapshot:
         if self._api == "v1":
