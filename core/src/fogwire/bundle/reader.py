@@ -254,6 +254,7 @@ def _read_squashfs(path: Path, work: Path, stager: _Stager) -> None:
         if not match:
             continue
         name, _, link = match["name"].partition(" -> ")
+        name = name.removeprefix("/")  # listed under the empty destination "-d ''"
         kind = kinds.get(match["mode"][0], "other")
         if kind not in ("file", "dir"):
             stager.accept(_Entry(name, kind, 0, link), None)
@@ -411,6 +412,15 @@ def stage(path: Path, work: Path, progress: Progress | None = None) -> StagedBun
     sidecar = check_sidecar(path)
     progress.start(f"verifying {path.name}")
     progress.expect(path.stat().st_size)
+    try:
+        return _stage(path, fmt, sidecar, work, progress)
+    except BundleError as error:
+        if str(path) in str(error):
+            raise
+        raise BundleError(f"{path}: {error}") from None
+
+
+def _stage(path: Path, fmt: Format, sidecar: bool, work: Path, progress: Progress) -> StagedBundle:
     stager = _Stager(path, work, progress)
     if fmt is Format.SQUASHFS:
         _read_squashfs(path, work, stager)
