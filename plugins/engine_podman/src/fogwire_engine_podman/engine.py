@@ -600,20 +600,44 @@ class PodmanEngine(Engine):
         """Our workload ``name``, or ``None``."""
         return await self._call(self._inspect, name)
 
-    def _list_ids(self) -> list[str]:
+    def _list(self) -> list[WorkloadInfo]:
         filters = json.dumps({"label": [f"{MANAGED_LABEL}={self.context.agent_id}"]})
         summaries = self.api.get("/containers/json", params={"all": True, "filters": filters}).json() or []
-        return [s["Id"] for s in summaries if (s.get("Labels") or {}).get(MANAGED_LABEL) == self.context.agent_id]
+        infos = [self._summary_info(s) for s in summaries]
+        return sorted((i for i in infos if i is not None), key=lambda i: i.name)
 
-    def _inspect_id(self, container_id: str) -> WorkloadInfo | None:
-        found = self._inspect_raw(container_id)
-        return None if found is None else self._info(found)
+    def _summary_info(self, summary: dict[str, Any]) -> WorkloadInfo | None:
+        labels = dict(summary.get("Labels") or {})
+        if labels.get(MANAGED_LABEL) != self.context.agent_id:
+            return None
+        state = _STATES.get(str(summary.get("State")), WorkloadState.UNKNOWN)
+        exited = state in (WorkloadState.EXITED, WorkloadState.DEAD)
+        started = summary.get("StartedAt") or 0
+        ended = summary.get("ExitedAt") or 0
+        names = summary.get("Names") or [""]
+        status = str(summary.get("Status") or "")
+        return WorkloadInfo(
+            name=labels.get(NAME_LABEL) or str(names[0]),
+            id=summary["Id"],
+            image=str(summary.get("Image") or ""),
+            state=state,
+            labels=labels,
+            image_digest=_image_id(summary.get("ImageID")),
+            exit_code=summary.get("ExitCode") if exited else None,
+            started_at=datetime.fromtimestamp(started, UTC) if started > 0 else None,
+            finished_at=datetime.fromtimestamp(ended, UTC) if exited and ended > 0 else None,
+            health=_health(status) if status in ("healthy", "unhealthy", "starting") else Health.NONE,
+            restart_count=int(summary.get("Restarts") or 0),
+            oom_killed=exited and summary["Id"] in self._oom,
+        )
 
     async def list_managed(self) -> list[WorkloadInfo]:
-        """Every container carrying this agent's label, inspected concurrently."""
-        ids = await self._call(self._list_ids)
-        infos = await asyncio.gather(*(self._call(self._inspect_id, i) for i in ids))
-        return sorted((i for i in infos if i is not None), key=lambda i: i.name)
+        """Every container carrying this agent's label, from one list call.
+
+        The list reports state, labels, image, image id, exit code, times and
+        health; :meth:`inspect` adds what only it knows (podman's OOM flag).
+        """
+        return await self._call(self._list)
 
     # ------------------------------------------------------------------ health checks and OOM (no systemd)
 
