@@ -20,6 +20,7 @@ import logging
 import math
 import re
 import shutil
+import socket
 import subprocess
 import tarfile
 import tempfile
@@ -191,6 +192,16 @@ class DockerEngine(Engine):
         return self._locks.setdefault(name, asyncio.Lock())
 
     def _connect(self) -> docker.DockerClient:
+        url = self.context.url or ""
+        if url.startswith("unix://"):
+            # the SDK leaks its socket when the daemon is absent: check the socket first
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                probe.connect(url.removeprefix("unix://"))
+            except OSError as error:
+                raise EngineError(f"cannot connect to dockerd at {url}: {error}; is it running?") from None
+            finally:
+                probe.close()
         pool = self.options.workers + 2
         opts = self.options
         if self.context.url is None:

@@ -1,0 +1,39 @@
+"""The docker engine's options, and its registration through the real plugin host."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fogwire_engine_docker.engine import DockerEngine, parse_options
+
+from fogwire.engine import EngineContext
+from fogwire.errors import ConfigError
+from fogwire.plugins import PluginHost
+
+
+def test_tls_options() -> None:
+    opts = parse_options({"tls_ca": "/etc/fw/ca.pem", "tls_cert": "/etc/fw/cert.pem", "tls_key": "/etc/fw/key.pem"})
+    assert (opts.tls_ca, opts.tls_cert, opts.tls_key) == ("/etc/fw/ca.pem", "/etc/fw/cert.pem", "/etc/fw/key.pem")
+    with pytest.raises(ConfigError, match="tls_cert and tls_key"):
+        parse_options({"tls_cert": "/etc/fw/cert.pem"})
+    with pytest.raises(ConfigError, match="tls_verify"):
+        parse_options({"tls_verify": True})
+
+
+async def test_an_unreachable_daemon_is_a_clear_engine_error(tmp_path: Path) -> None:
+    from fogwire.errors import EngineError
+
+    context = EngineContext("a", tmp_path, tmp_path, tmp_path, url=f"unix://{tmp_path}/none.sock")
+    engine = DockerEngine(context)
+    with pytest.raises(EngineError, match="none.sock"):
+        await engine.start()
+    await engine.close()
+
+
+@pytest.mark.parametrize("name", ["docker", "podman"])
+def test_both_engines_are_listed_ok(name: str) -> None:
+    statuses = {(s.kind, s.name): s for s in PluginHost(environ={}).discover()}
+    status = statuses[("engine", name)]
+    assert status.ok, status.status
+    assert status.distribution == f"fogwire-engine-{name}"

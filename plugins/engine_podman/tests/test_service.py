@@ -1,0 +1,76 @@
+"""The podman plugin starts, supervises and stops its own ``podman system service``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fogwire_engine_podman.engine import PodmanEngine, parse_options
+from fogwire_engine_podman.service import socket_answers
+
+from fogwire.engine import EngineContext
+from fogwire.errors import ConfigError
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """A short path (unix sockets) that is unmounted and removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="fwp-", ignore_cleanup_errors=True) as d:
+        yield Path(d)
+        mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+        for point in sorted((m for m in mounts if m.startswith(d)), key=len, reverse=True):
+            subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+
+
+async def test_starts_supervises_and_stops_its_own_service(short_dir: Path) -> None:
+    args = [
+        "--root",
+        str(short_dir / "root"),
+        "--runroot",
+        str(short_dir / "runroot"),
+        "--tmpdir",
+        str(short_dir / "tmp"),
+    ]
+    args += ["--runtime", "runc", "--cgroup-manager", "cgroupfs", "--events-backend", "file"]
+    context = EngineContext(
+        agent_id="service-test",
+        data_dir=short_dir / "data",
+        run_dir=short_dir / "run",
+        log_dir=short_dir / "log",
+        options={"service_args": args, "oom_watch": "off"},
+    )
+    engine = PodmanEngine(context)
+    await engine.start()
+    try:
+        service = engine.service
+        assert service is not None and service.process is not None
+        assert engine.url == f"unix://{short_dir / 'run' / 'podman.sock'}"
+        assert socket_answers(service.socket_path)
+        assert await engine.list_managed() == []
+        first = service.process.pid
+        os.kill(first, signal.SIGKILL)
+        for _ in range(200):
+            if service.restarts == 1 and socket_answers(service.socket_path):
+                break
+            await asyncio.sleep(0.1)
+        assert service.restarts == 1 and service.process.pid != first
+        assert await engine.list_managed() == []
+    finally:
+        await engine.close()
+    assert service.process.returncode is not None
+    assert not service.socket_path.exists()
+    assert engine.service is None
+
+
+def test_options_are_checked() -> None:
+    assert parse_options({}).ulimits == {"nofile": "1024:1024", "nproc": "4096:4096"}
+    assert parse_options({"ulimits": {"nofile": "2048:4096"}}).ulimits == {"nofile": "2048:4096"}
+    with pytest.raises(ConfigError) as caught:
+        parse_options({"ulimits": {"nofile": "lots"}, "unknown": 1})
+    assert "ulimits" in str(caught.value) or "unknown" in str(caught.value)
