@@ -125,8 +125,10 @@ class _Stager:
         koffer = _koffer_path(parts)
         if koffer is not None:
             self.koffer_seen = True
-            if len(koffer) == 6 and koffer[:2] == ["blobs", "sha256"] and koffer[5] == "data":
-                self._blob(koffer[4], entry, reader, src_path, where)
+            if len(koffer) == 5 and koffer[:2] == ["blobs", "sha256"] and koffer[4] == "data":
+                if koffer[2] != koffer[3][:2]:
+                    raise BundleError(f"{where}: blob directory {koffer[2]!r} does not match its digest {koffer[3]!r}")
+                self._blob(koffer[3], entry, reader, src_path, where)
             elif koffer and koffer[0] == "repositories" and "_uploads" not in koffer and koffer[-1] == "link":
                 self._small(self.koffer_dir.joinpath(*koffer), entry, reader, where)
             return
