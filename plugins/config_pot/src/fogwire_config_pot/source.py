@@ -135,6 +135,7 @@ class LocalApiSource(ConfigSource):
         self._have_config = False
         self._random = random.Random()
         self._converter = router_converter()
+        self._token_cache: tuple[tuple[int, ...], str] | None = None
         platform = context.environ.get("SKUPPER_PLATFORM", "")
         if platform == "kubernetes":
             log.warning("SKUPPER_PLATFORM=kubernetes but the pot config source was selected; using the local API")
@@ -147,6 +148,19 @@ class LocalApiSource(ConfigSource):
         return self._api
 
     # -- plumbing ----------------------------------------------------------
+
+    async def _token(self) -> str:
+        """The current token: re-read whenever the file changed (Edgelet rotates it), else the one read last."""
+        try:
+            st = os.stat(self.settings.token_path)
+            identity: tuple[int, ...] | None = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        except OSError:
+            identity = None
+        if identity is not None and self._token_cache is not None and self._token_cache[0] == identity:
+            return self._token_cache[1]
+        token = await asyncio.to_thread(self._read_token)
+        self._token_cache = (identity, token) if identity is not None else None
+        return token
 
     def _read_token(self) -> str:
         path = self.settings.token_path
@@ -236,7 +250,7 @@ class LocalApiSource(ConfigSource):
 
     async def _fetch_v1(self) -> ConfigSnapshot:
         url = self._url("v1", "/v1/microservices/config")
-        token = await asyncio.to_thread(self._read_token)
+        token = await self._token()
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         status, raw = await self._request("GET", url, "v1", headers=headers)
         try:
@@ -260,6 +274,7 @@ class LocalApiSource(ConfigSource):
             message = str(error.get("message") or "no message")
             hint = ""
             if status == 401 or code == "UNAUTHORIZED":
+                self._token_cache = None  # read the file afresh next time, whatever its timestamps say
                 hint = f"; check the service-account token {self.settings.token_path} (expired, or not yet rotated?)"
             raise LocalApiError(
                 f"the local API {url} refused: HTTP {status} {code}: {message}{hint}",
@@ -396,7 +411,7 @@ class LocalApiSource(ConfigSource):
         api = self._api
         assert api is not None
         if api == "v1":
-            token = await asyncio.to_thread(self._read_token)
+            token = await self._token()
             return (
                 self._url("v1", "/v1/microservices/control", websocket=True),
                 {"Authorization": f"Bearer {token}"},
