@@ -3,8 +3,8 @@
 Two generations of the local API are spoken (``upstream-systems.md`` §1.9, §2.9):
 
 * **EdgeletAPI v1**: ``GET /v1/microservices/config`` over HTTPS with
-  ``Authorization: Bearer <token>`` (the service-account token, re-read on every
-  request because Edgelet rotates it), the server verified against the ``ca.crt``
+  ``Authorization: Bearer <token>`` (the service-account token, re-read whenever
+  its file changed, checked before every request, because Edgelet rotates it), the server verified against the ``ca.crt``
   beside the token plus the system CAs; replies in the ``{success, data}``
   envelope, the config an object or a JSON string. Control socket
   ``/v1/microservices/control`` with the same header.
