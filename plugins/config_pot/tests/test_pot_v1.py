@@ -374,3 +374,14 @@ async def test_a_burst_of_signals_gives_a_few_notices_not_one_each(
         consumer.cancel()
         await asyncio.gather(consumer, return_exceptions=True)
         await changes.aclose()
+
+
+async def test_a_reply_that_is_not_an_envelope_is_a_clear_error(
+    tls_server: LocalApiServer, make_source: SourceMaker
+) -> None:
+    source = make_source(tls_server)
+    await source.fetch()
+    tls_server.config_faults.append(Fault(200, b"<html>proxy says hello</html>"))
+    with pytest.raises(LocalApiError, match="answered HTTP 200 without an EdgeletAPI envelope: <html>proxy says hello"):
+        await source.fetch()
+    assert len(tls_server.requests) == 2, "not retried"

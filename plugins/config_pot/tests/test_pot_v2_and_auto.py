@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from fogwire_config_pot.source import LocalApiError
-from fogwire_config_pot.testing import LocalApiServer, Pki
+from fogwire_config_pot.testing import Fault, LocalApiServer, Pki
 from potlib import IDENTITY, SourceMaker
 
 CONFIG = {"listeners": {"l": {"name": "l", "port": 5672}}, "metadata": {"id": "r2", "mode": "interior"}}
@@ -134,3 +134,17 @@ async def test_ssl_false_speaks_v1_over_plain_http(make_source: SourceMaker) -> 
         assert server.requests[0].headers["Authorization"] == "Bearer token-one"
     finally:
         await server.stop()
+
+
+async def test_v2_500_is_retried_and_invalid_reply_json_is_an_error(
+    plain_server: LocalApiServer, make_source: SourceMaker
+) -> None:
+    source = make_source(plain_server, api="v2", attempts=2)
+    await source.fetch()
+    plain_server.config = CONFIG
+    plain_server.config_faults.append(Fault(500, b"agent busy"))
+    assert (await source.fetch()).payload == CONFIG
+    assert len(plain_server.requests) == 3
+    plain_server.config_faults.extend([Fault(200, b"{not json"), Fault(200, b"{not json")])
+    with pytest.raises(LocalApiError, match="replied with invalid JSON"):
+        await source.fetch()
