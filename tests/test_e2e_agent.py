@@ -31,6 +31,9 @@ ENGINES = sorted(
     {ep.name for ep in importlib.metadata.entry_points(group="fogwire.engines")} & {"docker", "containerd", "podman"}
 )
 
+SLEEP = ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]
+"""A long-running command that stops at once on SIGTERM (busybox as PID 1 ignores it otherwise)."""
+
 
 def engine_url(kind: str) -> str:
     if kind == "docker":
@@ -180,7 +183,7 @@ async def test_apply_replace_remove(env: Env) -> None:
             microservice(
                 web,
                 env.images.ref_v1,
-                ["httpd", "-f", "-p", "8080", "-h", "/www"],
+                ["sh", "-c", "trap 'exit 0' TERM; httpd -f -p 8080 -h /www & wait"],
                 ports=[{"internal": 8080, "external": port}],
             )
         ]
@@ -189,7 +192,7 @@ async def test_apply_replace_remove(env: Env) -> None:
                 microservice(
                     worker,
                     env.images.ref_v1,
-                    ["sh", "-c", "while true; do echo $MSG >> /data/out.txt; sleep 1; done"],
+                    ["sh", "-c", "trap 'exit 0' TERM; while true; do echo $MSG >> /data/out.txt; sleep 1 & wait; done"],
                     env=[{"key": "MSG", "value": message}],
                     volumes=[{"hostDestination": volume, "containerDestination": "/data", "type": "volume"}],
                 )
@@ -214,7 +217,7 @@ async def test_apply_replace_remove(env: Env) -> None:
         # (containerd's ids are the names, so compare start times and hashes too.)
         assert (second[web].id, second[web].started_at) == (first[web].id, first[web].started_at)
         assert second[worker].labels["io.fogwire.config-hash"] != first[worker].labels["io.fogwire.config-hash"]
-        assert second[worker].started_at != first[worker].started_at
+        assert (second[worker].id, second[worker].started_at) != (first[worker].id, first[worker].started_at)
         assert second[worker].state is WorkloadState.RUNNING
 
         result = await agent.apply(state("changed", with_worker=False))
@@ -229,8 +232,8 @@ async def test_apply_replace_remove(env: Env) -> None:
 async def test_one_bad_microservice_does_not_block_the_others(env: Env) -> None:
     good = [env.name("good1"), env.name("good2")]
     bad = env.name("bad")
-    ms = [microservice(n, env.images.ref_v1, ["sleep", "3600"]) for n in good]
-    ms.append(microservice(bad, f"{env.images.repository}-does-not-exist:1", ["sleep", "3600"]))
+    ms = [microservice(n, env.images.ref_v1, SLEEP) for n in good]
+    ms.append(microservice(bad, f"{env.images.repository}-does-not-exist:1", SLEEP))
     async with running(env.agent(max_failures=2)) as agent:
         result = await agent.apply(documents(env.images, ms))
         outcomes = {a["name"]: a["ok"] for a in result["actions"]}
@@ -249,9 +252,9 @@ async def test_one_bad_microservice_does_not_block_the_others(env: Env) -> None:
 
 async def test_health_gated_rollback(env: Env) -> None:
     name = env.name("svc")
-    good = documents(env.images, [microservice(name, env.images.ref_v1, ["sleep", "3600"])])
+    good = documents(env.images, [microservice(name, env.images.ref_v1, SLEEP)])
     broken = documents(env.images, [microservice(name, env.images.ref_v1, ["sh", "-c", "sleep 0.3; exit 3"])])
-    fixed = documents(env.images, [microservice(name, env.images.ref_v2, ["sleep", "3600"])])
+    fixed = documents(env.images, [microservice(name, env.images.ref_v2, SLEEP)])
     async with running(env.agent()) as agent:
         await agent.apply(good)
         before = (await env.actual())[name]
@@ -276,7 +279,7 @@ async def test_health_gated_rollback(env: Env) -> None:
 
 async def test_adoption_after_restart_recreates_nothing(env: Env) -> None:
     names = [env.name(f"a{i}") for i in range(3)]
-    state = documents(env.images, [microservice(n, env.images.ref_v1, ["sleep", "3600"]) for n in names])
+    state = documents(env.images, [microservice(n, env.images.ref_v1, SLEEP) for n in names])
     async with running(env.agent()) as agent:
         await agent.apply(state)
     before = await env.actual()
@@ -293,7 +296,7 @@ async def test_adoption_after_restart_recreates_nothing(env: Env) -> None:
 async def test_offline_start_runs_the_last_applied_state(env: Env) -> None:
     names = [env.name("o1"), env.name("o2")]
     desired_file = env.paths.config_dir / "desired.yaml"
-    state = documents(env.images, [microservice(n, env.images.ref_v1, ["sleep", "3600"]) for n in names])
+    state = documents(env.images, [microservice(n, env.images.ref_v1, SLEEP) for n in names])
     write_documents(desired_file, state)
     profile = env.profile(config_source=PluginSelection("file", {"path": str(desired_file)}))
     async with running(env.agent(profile=profile)) as agent:
@@ -319,17 +322,15 @@ async def test_unmanaged_workloads_are_never_touched(env: Env) -> None:
     await other.start()
     try:
         await other.obtain_image(env.images.ref_v1, _auth(env.images))
-        await other.create(WorkloadSpec(name=stranger, image=env.images.ref_v1, command=("sleep", "3600")))
+        await other.create(WorkloadSpec(name=stranger, image=env.images.ref_v1, command=tuple(SLEEP)))
         await other.start_workload(stranger)
         mine = env.name("mine")
         async with running(env.agent()) as agent:
-            await agent.apply(documents(env.images, [microservice(mine, env.images.ref_v1, ["sleep", "3600"])]))
+            await agent.apply(documents(env.images, [microservice(mine, env.images.ref_v1, SLEEP)]))
             result = await agent.apply([])
             assert [(a["action"], a["name"]) for a in result["actions"]] == [("remove", mine)]
             # A desired microservice whose name an unmanaged container holds fails; the container stays.
-            result = await agent.apply(
-                documents(env.images, [microservice(stranger, env.images.ref_v1, ["sleep", "10"])])
-            )
+            result = await agent.apply(documents(env.images, [microservice(stranger, env.images.ref_v1, SLEEP)]))
             assert [(a["action"], a["ok"]) for a in result["actions"]] == [("create", False)]
         info = await other.inspect(stranger)
         assert info is not None and info.state is WorkloadState.RUNNING
