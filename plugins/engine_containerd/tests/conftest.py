@@ -44,6 +44,7 @@ class RawContainers:
     def _make(self, name: str, image: str) -> None:
         from fogwire_engine_containerd import _ref
         from fogwire_engine_containerd._client import containers_pb2, snapshots_pb2, tasks_pb2
+        from fogwire_engine_containerd._images import Lease
         from fogwire_engine_containerd._spec import SPEC_TYPE_URL, build_spec
         from google.protobuf import any_pb2
 
@@ -59,19 +60,21 @@ class RawContainers:
             host_files={},
             cgroup_parent="/fogwire-test",
         )
-        c.snapshots.Prepare(
-            snapshots_pb2.PrepareSnapshotRequest(snapshotter="overlayfs", key=name, parent=store.top_chain(record)),
-            metadata=c.md(),
-        )
-        container = containers_pb2.Container(
-            id=name,
-            image=record.name,
-            runtime=containers_pb2.Container.Runtime(name="io.containerd.runc.v2"),
-            spec=any_pb2.Any(type_url=SPEC_TYPE_URL, value=json.dumps(spec).encode()),
-            snapshotter="overlayfs",
-            snapshot_key=name,
-        )
-        c.containers.Create(containers_pb2.CreateContainerRequest(container=container), metadata=c.md())
+        # under a lease, or containerd's GC may collect the snapshot before the container holds it
+        with Lease(c, ttl_s=60) as lease:
+            c.snapshots.Prepare(
+                snapshots_pb2.PrepareSnapshotRequest(snapshotter="overlayfs", key=name, parent=store.top_chain(record)),
+                metadata=c.md(lease),
+            )
+            container = containers_pb2.Container(
+                id=name,
+                image=record.name,
+                runtime=containers_pb2.Container.Runtime(name="io.containerd.runc.v2"),
+                spec=any_pb2.Any(type_url=SPEC_TYPE_URL, value=json.dumps(spec).encode()),
+                snapshotter="overlayfs",
+                snapshot_key=name,
+            )
+            c.containers.Create(containers_pb2.CreateContainerRequest(container=container), metadata=c.md(lease))
         mounts = c.snapshots.Mounts(
             snapshots_pb2.MountsRequest(snapshotter="overlayfs", key=name), metadata=c.md()
         ).mounts

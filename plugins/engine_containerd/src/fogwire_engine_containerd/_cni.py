@@ -38,7 +38,9 @@ class Cni:
             "type": "bridge",
             "bridge": self.bridge,
             "isGateway": True,
-            "ipMasq": True,
+            # one MASQUERADE rule for the subnet (ensure_masquerade) instead of a chain per
+            # workload: the bridge plugin can only remove its chain while the netns exists
+            "ipMasq": False,
             "hairpinMode": True,
             "ipam": {"type": "host-local", "ranges": [[{"subnet": self.subnet}]], "routes": [{"dst": "0.0.0.0/0"}]},
         }
@@ -97,8 +99,30 @@ class Cni:
             )
         return json.loads(proc.stdout) if proc.stdout.strip() else {}
 
+    _masquerading: set[tuple[str, str]] = set()
+
+    def ensure_masquerade(self) -> None:
+        """Masquerade traffic leaving the subnet (once per host and subnet; idempotent)."""
+        key = (self.subnet, self.bridge)
+        if key in Cni._masquerading:
+            return
+        rule = [
+            "POSTROUTING", "-s", self.subnet, "!", "-o", self.bridge,
+            "-m", "comment", "--comment", f"fogwire: masquerade {self.subnet}", "-j", "MASQUERADE",
+        ]  # fmt: skip
+        try:
+            check = subprocess.run(["iptables", "-w", "-t", "nat", "-C", *rule], capture_output=True, timeout=30)
+            if check.returncode != 0:
+                subprocess.run(
+                    ["iptables", "-w", "-t", "nat", "-A", *rule], capture_output=True, timeout=30, check=True
+                )
+        except (OSError, subprocess.SubprocessError) as error:
+            raise EngineError(f"cannot set up masquerading for {self.subnet} with iptables: {error}") from error
+        Cni._masquerading.add(key)
+
     def add(self, container_id: str, netns: str, ports: Sequence[PortMapping]) -> dict[str, Any]:
         """Attach ``netns`` to the bridge and publish ``ports``; return the CNI result."""
+        self.ensure_masquerade()
         result = self._run("ADD", self._bridge_conf(), container_id, netns)
         if ports:
             try:
