@@ -238,7 +238,7 @@ class DockerEngine(Engine):
     def _managed(self, name: str) -> dict[str, Any] | None:
         """The inspect document of our workload ``name``, or ``None`` (absent or not ours)."""
         try:
-            attrs_ = self.client.api.inspect_container(name)
+            attrs_: dict[str, Any] = self.client.api.inspect_container(name)
         except docker.errors.NotFound:
             return None
         labels = attrs_.get("Config", {}).get("Labels") or {}

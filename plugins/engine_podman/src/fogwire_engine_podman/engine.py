@@ -220,6 +220,7 @@ class PodmanEngine(Engine):
         self._tasks: list[asyncio.Task[None]] = []
         self._kmsg_stop = threading.Event()
         self._drive_health = False
+        self._cache: dict[str, WorkloadInfo] | None = None
 
     # ------------------------------------------------------------------ plumbing
 
@@ -269,6 +270,7 @@ class PodmanEngine(Engine):
             await self._call(self._client.ping)
         except (podman.errors.PodmanError, ValueError) as error:
             raise EngineError(f"cannot connect to the podman service at {self.url}: {error}") from error
+        self._tasks.append(asyncio.create_task(self._watch(), name="fogwire-podman-watch"))
         local = bool(self.url and self.url.startswith("unix:"))
         mode = self.options.healthchecks
         self._drive_health = mode == "plugin" or (mode == "auto" and not Path("/run/systemd/system").is_dir())
@@ -503,14 +505,17 @@ class PodmanEngine(Engine):
     async def create(self, spec: WorkloadSpec) -> WorkloadInfo:
         """Create ``spec`` (not started) with this agent's labels and the configured ulimits."""
         async with self._lock(spec.name):
-            return await self._call(self._create, spec)
+            info = await self._call(self._create, spec)
+            if self._cache is not None:
+                self._cache[info.id] = info
+            return info
 
-    def _start(self, name: str) -> None:
+    def _start(self, name: str) -> str:
         found = self._require(name)
         response = self.api.post(f"/containers/{found['Id']}/start")
         if response.status_code < 400:
             self._track_health(found["Id"])
-            return
+            return str(found["Id"])
         text = _body_message(response)
         if any(marker in text for marker in _PORT_MARKERS):
             bindings = (found.get("HostConfig") or {}).get("PortBindings") or {}
@@ -528,9 +533,10 @@ class PodmanEngine(Engine):
     async def start_workload(self, name: str) -> None:
         """Start our workload ``name`` (a no-op if it runs)."""
         async with self._lock(name):
-            await self._call(self._start, name)
+            container_id = await self._call(self._start, name)
+            await self._refresh(container_id)
 
-    def _stop(self, name: str, timeout_s: float) -> None:
+    def _stop(self, name: str, timeout_s: float) -> str:
         found = self._require(name)
         response = self.api.post(
             f"/containers/{found['Id']}/stop", params={"timeout": max(0, math.ceil(timeout_s))}, timeout=timeout_s + 60
@@ -539,16 +545,17 @@ class PodmanEngine(Engine):
             raise WorkloadNotFoundError(f"workload {name!r} disappeared while stopping")
         if response.status_code >= 400 and response.status_code != 304:
             raise EngineError(f"cannot stop workload {name!r}: {_body_message(response)}")
+        return str(found["Id"])
 
     async def stop(self, name: str, timeout_s: float = 10.0) -> None:
         """SIGTERM, then SIGKILL after ``timeout_s`` (whole seconds, rounded up)."""
         async with self._lock(name):
-            await self._call(self._stop, name, timeout_s)
+            await self._refresh(await self._call(self._stop, name, timeout_s))
 
-    def _remove(self, name: str) -> None:
+    def _remove(self, name: str) -> str | None:
         found = self._managed(name)
         if found is None:
-            return
+            return None
         self._health.pop(found["Id"], None)
         if (found.get("State") or {}).get("Running"):
             # force-remove would wait the container's stop timeout first (10 s by default)
@@ -556,11 +563,14 @@ class PodmanEngine(Engine):
         response = self.api.delete(f"/containers/{found['Id']}", params={"force": True, "v": False})
         if response.status_code >= 400 and response.status_code != 404:
             raise EngineError(f"cannot remove workload {name!r}: {_body_message(response)}")
+        return str(found["Id"])
 
     async def remove(self, name: str) -> None:
         """Kill and remove our workload ``name``; absent (or not ours) is fine."""
         async with self._lock(name):
-            await self._call(self._remove, name)
+            container_id = await self._call(self._remove, name)
+            if container_id is not None and self._cache is not None:
+                self._cache.pop(container_id, None)
 
     def _info(self, found: dict[str, Any]) -> WorkloadInfo:
         state = found.get("State") or {}
@@ -600,6 +610,10 @@ class PodmanEngine(Engine):
         """Our workload ``name``, or ``None``."""
         return await self._call(self._inspect, name)
 
+    def _inspect_id(self, container_id: str) -> WorkloadInfo | None:
+        found = self._inspect_raw(container_id)
+        return None if found is None else self._info(found)
+
     def _list(self) -> list[WorkloadInfo]:
         filters = json.dumps({"label": [f"{MANAGED_LABEL}={self.context.agent_id}"]})
         summaries = self.api.get("/containers/json", params={"all": True, "filters": filters}).json() or []
@@ -632,12 +646,66 @@ class PodmanEngine(Engine):
         )
 
     async def list_managed(self) -> list[WorkloadInfo]:
-        """Every container carrying this agent's label, from one list call.
+        """Every container carrying this agent's label.
 
-        The list reports state, labels, image, image id, exit code, times and
-        health; :meth:`inspect` adds what only it knows (podman's OOM flag).
+        Podman's list call costs about 3 ms per running container (it syncs each
+        one's state), so the engine keeps a cache, loaded once and kept current by
+        podman's event stream and by its own operations, and answers from it. While
+        the stream is down it asks the service directly.
         """
+        if self._cache is not None:
+            return sorted(self._cache.values(), key=lambda i: i.name)
         return await self._call(self._list)
+
+    async def _refresh(self, container_id: str) -> None:
+        if self._cache is None:
+            return
+        info = await self._call(self._inspect_id, container_id)
+        if self._cache is None:
+            return
+        if info is None or info.labels.get(MANAGED_LABEL) != self.context.agent_id:
+            self._cache.pop(container_id, None)
+        else:
+            self._cache[container_id] = info
+
+    async def _watch(self) -> None:
+        """Keep :attr:`_cache` current from podman's events; drop it while they can't be read."""
+        api = self.api
+        while True:
+            since = datetime.fromtimestamp(time.time() - 0.05, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            params = {"stream": True, "since": since, "filters": json.dumps({"type": ["container"]})}
+
+            def opener(params: dict[str, Any] = params) -> tuple[Iterator[bytes], Callable[[], None]]:
+                response = api.get("/events", params=params, stream=True)
+                if response.status_code >= 400:
+                    message = _body_message(response)
+                    response.close()
+                    raise EngineError(f"cannot read podman's events: {message}")
+                return response.iter_lines(), functools.partial(close_response, response)
+
+            try:
+                self._cache = {info.id: info for info in await self._call(self._list)}
+                async for line in stream_in_thread(opener, "fogwire-podman-watch"):
+                    if not line:
+                        continue
+                    raw = json.loads(line)
+                    attributes = (raw.get("Actor") or {}).get("Attributes") or {}
+                    if attributes.get(MANAGED_LABEL) != self.context.agent_id:
+                        continue
+                    container_id = (raw.get("Actor") or {}).get("ID") or raw.get("id")
+                    if not container_id:
+                        continue
+                    if raw.get("Action") == "remove" and self._cache is not None:
+                        self._cache.pop(container_id, None)
+                    else:
+                        await self._refresh(container_id)
+            except asyncio.CancelledError:
+                self._cache = None
+                raise
+            except Exception as error:
+                log.debug("podman event watch interrupted: %s", error)
+            self._cache = None
+            await asyncio.sleep(1.0)
 
     # ------------------------------------------------------------------ health checks and OOM (no systemd)
 
