@@ -274,3 +274,34 @@ def test_import_memory_stays_flat(tmp_path: Path, harness_registry: services.Reg
     assert json.loads(done.stdout)["bytesMoved"] > 128 << 20
     peak_kib = int(done.stderr.split()[-1])
     assert peak_kib < 80 * 1024, f"peak RSS {peak_kib} KiB"
+
+
+async def test_reimport_of_the_same_file_reads_nothing_while_the_target_holds_it(
+    tmp_path: Path, registry_client: RegistryClient, prefix: str
+) -> None:
+    layer = random_layer(tmp_path / "l.tar", 1 << 20, seed=12)
+    bundle = layout_bundle(
+        tmp_path,
+        [Image(f"127.0.0.1:1/{prefix}/c:1", [layer]), Image(f"127.0.0.1:1/{prefix}/c:2", [layer], cmd=["/bin/true"])],
+    )
+    target = RegistryTarget(registry_client, "", tmp_path / "resume.json")
+    cache = tmp_path / "imported.json"
+    first = await import_bundle(bundle, target, work_dir=tmp_path / "work", cache_file=cache)
+    assert not first.cached and first.bytes_moved > 1 << 20
+
+    class _NoRead(Progress):
+        def advance(self, size: int) -> None:
+            raise AssertionError("the bundle was read again")
+
+    second = await import_bundle(
+        bundle, target, work_dir=tmp_path / "work", cache_file=cache, progress=_NoRead(quiet=True)
+    )
+    assert second.cached and second.bytes_moved == 0
+    assert [i.status for i in second.images] == ["present", "present"]
+    assert second.bytes_skipped == first.bytes_moved + first.bytes_skipped
+
+    # someone deletes one tag: the next import notices and runs in full
+    registry_client.delete_manifest(f"{prefix}/c", first.images[1].digest)
+    third = await import_bundle(bundle, target, work_dir=tmp_path / "work", cache_file=cache)
+    assert not third.cached and [i.status for i in third.images] == ["present", "pushed"]
+    assert third.bytes_moved == 0  # the blobs were still there; only the manifest was put back

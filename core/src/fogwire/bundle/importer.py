@@ -61,6 +61,8 @@ class ImageOutcome:
     digest: str
     status: str
     """``loaded``, ``pushed`` or ``present`` (already there; nothing moved)."""
+    image_id: str = ""
+    """For an engine: the config digest the engine reports for the image."""
 
 
 @attrs.frozen
@@ -77,6 +79,9 @@ class ImportResult:
     blobs_moved: int
     blobs_skipped: int
     seconds: float
+    cached: bool = False
+    """True when this exact file was imported before and the target still holds every image,
+    so nothing was read again (see ``cache_file`` of :func:`import_bundle`)."""
 
     def to_json(self) -> dict[str, Any]:
         """Plain data for ``--json``."""
@@ -91,6 +96,7 @@ class ImportResult:
             "blobsMoved": self.blobs_moved,
             "blobsSkipped": self.blobs_skipped,
             "seconds": round(self.seconds, 3),
+            "cached": self.cached,
         }
 
 
@@ -115,6 +121,10 @@ class Target(abc.ABC):
     async def publish(self, staged: StagedBundle, work: Path, progress: Progress) -> _Tally:
         """Make the verified images of ``staged`` available; ``work`` is scratch space."""
 
+    @abc.abstractmethod
+    async def holds(self, outcome: ImageOutcome) -> bool:
+        """True if the target still holds the image an earlier import of ``outcome`` put there."""
+
 
 # ---------------------------------------------------------------------- engine
 
@@ -131,7 +141,8 @@ class EngineTarget(Target):
     def __init__(self, engine: Engine, platform: Platform) -> None:
         self.engine = engine
         self.platform = platform
-        self.description = f"engine {engine.name or type(engine).__name__}"
+        url = engine.context.url
+        self.description = f"engine {engine.name or type(engine).__name__}" + (f" at {url}" if url else "")
         self._chosen: list[tuple[BundleImage, dict[str, Any]]] = []
 
     async def check(self, staged: StagedBundle) -> None:
@@ -170,7 +181,7 @@ class EngineTarget(Target):
             present = await self.engine.image_digest(name) if name else None
             if present == config_digest:
                 progress.note(f"{image.reference}: already in the engine ({config_digest[:19]}); skipped")
-                tally.outcomes.append(ImageOutcome(image.reference, name, image.digest, "present"))
+                tally.outcomes.append(ImageOutcome(image.reference, name, image.digest, "present", config_digest))
                 tally.bytes_skipped += size
                 tally.blobs_skipped += len(manifest.get("layers") or []) + 1
                 progress.skip(size)
@@ -188,11 +199,19 @@ class EngineTarget(Target):
         result = await self.engine.load_image_archive(archive)
         progress.advance(archive.stat().st_size)
         progress.finish(f"loading {names}", f"engine reports {', '.join(result.references) or 'no names'}")
-        for image, _, _ in wanted:
+        for image, _, manifest in wanted:
+            name = _engine_name(image.reference)
+            config_digest = str((manifest.get("config") or {}).get("digest"))
             tally.outcomes.append(
-                ImageOutcome(image.reference, _engine_name(image.reference) or image.digest, image.digest, "loaded")
+                ImageOutcome(image.reference, name or image.digest, image.digest, "loaded", config_digest)
             )
         return tally
+
+    async def holds(self, outcome: ImageOutcome) -> bool:
+        """The engine has the image under its name with the same config digest."""
+        if not outcome.image_id or outcome.target == outcome.digest:
+            return False
+        return await self.engine.image_digest(outcome.target) == outcome.image_id
 
 
 def _parts(manifest: dict[str, Any]) -> list[dict[str, Any]]:
@@ -282,6 +301,18 @@ class RegistryTarget(Target):
     async def publish(self, staged: StagedBundle, work: Path, progress: Progress) -> _Tally:
         """Push every image (in a thread: the client blocks)."""
         return await asyncio.to_thread(self._push_all, staged, progress)
+
+    async def holds(self, outcome: ImageOutcome) -> bool:
+        """The registry answers ``HEAD`` for the pushed tag (or digest) with the same digest."""
+
+        def check() -> bool:
+            ref = Reference.parse(outcome.target)
+            try:
+                return self.client.manifest_digest(ref.repository, ref.tag or outcome.digest) == outcome.digest
+            finally:
+                self.client.close()
+
+        return await asyncio.to_thread(check)
 
     # -- resume records
 
@@ -402,18 +433,105 @@ class RegistryTarget(Target):
 # ---------------------------------------------------------------------- entry point
 
 
+def _identity(path: Path) -> dict[str, Any]:
+    """What makes a bundle file "the same file": path, inode, size, mtime, and its ``.sha256``."""
+    info = path.stat()
+    sidecar = path.with_name(path.name + ".sha256")
+    try:
+        checksum = sidecar.read_text().split()[0] if sidecar.exists() else ""
+    except (OSError, IndexError):
+        checksum = ""
+    return {
+        "path": str(path.resolve()),
+        "inode": info.st_ino,
+        "size": info.st_size,
+        "mtime_ns": info.st_mtime_ns,
+        "sha256": checksum,
+    }
+
+
+def _load_cache(cache_file: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+async def _cached(path: Path, target: Target, cache_file: Path, started: float) -> ImportResult | None:
+    """The earlier result if this exact file went to this target and the target still holds it all."""
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    record = _load_cache(cache_file).get(target.description)
+    entry = record.get(str(path.resolve())) if isinstance(record, dict) else None
+    if not isinstance(entry, dict) or entry.get("identity") != _identity(path):
+        return None
+    try:
+        outcomes = tuple(ImageOutcome(**o) for o in entry["images"])
+    except (KeyError, TypeError):
+        return None
+    for outcome in outcomes:
+        if not await target.holds(outcome):
+            return None
+    return ImportResult(
+        bundle=str(path),
+        kind=str(entry.get("kind", "")),
+        format=str(entry.get("format", "")),
+        target=target.description,
+        images=tuple(attrs.evolve(o, status="present") for o in outcomes),
+        bytes_moved=0,
+        bytes_skipped=int(entry.get("bytes", 0)),
+        blobs_moved=0,
+        blobs_skipped=int(entry.get("blobs", 0)),
+        seconds=time.monotonic() - started,
+        cached=True,
+    )
+
+
+def _remember(path: Path, target: Target, cache_file: Path, result: ImportResult) -> None:
+    data = _load_cache(cache_file)
+    record = data.setdefault(target.description, {})
+    record[str(path.resolve())] = {
+        "identity": _identity(path),
+        "kind": result.kind,
+        "format": result.format,
+        "bytes": result.bytes_moved + result.bytes_skipped,
+        "blobs": result.blobs_moved + result.blobs_skipped,
+        "images": [attrs.asdict(o) for o in result.images],
+    }
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache_file.with_name(cache_file.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(cache_file)
+
+
 async def import_bundle(
-    path: Path, target: Target, *, work_dir: Path, progress: Progress | None = None
+    path: Path,
+    target: Target,
+    *,
+    work_dir: Path,
+    progress: Progress | None = None,
+    cache_file: Path | None = None,
 ) -> ImportResult:
     """Verify the bundle at ``path`` completely, then publish it to ``target``.
 
     Staging happens in a fresh directory under ``work_dir``, removed afterwards
     whatever happens. A full disk is a :class:`BundleError` naming the directory.
+
+    With ``cache_file``, a successful import is remembered (file path, inode, size,
+    mtime, ``.sha256``, and what went where). Importing that unchanged file to the
+    same target again only asks the target whether it still holds every image; if
+    so nothing is read or moved (``result.cached``), else the import runs in full.
     """
     progress = progress or Progress.silent()
     started = time.monotonic()
     path = Path(path)
     work_dir = Path(work_dir)
+    if cache_file is not None:
+        cached = await _cached(path, target, cache_file, started)
+        if cached is not None:
+            progress.note(f"{path.name}: imported before into {target.description}, which still holds every image")
+            return cached
     try:
         work_dir.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix="import-", dir=work_dir))
@@ -432,7 +550,7 @@ async def import_bundle(
         raise BundleError(f"{path}: {error.strerror or error} ({error.filename or work_dir})") from None
     finally:
         await asyncio.to_thread(shutil.rmtree, work, True)
-    return ImportResult(
+    result = ImportResult(
         bundle=str(path),
         kind=staged.kind,
         format=staged.format.value,
@@ -444,3 +562,6 @@ async def import_bundle(
         blobs_skipped=tally.blobs_skipped,
         seconds=time.monotonic() - started,
     )
+    if cache_file is not None:
+        _remember(path, target, cache_file, result)
+    return result

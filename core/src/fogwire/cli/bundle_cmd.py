@@ -60,6 +60,11 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
         "--work-dir", metavar="DIR", help="where the bundle is staged and verified (default: STATE_DIR/bundles/work)"
     )
     parser.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="verify and import even if this unchanged file was imported into this target before",
+    )
     _add_registry_options(parser)
 
 
@@ -221,6 +226,12 @@ def _work_dir(args: argparse.Namespace) -> Path:
     return paths_from(args).state_dir / "bundles" / "work"
 
 
+def _cache_file(args: argparse.Namespace) -> Path | None:
+    from fogwire.cli.common import paths_from
+
+    return None if args.force else paths_from(args).state_dir / "bundles" / "imported.json"
+
+
 @contextlib.asynccontextmanager
 async def _target(args: argparse.Namespace) -> AsyncIterator[Target]:
     """The engine or registry target the flags name (an engine is started and closed)."""
@@ -270,6 +281,8 @@ def _print_result(result: ImportResult, as_json: bool) -> None:
         return
     for image in result.images:
         print(f"{image.reference}: {image.status} as {image.target}")
+    if result.cached:
+        print(f"{result.bundle}: this unchanged file was imported before and {result.target} still holds it all")
     print(
         f"imported {result.bundle} ({result.kind}, {result.format}) into {result.target}: "
         f"{human(result.bytes_moved)} moved, {human(result.bytes_skipped)} already there, {result.seconds:.1f}s"
@@ -283,7 +296,9 @@ def _import(args: argparse.Namespace) -> int:
     async def main() -> ImportResult:
         async with _target(args) as target:
             progress = Progress(sys.stderr, quiet=bool(args.json))
-            return await import_bundle(Path(args.file), target, work_dir=_work_dir(args), progress=progress)
+            return await import_bundle(
+                Path(args.file), target, work_dir=_work_dir(args), progress=progress, cache_file=_cache_file(args)
+            )
 
     _print_result(asyncio.run(main()), bool(args.json))
     return 0
@@ -310,7 +325,7 @@ def _watch(args: argparse.Namespace) -> int:
 
             async def importer(path: Path) -> ImportResult:
                 progress = Progress(sys.stderr, quiet=bool(args.json))
-                return await import_bundle(path, target, work_dir=work, progress=progress)
+                return await import_bundle(path, target, work_dir=work, progress=progress, cache_file=_cache_file(args))
 
             watcher = BundleWatcher(
                 Path(args.directory), importer, interval=args.interval, settle=args.settle, on_done=report
