@@ -1,9 +1,8 @@
-"""CNI for workloads with their own network namespace: bridge + portmap.
+"""Networking for workloads with their own network namespace: CNI bridge, own host-port rules.
 
-The plugin calls the CNI plugin binaries itself (Debian's
-``containernetworking-plugins`` in ``/usr/lib/cni``), chaining ``bridge`` (with
-``host-local`` IPAM) and ``portmap``. ``portmap``'s SNAT mode makes published
-ports reachable on ``127.0.0.1`` too.
+The plugin calls the CNI ``bridge`` plugin binary itself (Debian's
+``containernetworking-plugins`` in ``/usr/lib/cni``) and publishes ports with its
+own DNAT rules (see :class:`Cni`).
 """
 
 from __future__ import annotations
@@ -22,8 +21,23 @@ from fogwire.errors import EngineError, PortInUseError
 CNI_VERSION = "1.0.0"
 
 
+HOSTPORT_CHAIN = "FOGWIRE-HOSTPORTS"
+
+
 class Cni:
-    """One CNI network (a bridge and a subnet) shared by the agent's workloads."""
+    """One CNI network (a bridge and a subnet) shared by the agent's workloads, plus host ports.
+
+    The ``bridge`` CNI plugin (with ``host-local`` IPAM) attaches a workload. Ports
+    are published by the plugin itself with one ``iptables-restore`` call per
+    workload (DNAT rules in a chain of its own) instead of CNI ``portmap``, which
+    runs a dozen ``iptables`` commands per workload and serialises concurrent
+    starts on the xtables lock. Setup done once per host: the chain and its jumps
+    from PREROUTING/OUTPUT, masquerading of the subnet and of 127.0.0.0/8 towards
+    the bridge (with ``route_localnet``, so ports answer on 127.0.0.1), and FORWARD
+    accepts for the bridge (hosts with Docker drop forwarded traffic by default).
+    """
+
+    _ready: set[tuple[str, str]] = set()
 
     def __init__(self, bin_dir: Path, bridge: str, subnet: str, network: str = "fogwire") -> None:
         self.bin_dir = bin_dir
@@ -38,35 +52,12 @@ class Cni:
             "type": "bridge",
             "bridge": self.bridge,
             "isGateway": True,
-            # one MASQUERADE rule for the subnet (ensure_masquerade) instead of a chain per
-            # workload: the bridge plugin can only remove its chain while the netns exists
+            # masquerading is one rule for the subnet (see setup): the bridge plugin's
+            # per-workload chain can only be removed while the netns still exists
             "ipMasq": False,
             "hairpinMode": True,
             "ipam": {"type": "host-local", "ranges": [[{"subnet": self.subnet}]], "routes": [{"dst": "0.0.0.0/0"}]},
         }
-
-    def _portmap_conf(self, ports: Sequence[PortMapping], prev: dict[str, Any] | None) -> dict[str, Any]:
-        conf: dict[str, Any] = {
-            "cniVersion": CNI_VERSION,
-            "name": self.network,
-            "type": "portmap",
-            "capabilities": {"portMappings": True},
-            "snat": True,
-            "runtimeConfig": {
-                "portMappings": [
-                    {
-                        "hostPort": p.host_port,
-                        "containerPort": p.container_port,
-                        "protocol": p.protocol,
-                        **({"hostIP": p.host_ip} if p.host_ip else {}),
-                    }
-                    for p in ports
-                ]
-            },
-        }
-        if prev is not None:
-            conf["prevResult"] = prev
-        return conf
 
     def _run(self, command: str, conf: dict[str, Any], container_id: str, netns: str) -> dict[str, Any]:
         env = {
@@ -89,8 +80,8 @@ class Cni:
             ) from error
         if proc.returncode != 0:
             try:
-                msg = json.loads(proc.stdout).get("msg", "")
-                detail = json.loads(proc.stdout).get("details", "")
+                doc = json.loads(proc.stdout)
+                msg, detail = doc.get("msg", ""), doc.get("details", "")
             except ValueError:
                 msg, detail = proc.stdout.decode(errors="replace"), ""
             raise EngineError(
@@ -99,49 +90,88 @@ class Cni:
             )
         return json.loads(proc.stdout) if proc.stdout.strip() else {}
 
-    _masquerading: set[tuple[str, str]] = set()
-
-    def ensure_masquerade(self) -> None:
-        """Masquerade traffic leaving the subnet (once per host and subnet; idempotent)."""
-        key = (self.subnet, self.bridge)
-        if key in Cni._masquerading:
-            return
-        rule = [
-            "POSTROUTING", "-s", self.subnet, "!", "-o", self.bridge,
-            "-m", "comment", "--comment", f"fogwire: masquerade {self.subnet}", "-j", "MASQUERADE",
-        ]  # fmt: skip
+    @staticmethod
+    def _iptables(*args: str, check: bool = True) -> bool:
         try:
-            check = subprocess.run(["iptables", "-w", "-t", "nat", "-C", *rule], capture_output=True, timeout=30)
-            if check.returncode != 0:
-                subprocess.run(
-                    ["iptables", "-w", "-t", "nat", "-A", *rule], capture_output=True, timeout=30, check=True
-                )
-        except (OSError, subprocess.SubprocessError) as error:
-            raise EngineError(f"cannot set up masquerading for {self.subnet} with iptables: {error}") from error
-        Cni._masquerading.add(key)
+            proc = subprocess.run(["iptables", "-w", *args], capture_output=True, timeout=60, check=False)
+        except (OSError, subprocess.TimeoutExpired) as error:
+            raise EngineError(f"iptables could not run ({error}); install iptables") from error
+        if check and proc.returncode != 0:
+            raise EngineError(f"iptables {' '.join(args)} failed: {proc.stderr.decode(errors='replace')[:300]}")
+        return proc.returncode == 0
+
+    def _ensure_rule(self, table: str, chain: str, *rule: str) -> None:
+        if not self._iptables("-t", table, "-C", chain, *rule, check=False):
+            self._iptables("-t", table, "-A", chain, *rule)
+
+    def setup(self) -> None:
+        """The host-wide rules (idempotent; done once per process, after the bridge exists)."""
+        key = (self.subnet, self.bridge)
+        if key in Cni._ready:
+            return
+        tag = ["-m", "comment", "--comment", f"fogwire {self.network}"]
+        self._iptables("-t", "nat", "-N", HOSTPORT_CHAIN, check=False)
+        for chain in ("PREROUTING", "OUTPUT"):
+            self._ensure_rule("nat", chain, "-m", "addrtype", "--dst-type", "LOCAL", *tag, "-j", HOSTPORT_CHAIN)
+        self._ensure_rule("nat", "POSTROUTING", "-s", self.subnet, "!", "-o", self.bridge, *tag, "-j", "MASQUERADE")
+        self._ensure_rule("nat", "POSTROUTING", "-s", "127.0.0.0/8", "-o", self.bridge, *tag, "-j", "MASQUERADE")
+        self._ensure_rule("filter", "FORWARD", "-o", self.bridge, *tag, "-j", "ACCEPT")
+        self._ensure_rule("filter", "FORWARD", "-i", self.bridge, *tag, "-j", "ACCEPT")
+        try:
+            Path(f"/proc/sys/net/ipv4/conf/{self.bridge}/route_localnet").write_text("1")
+        except OSError as error:
+            raise EngineError(f"cannot enable route_localnet on {self.bridge}: {error}") from error
+        Cni._ready.add(key)
+
+    def _port_rules(self, op: str, container_id: str, address: str, ports: Sequence[PortMapping]) -> str:
+        lines = ["*nat"]
+        for p in ports:
+            dest = ["-d", f"{p.host_ip}/32"] if p.host_ip and p.host_ip != "0.0.0.0" else []
+            rule = [
+                op, HOSTPORT_CHAIN, "-p", p.protocol, *dest, "--dport", str(p.host_port),
+                "-m", "comment", "--comment", f"fogwire:{container_id}",
+                "-j", "DNAT", "--to-destination", f"{address}:{p.container_port}",
+            ]  # fmt: skip
+            lines.append(" ".join(rule))
+        lines.append("COMMIT\n")
+        return "\n".join(lines)
+
+    def _restore(self, script: str) -> None:
+        try:
+            proc = subprocess.run(
+                ["iptables-restore", "-w", "--noflush"], input=script.encode(), capture_output=True, timeout=60
+            )
+        except (OSError, subprocess.TimeoutExpired) as error:
+            raise EngineError(f"iptables-restore could not run ({error}); install iptables") from error
+        if proc.returncode != 0:
+            raise EngineError(f"publishing ports failed: {proc.stderr.decode(errors='replace')[:300]}")
 
     def add(self, container_id: str, netns: str, ports: Sequence[PortMapping]) -> dict[str, Any]:
         """Attach ``netns`` to the bridge and publish ``ports``; return the CNI result."""
-        self.ensure_masquerade()
         result = self._run("ADD", self._bridge_conf(), container_id, netns)
-        if ports:
-            try:
-                result = self._run("ADD", self._portmap_conf(ports, result), container_id, netns)
-            except EngineError:
-                self.delete(container_id, netns, ports, result)
-                raise
+        try:
+            self.setup()
+            address = self.address(result)
+            if ports:
+                if address is None:
+                    raise EngineError(f"CNI gave {container_id} no IPv4 address to publish ports to")
+                self._restore(self._port_rules("-A", container_id, address, ports))
+        except EngineError:
+            self.delete(container_id, netns, (), result)
+            raise
         return result
 
     def delete(
         self, container_id: str, netns: str, ports: Sequence[PortMapping], prev: dict[str, Any] | None = None
     ) -> None:
-        """Undo :meth:`add` (best effort for a namespace that is already gone)."""
+        """Undo :meth:`add` (the namespace may already be gone)."""
         if netns and not Path(netns).exists():
             netns = ""
         errors: list[str] = []
-        if ports:
+        address = self.address(prev) if prev else None
+        if ports and address:
             try:
-                self._run("DEL", self._portmap_conf(ports, prev), container_id, netns)
+                self._restore(self._port_rules("-D", container_id, address, ports))
             except EngineError as error:
                 errors.append(str(error))
         try:
