@@ -54,7 +54,15 @@ from typing import Any
 
 PREFIX = "io.skupper.router."
 OK, CREATED, NO_CONTENT = 200, 201, 204
-TEXT = {200: "OK", 201: "Created", 204: "No Content", 400: "Bad Request", 404: "Not Found", 500: "Internal Server Error", 501: "Not Implemented"}
+TEXT = {
+    200: "OK",
+    201: "Created",
+    204: "No Content",
+    400: "Bad Request",
+    404: "Not Found",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+}
 
 ROLES = ["normal", "inter-router", "route-container", "edge", "inter-edge", "inter-network"]
 DISTRIBUTIONS = ["multicast", "closest", "balanced", "unavailable"]
@@ -67,7 +75,9 @@ LOG_MODULES = [
 ]  # fmt: skip
 
 
-def A(name: str, kind: Any = "string", default: Any = None, create: bool = True, update: bool = False) -> tuple[str, Any, Any, bool, bool]:  # noqa: N802
+def A(
+    name: str, kind: Any = "string", default: Any = None, create: bool = True, update: bool = False
+) -> tuple[str, Any, Any, bool, bool]:
     """One schema attribute: name, type (str or enum list), default, create, update."""
     return (name, kind, default, create, update)
 
@@ -163,8 +173,16 @@ class ManagementState:
         self.requests: list[tuple[str, str | None, str | None]] = []
         self.fail_rules: list[tuple[Callable[[dict[str, Any], Any], bool], int, str]] = []
         """Test hook: ``(predicate(properties, body), code, description)``; the first match answers instead."""
+        self.silent_rules: list[Callable[[dict[str, Any]], bool]] = []
+        """Test hook: requests matching one of these get no reply at all (a hung router)."""
         for module in LOG_MODULES:
-            attrs = {"module": module, "enable": None, "includeTimestamp": None, "includeSource": None, "outputFile": None}
+            attrs = {
+                "module": module,
+                "enable": None,
+                "includeTimestamp": None,
+                "includeSource": None,
+                "outputFile": None,
+            }
             if module == "DEFAULT":
                 attrs.update(enable="info+", includeTimestamp=True, includeSource=False, outputFile="stderr")
             self._store("log", attrs)
@@ -185,7 +203,9 @@ class ManagementState:
                 target.update(self._validate("log", dict(target, **attributes)))
             else:
                 name = attributes.pop("name", None)
-                self.handle({"operation": "CREATE", "type": long_name(type_name), "name": name}, attributes, raising=True)
+                self.handle(
+                    {"operation": "CREATE", "type": long_name(type_name), "name": name}, attributes, raising=True
+                )
         if not self.entities[long_name("router")]:
             self._store("router", self._validate("router", {"id": self.router_id}))
 
@@ -300,22 +320,32 @@ class ManagementState:
         if short in ("tcpListener", "tcpConnector"):
             if attrs.get("port") is None:
                 raise Status(500, "CError: Python: KeyError: ('port',)")
-            if short == "tcpListener" and (attrs.get("address") is None) == (attrs.get("multiAddressStrategy") in (None, "none")):
-                raise Status(500, "CError: Configuration: Exactly one of the 'address' or 'multiAddressStrategy' field must be set")
+            if short == "tcpListener" and (attrs.get("address") is None) == (
+                attrs.get("multiAddressStrategy") in (None, "none")
+            ):
+                raise Status(
+                    500,
+                    "CError: Configuration: Exactly one of the 'address' or 'multiAddressStrategy' field must be set",
+                )
             if short == "tcpConnector" and not attrs.get("address"):
                 raise Status(500, "CError: Configuration: Address must be set")
         if attrs.get("sslProfile") is not None and short in ("listener", "connector", "tcpListener", "tcpConnector"):
             profile = self._profile(attrs["sslProfile"])
             if short == "tcpListener" and not profile.get("certFile"):
-                raise Status(500, f"CError: Configuration: Listener requires a self-identifying certificate (sslProfile: {attrs['sslProfile']})")
+                raise Status(
+                    500,
+                    f"CError: Configuration: Listener requires a self-identifying certificate (sslProfile: {attrs['sslProfile']})",
+                )
         if short == "sslProfile":
             self._check_ordinals(attrs, "Invalid sslProfile configuration: see logs for details.")
 
     @staticmethod
     def _check_ordinals(attrs: dict[str, Any], text: str) -> None:
         ordinal, oldest = attrs.get("ordinal"), attrs.get("oldestValidOrdinal")
-        if (ordinal is not None and ordinal < 0) or (oldest is not None and oldest < 0) or (
-            ordinal is not None and oldest is not None and ordinal < oldest
+        if (
+            (ordinal is not None and ordinal < 0)
+            or (oldest is not None and oldest < 0)
+            or (ordinal is not None and oldest is not None and ordinal < oldest)
         ):
             raise Status(400, text)
 
@@ -328,7 +358,13 @@ class ManagementState:
     def handle(self, properties: dict[str, Any], body: Any, raising: bool = False) -> tuple[int, str, Any]:
         """Answer one request: ``(statusCode, statusDescription, body)``."""
         with self.lock:
-            self.requests.append((str(properties.get("operation")), properties.get("type") or properties.get("entityType"), properties.get("name")))
+            self.requests.append(
+                (
+                    str(properties.get("operation")),
+                    properties.get("type") or properties.get("entityType"),
+                    properties.get("name"),
+                )
+            )
             for predicate, code, description in self.fail_rules:
                 if predicate(properties, body):
                     return code, description, {}
@@ -347,7 +383,9 @@ class ManagementState:
             raise Status(400, f"No 'operation' property: Message(properties={properties!r}, body={body!r})")
         operation = str(operation)
         given_type = properties.get("type")
-        if given_type == ADDRESS_TYPE or (operation.upper() == "QUERY" and properties.get("entityType") == ADDRESS_TYPE):
+        if given_type == ADDRESS_TYPE or (
+            operation.upper() == "QUERY" and properties.get("entityType") == ADDRESS_TYPE
+        ):
             return self._address(operation.upper(), properties, body)
         if operation.upper() == "QUERY":
             return self._query(properties, body)
@@ -357,7 +395,9 @@ class ManagementState:
         target = self._find(properties, requested)
         if target["type"] == "org.amqp.management":
             if operation == "GET-OPERATIONS":
-                return OK, {long_name(t): s["ops"] for t, s in SCHEMA.items()} | {ADDRESS_TYPE: ["CREATE", "DELETE", "READ"]}
+                return OK, {long_name(t): s["ops"] for t, s in SCHEMA.items()} | {
+                    ADDRESS_TYPE: ["CREATE", "DELETE", "READ"]
+                }
             if operation == "GET-MGMT-NODES":
                 return OK, []
             raise Status(501, f"Operation '{operation}' not implemented on org.amqp.management")
@@ -372,7 +412,9 @@ class ManagementState:
                 self.unbind(target)
             self._refresh_tcp()
             return NO_CONTENT, {}
-        raise Status(501, f"Operation '{operation}' not implemented for '{target['type']}' {self._schema(target['type'])['ops']}")
+        raise Status(
+            501, f"Operation '{operation}' not implemented for '{target['type']}' {self._schema(target['type'])['ops']}"
+        )
 
     def _create(self, properties: dict[str, Any], body: Any) -> tuple[int, Any]:
         attributes = dict(body) if isinstance(body, dict) else {}
@@ -452,7 +494,9 @@ class ManagementState:
             if name is None and identity is None:
                 raise Status(400, "No name or identity provided", c_agent=True)
             for entity in table.values():
-                if (identity is not None and entity["identity"] == identity) or (identity is None and entity["name"] == name):
+                if (identity is not None and entity["identity"] == identity) or (
+                    identity is None and entity["name"] == name
+                ):
                     return entity
             raise Status(404, "Not Found", c_agent=True)
 
@@ -517,7 +561,7 @@ def make_server(state: ManagementState) -> Any:
             try:
                 self.acceptors[attrs["name"]] = self.container.listen(where)
                 state.log(f"SERVER (info) Listening on {where}")
-            except Exception as error:  # noqa: BLE001 - the router logs bind failures and keeps the entity
+            except Exception as error:
                 state.log(f"SERVER (error) Listener error on {where}: {error} (proton:io)")
 
         def unbind(self, attrs: dict[str, Any]) -> None:
@@ -561,6 +605,9 @@ def make_server(state: ManagementState) -> Any:
             if not message.reply_to:
                 state.requests.append((str((message.properties or {}).get("operation")), None, "no reply_to"))
                 return
+            if any(rule(dict(message.properties or {})) for rule in state.silent_rules):
+                state.requests.append((str((message.properties or {}).get("operation")), None, "unanswered"))
+                return
             code, description, body = state.handle(dict(message.properties or {}), message.body)
             sender = self.senders.get(message.reply_to)
             if sender is None:
@@ -592,7 +639,9 @@ class PeerThread:
         self.thread.start()
         deadline = time.monotonic() + 5
         wanted = len(self.state.entities[long_name("listener")])
-        while (len(self.server.acceptors) < wanted or not hasattr(self.server, "injector")) and time.monotonic() < deadline:
+        while (
+            len(self.server.acceptors) < wanted or not hasattr(self.server, "injector")
+        ) and time.monotonic() < deadline:
             time.sleep(0.01)
         return self
 
@@ -618,10 +667,14 @@ class PeerThread:
         """Stop the container and wait for its thread."""
 
         def stop() -> None:
+            # A stopped router's sockets are gone: close them hard, not with an AMQP close handshake.
             for acceptor in self.server.acceptors.values():
                 acceptor.close()
             for connection in self.server.connections:
-                connection.close()
+                transport = connection.transport
+                if transport is not None:
+                    transport.close_tail()
+                    transport.close_head()
             self.server.injector.close()
             self.container.stop()
 
@@ -654,7 +707,10 @@ def main(argv: list[str]) -> int:
     except (OSError, ValueError, Status) as error:
         print(f"CONFIG (critical) Router start-up failed: {error}", file=sys.stderr, flush=True)
         return 1
-    print(f"ROUTER (info) Router started in {state.entities[long_name('router')] and 'configured'} mode, id={state.router_id}", flush=True)
+    print(
+        f"ROUTER (info) Router started in {state.entities[long_name('router')] and 'configured'} mode, id={state.router_id}",
+        flush=True,
+    )
     stop = threading.Event()
     exit_code = [0]
 

@@ -304,17 +304,7 @@ class Site:
     namespace: str | None = None
 
 
-Entity = (
-    Router
-    | SslProfile
-    | Listener
-    | Connector
-    | TcpListener
-    | TcpConnector
-    | Address
-    | Log
-    | Site
-)
+Entity = Router | SslProfile | Listener | Connector | TcpListener | TcpConnector | Address | Log | Site
 """Any router config entity."""
 
 
@@ -346,20 +336,12 @@ class EntityType:
 
 ENTITY_TYPES: tuple[EntityType, ...] = (
     EntityType("router", Router, "router", "io.skupper.router.router", singleton=True),
-    EntityType(
-        "sslProfile", SslProfile, "ssl_profiles", "io.skupper.router.sslProfile"
-    ),
+    EntityType("sslProfile", SslProfile, "ssl_profiles", "io.skupper.router.sslProfile"),
     EntityType("listener", Listener, "listeners", "io.skupper.router.listener"),
     EntityType("connector", Connector, "connectors", "io.skupper.router.connector"),
-    EntityType(
-        "tcpListener", TcpListener, "tcp_listeners", "io.skupper.router.tcpListener"
-    ),
-    EntityType(
-        "tcpConnector", TcpConnector, "tcp_connectors", "io.skupper.router.tcpConnector"
-    ),
-    EntityType(
-        "address", Address, "addresses", "io.skupper.router.router.config.address"
-    ),
+    EntityType("tcpListener", TcpListener, "tcp_listeners", "io.skupper.router.tcpListener"),
+    EntityType("tcpConnector", TcpConnector, "tcp_connectors", "io.skupper.router.tcpConnector"),
+    EntityType("address", Address, "addresses", "io.skupper.router.router.config.address"),
     EntityType("log", Log, "logs", "io.skupper.router.log"),
     EntityType("site", Site, "site", "io.skupper.router.site", singleton=True),
 )
@@ -440,9 +422,7 @@ attribute left unset and one set to its default mean the same to the router.
 def entity_key(type_name: str, entity: Any) -> str:
     """The key that identifies ``entity`` within its type: ``name``; ``prefix`` (or ``pattern``) for an address; ``module`` for a log."""
     if type_name == "address":
-        return str(
-            entity.prefix if entity.prefix is not None else f"pattern:{entity.pattern}"
-        )
+        return str(entity.prefix if entity.prefix is not None else f"pattern:{entity.pattern}")
     if type_name == "log":
         return str(entity.module.value)
     if type_name in ("router", "site"):
@@ -454,9 +434,7 @@ def entities_of(config: RouterConfig, type_name: str) -> dict[str, Any]:
     """The entities of one type in ``config``, by key (a singleton gives zero or one)."""
     entity_type = TYPES_BY_NAME[type_name]
     value = getattr(config, entity_type.field)
-    items: tuple[Any, ...] = (
-        (() if value is None else (value,)) if entity_type.singleton else value
-    )
+    items: tuple[Any, ...] = (() if value is None else (value,)) if entity_type.singleton else value
     return {entity_key(type_name, e): e for e in items}
 
 
@@ -503,13 +481,11 @@ def _structure_entity(
         ]
     try:
         return converter.structure(dict(data), TYPES_BY_NAME[type_name].cls), []
-    except Exception as error:  # noqa: BLE001 - every cattrs failure becomes problems with paths
+    except Exception as error:
         return None, problems_from(error, origin, 1, path)
 
 
-def _assemble(
-    items: list[tuple[str, Any, str]], origin: str, problems: list[Problem]
-) -> RouterConfig:
+def _assemble(items: list[tuple[str, Any, str]], origin: str, problems: list[Problem]) -> RouterConfig:
     fields: dict[str, Any] = {t.field: [] for t in ENTITY_TYPES if not t.singleton}
     singles: dict[str, Any] = {}
     seen: dict[tuple[str, str], str] = {}
@@ -539,9 +515,7 @@ def _assemble(
     return config
 
 
-def check_references(
-    config: RouterConfig, origin: str = "router config"
-) -> list[Problem]:
+def check_references(config: RouterConfig, origin: str = "router config") -> list[Problem]:
     """Problems the schema alone can't see: dangling ``sslProfile`` names, tcp endpoints without address or port, addresses without prefix or pattern, bad ordinals."""
     problems: list[Problem] = []
     profiles = set(entities_of(config, "sslProfile"))
@@ -559,48 +533,28 @@ def check_references(
             )
         if type_name in ("tcpListener", "tcpConnector"):
             if not entity.address and not (
-                type_name == "tcpListener"
-                and entity.multi_address_strategy
-                not in (None, MultiAddressStrategy.NONE)
+                type_name == "tcpListener" and entity.multi_address_strategy not in (None, MultiAddressStrategy.NONE)
             ):
-                problems.append(
-                    Problem(origin, 1, f"{where}.address", "required field is missing")
-                )
+                problems.append(Problem(origin, 1, f"{where}.address", "required field is missing"))
             if entity.port is None:
-                problems.append(
-                    Problem(origin, 1, f"{where}.port", "required field is missing")
-                )
-        if type_name == "address" and (entity.prefix is None) == (
-            entity.pattern is None
-        ):
-            problems.append(
-                Problem(
-                    origin, 1, where, "exactly one of 'prefix' or 'pattern' must be set"
-                )
-            )
+                problems.append(Problem(origin, 1, f"{where}.port", "required field is missing"))
+        if type_name == "address" and (entity.prefix is None) == (entity.pattern is None):
+            problems.append(Problem(origin, 1, where, "exactly one of 'prefix' or 'pattern' must be set"))
         if type_name == "sslProfile":
             for attr in ("ordinal", "oldest_valid_ordinal"):
                 value = getattr(entity, attr)
                 if value is not None and value < 0:
-                    problems.append(
-                        Problem(origin, 1, f"{where}.{to_camel(attr)}", "must be ≥ 0")
-                    )
+                    problems.append(Problem(origin, 1, f"{where}.{to_camel(attr)}", "must be ≥ 0"))
             if (
                 entity.ordinal is not None
                 and entity.oldest_valid_ordinal is not None
                 and entity.ordinal < entity.oldest_valid_ordinal
             ):
-                problems.append(
-                    Problem(
-                        origin, 1, f"{where}.ordinal", "must be ≥ oldestValidOrdinal"
-                    )
-                )
+                problems.append(Problem(origin, 1, f"{where}.ordinal", "must be ≥ oldestValidOrdinal"))
     return problems
 
 
-def structure_skrouterd_list(
-    data: Any, origin: str, converter: cattrs.Converter | None = None
-) -> RouterConfig:
+def structure_skrouterd_list(data: Any, origin: str, converter: cattrs.Converter | None = None) -> RouterConfig:
     """Read skrouterd's JSON list form (``[["router", {...}], ["listener", {...}], …]``).
 
     Raises :class:`ConfigError` listing every problem: a malformed element, an entity
@@ -623,14 +577,8 @@ def structure_skrouterd_list(
     items: list[tuple[str, Any, str]] = []
     for position, element in enumerate(data):
         path = f"[{position}]"
-        if not (
-            isinstance(element, list)
-            and len(element) == 2
-            and isinstance(element[0], str)
-        ):
-            problems.append(
-                Problem(origin, 1, path, "expected a pair [entityType, {attributes}]")
-            )
+        if not (isinstance(element, list) and len(element) == 2 and isinstance(element[0], str)):
+            problems.append(Problem(origin, 1, path, "expected a pair [entityType, {attributes}]"))
             continue
         type_name = _FILE_ALIASES.get(element[0], element[0])
         if type_name not in TYPES_BY_NAME:
@@ -649,9 +597,7 @@ def structure_skrouterd_list(
             # skrouterd takes integers as digit strings, and the Go wrapper wrote
             # "helloMaxAgeSeconds": "3" (the upstream smoke config has it too)
             attributes = _controller_numbers(dict(attributes))
-        entity, found = _structure_entity(
-            converter, type_name, attributes, origin, f"{path}.{type_name}"
-        )
+        entity, found = _structure_entity(converter, type_name, attributes, origin, f"{path}.{type_name}")
         problems.extend(found)
         if entity is not None:
             items.append((type_name, entity, path))
@@ -666,24 +612,18 @@ _CONTROLLER_SECTIONS = {
     "sslprofiles": "sslProfile",
 }
 _KEY_ATTRIBUTE = {"address": "prefix", "log": "module"}
-_ROUTER_INT_FIELDS = {
-    to_camel(f.name) for f in attrs.fields(Router) if f.type in ("int | None", int)
-}
+_ROUTER_INT_FIELDS = {to_camel(f.name) for f in attrs.fields(Router) if f.type in ("int | None", int)}
 
 
 def _controller_numbers(attributes: dict[str, Any]) -> dict[str, Any]:
     # The controller writes router numbers as strings ("helloMaxAgeSeconds": "3").
     return {
-        k: int(v)
-        if k in _ROUTER_INT_FIELDS and isinstance(v, str) and v.strip().isdigit()
-        else v
+        k: int(v) if k in _ROUTER_INT_FIELDS and isinstance(v, str) and v.strip().isdigit() else v
         for k, v in attributes.items()
     }
 
 
-def structure_controller_config(
-    data: Any, origin: str, converter: cattrs.Converter | None = None
-) -> RouterConfig:
+def structure_controller_config(data: Any, origin: str, converter: cattrs.Converter | None = None) -> RouterConfig:
     """Read the controller's router config object (pot mode): ``addresses``, ``bridges``, ``connectors``, ``listeners``, ``logConfig``, ``metadata``, ``siteConfig``, ``sslProfiles``.
 
     Top-level keys match case-insensitively (as the Go wrapper's untagged struct did);
@@ -709,18 +649,14 @@ def structure_controller_config(
         if section is None:
             return
         if not isinstance(section, Mapping):
-            problems.append(
-                Problem(origin, 1, path, "expected a mapping of name to attributes")
-            )
+            problems.append(Problem(origin, 1, path, "expected a mapping of name to attributes"))
             return
         for key in sorted(section):
             attributes = section[key]
             if isinstance(attributes, Mapping):
                 attributes = dict(attributes)
                 attributes.setdefault(_KEY_ATTRIBUTE.get(type_name, "name"), key)
-            entity, found = _structure_entity(
-                converter, type_name, attributes, origin, f"{path}.{key}"
-            )
+            entity, found = _structure_entity(converter, type_name, attributes, origin, f"{path}.{key}")
             problems.extend(found)
             if entity is not None:
                 items.append((type_name, entity, f"{path}.{key}"))
@@ -767,16 +703,12 @@ def structure_controller_config(
                 if type_name == "router" and isinstance(section, Mapping)
                 else section
             )
-            entity, found = _structure_entity(
-                converter, type_name, attributes, origin, str(raw_key)
-            )
+            entity, found = _structure_entity(converter, type_name, attributes, origin, str(raw_key))
             problems.extend(found)
             if entity is not None:
                 items.append((type_name, entity, str(raw_key)))
         else:
-            problems.append(
-                Problem(origin, 1, str(raw_key), "unknown field (check the spelling)")
-            )
+            problems.append(Problem(origin, 1, str(raw_key), "unknown field (check the spelling)"))
     return _assemble(items, origin, problems)
 
 
@@ -786,20 +718,14 @@ def _is_skrouterd_list(payload: Any) -> bool:
     )
 
 
-def router_config_from_payload(
-    payload: Any, origin: str, converter: cattrs.Converter | None = None
-) -> RouterConfig:
+def router_config_from_payload(payload: Any, origin: str, converter: cattrs.Converter | None = None) -> RouterConfig:
     """A :class:`RouterConfig` from whatever a config source delivered.
 
     A mapping is the controller's object form; a list of pairs is the skrouterd
     list; a one-element list (the ``file`` source's list of YAML documents) is
     unwrapped first. Anything else is a :class:`ConfigError`.
     """
-    if (
-        isinstance(payload, list)
-        and len(payload) == 1
-        and not _is_skrouterd_list(payload)
-    ):
+    if isinstance(payload, list) and len(payload) == 1 and not _is_skrouterd_list(payload):
         payload = payload[0]
     if isinstance(payload, Mapping):
         return structure_controller_config(payload, origin, converter)
@@ -817,15 +743,10 @@ def router_config_from_payload(
     )
 
 
-def unstructure_skrouterd_list(
-    config: RouterConfig, converter: cattrs.Converter | None = None
-) -> list[list[Any]]:
+def unstructure_skrouterd_list(config: RouterConfig, converter: cattrs.Converter | None = None) -> list[list[Any]]:
     """``config`` as skrouterd's JSON list, in file order (router, sslProfile, listener, connector, tcpListener, tcpConnector, address, log, site)."""
     converter = converter or router_converter()
-    return [
-        [type_name, entity_attributes(converter, entity)]
-        for type_name, entity in iter_entities(config)
-    ]
+    return [[type_name, entity_attributes(converter, entity)] for type_name, entity in iter_entities(config)]
 
 
 def replace_entities(

@@ -141,7 +141,9 @@ class CertProfiles:
                     cert_file=files.cert_file,
                     private_key_file=files.private_key_file,
                     ordinal=ordinal if ordinal is not None else base.ordinal,
-                    oldest_valid_ordinal=max(0, ordinal - self.keep) if ordinal is not None else base.oldest_valid_ordinal,
+                    oldest_valid_ordinal=max(0, ordinal - self.keep)
+                    if ordinal is not None
+                    else base.oldest_valid_ordinal,
                 )
             return by_key
 

@@ -27,7 +27,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-DEFAULT_CONF = "/tmp/skrouterd.json"  # noqa: S108 - the router image's documented default
+DEFAULT_CONF = "/tmp/skrouterd.json"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,17 +37,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--platform", help="pot, iofog or kubernetes (default: $SKUPPER_PLATFORM or pot)")
     parser.add_argument("--source", help="config source name (default: chosen by the platform)")
-    parser.add_argument("--source-option", action="append", default=[], metavar="KEY=VALUE", help="an option for the config source")
+    parser.add_argument(
+        "--source-option", action="append", default=[], metavar="KEY=VALUE", help="an option for the config source"
+    )
     parser.add_argument("--conf", help="skrouterd config file (default: $QDROUTERD_CONF or /tmp/skrouterd.json)")
     parser.add_argument("--skrouterd", help="skrouterd binary (default: $SKROUTERD_BIN)")
     parser.add_argument("--ssl-profile-path", help="SSL profile directories (default: $SSL_PROFILE_PATH)")
-    parser.add_argument("--ssl-keep-ordinals", type=int, default=1, help="previous certificate generations kept valid (default 1)")
+    parser.add_argument(
+        "--ssl-keep-ordinals", type=int, default=1, help="previous certificate generations kept valid (default 1)"
+    )
     parser.add_argument("--management-url", help="router management address (default: from the config)")
     parser.add_argument("--request-timeout", type=float, default=5.0, help="seconds per management request")
     parser.add_argument("--backoff-initial", type=float, default=0.5, help="first restart delay after a crash, seconds")
     parser.add_argument("--backoff-max", type=float, default=30.0, help="longest restart delay, seconds")
-    parser.add_argument("--crash-loop-count", type=int, default=5, help="crashes in the window reported as a crash loop")
-    parser.add_argument("--stop-timeout", type=float, default=10.0, help="seconds skrouterd gets to stop before SIGKILL")
+    parser.add_argument(
+        "--crash-loop-count", type=int, default=5, help="crashes in the window reported as a crash loop"
+    )
+    parser.add_argument(
+        "--stop-timeout", type=float, default=10.0, help="seconds skrouterd gets to stop before SIGKILL"
+    )
     parser.add_argument("--poll-interval", type=float, default=0.5, help="SSL profile directory poll interval, seconds")
     parser.add_argument("--log-level", default=os.environ.get("FOGWIRE_LOG_LEVEL", "INFO"))
     return parser

@@ -34,7 +34,7 @@ from typing import Any
 import attrs
 
 from fogwire.errors import ConfigError, FogwireError, SourceError
-from fogwire.model.router import RouterConfig, Role, router_config_from_payload, unstructure_skrouterd_list
+from fogwire.model.router import Role, RouterConfig, router_config_from_payload, unstructure_skrouterd_list
 from fogwire.router.certs import CertProfiles
 from fogwire.sinks import ApplyReport, Outcome, ReloadSink, SinkContext
 from fogwire.sources import ConfigSource, SourceContext
@@ -53,7 +53,7 @@ class RouterSettings:
     platform: str = "pot"
     source: str = "pot"
     source_options: Mapping[str, Any] = attrs.field(factory=dict)
-    conf: Path = Path("/tmp/skrouterd.json")  # noqa: S108 - the router image's documented default
+    conf: Path = Path("/tmp/skrouterd.json")
     write_conf: bool = True
     skrouterd: str = "skrouterd"
     home: str = "/home/skrouterd"
@@ -82,7 +82,7 @@ def management_url_for(config: RouterConfig) -> str | None:
         if listener.sasl_mechanisms not in (None, "ANONYMOUS"):
             continue
         host = listener.host or "127.0.0.1"
-        if host in ("0.0.0.0", "::", "", "localhost"):  # noqa: S104 - mapping a wildcard bind to loopback
+        if host in ("0.0.0.0", "::", "", "localhost"):
             host = "127.0.0.1"
         return f"amqp://{host}:{listener.port}"
     return None
@@ -217,7 +217,13 @@ class RouterSupervisor:
         if not report.ok:
             for item in report.items:
                 if item.outcome in (Outcome.FAILED, Outcome.ROLLED_BACK):
-                    log.error("router config not applied: %s %s %s: %s", item.key, item.action, item.outcome.value, item.detail)
+                    log.error(
+                        "router config not applied: %s %s %s: %s",
+                        item.key,
+                        item.action,
+                        item.outcome.value,
+                        item.detail,
+                    )
             return
         self.desired = self.last_applied = desired
         self._write(desired)
@@ -269,7 +275,7 @@ class RouterSupervisor:
         self.crashes.append(now)
         while self.crashes and now - self.crashes[0] > self.settings.crash_loop_window:
             self.crashes.popleft()
-        delay = min(self.settings.backoff_max, self.settings.backoff_initial * 2 ** (len(self.crashes) - 1))
+        delay = float(min(self.settings.backoff_max, self.settings.backoff_initial * 2 ** (len(self.crashes) - 1)))
         if len(self.crashes) >= self.settings.crash_loop_count:
             log.error(
                 "skrouterd crash loop: %d exits in the last %.0f s; next restart in %.1f s",
@@ -296,7 +302,10 @@ class RouterSupervisor:
                     self.last_applied = self.desired
                     log.info("router converged to the current config (%d item(s))", len(report.items))
                 else:
-                    log.error("converging the router failed: %s", [(i.key, i.detail) for i in report.items if i.outcome is Outcome.FAILED])
+                    log.error(
+                        "converging the router failed: %s",
+                        [(i.key, i.detail) for i in report.items if i.outcome is Outcome.FAILED],
+                    )
                 return
             await asyncio.sleep(0.2)
 

@@ -43,7 +43,9 @@ class ManagementError(SinkError):
     the operation, the entity type and the entity.
     """
 
-    def __init__(self, operation: str, entity_type: str | None, name: str | None, status_code: int | None, description: str) -> None:
+    def __init__(
+        self, operation: str, entity_type: str | None, name: str | None, status_code: int | None, description: str
+    ) -> None:
         self.operation = operation
         self.entity_type = entity_type
         self.name = name
@@ -102,6 +104,7 @@ class ManagementClient:
         self._receiver: Any = None
         self._reply_to: str | None = None
         self._ids = itertools.count(1)
+        self._suspect = False
 
     @property
     def connected(self) -> bool:
@@ -116,13 +119,13 @@ class ManagementClient:
 
         try:
             connection = BlockingConnection(str(self.url), timeout=self.connect_timeout, reconnect=False)
-        except Exception as error:  # noqa: BLE001 - proton raises several types for a refused or dropped connect
+        except Exception as error:
             raise ConnectionLost(f"cannot connect to router management at {self.url}: {error}") from error
         try:
             self._sender = connection.create_sender("$management")
             self._receiver = connection.create_receiver(None, dynamic=True, credit=100)
             self._reply_to = self._receiver.remote_source.address
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             self._close(connection)
             raise ConnectionLost(f"cannot open management links at {self.url}: {error}") from error
         self._connection = connection
@@ -130,10 +133,17 @@ class ManagementClient:
         log.info("connected to router management at %s (connection %d)", self.url, self.generation)
 
     @staticmethod
-    def _close(connection: Any) -> None:
+    def _close(connection: Any, *, force: bool = True) -> None:
+        # BlockingConnection.close() waits for the peer's close frame and then runs the
+        # reactor until idle, which never ends on a hung or half-open socket; a lost
+        # connection's transport is therefore shut first, so close() can't block.
         try:
+            transport = connection.conn.transport if force and connection.conn is not None else None
+            if transport is not None:
+                transport.close_tail()
+                transport.close_head()
             connection.close()
-        except Exception:  # noqa: BLE001, S110 - closing a dead connection may raise anything
+        except Exception:
             pass
 
     def close(self) -> None:
@@ -141,7 +151,8 @@ class ManagementClient:
         connection, self._connection = self._connection, None
         self._sender = self._receiver = self._reply_to = None
         if connection is not None:
-            self._close(connection)
+            self._close(connection, force=self._suspect)
+        self._suspect = False
 
     def request(
         self,
@@ -174,7 +185,9 @@ class ManagementClient:
         if identity is not None:
             props["identity"] = identity
         props.update(properties or {})
-        message = Message(address="$management", reply_to=self._reply_to, correlation_id=cid, properties=props, body=body)
+        message = Message(
+            address="$management", reply_to=self._reply_to, correlation_id=cid, properties=props, body=body
+        )
         limit = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + limit
         try:
@@ -188,19 +201,32 @@ class ManagementClient:
                     break
                 log.debug("discarding a late management reply %r", reply.correlation_id)
         except Timeout:
+            self._suspect = True
             raise ManagementTimeout(operation, entity_type, name, None, f"no reply within {limit:g} s") from None
         except (ConnectionException, LinkDetached, SendException, OSError) as error:
+            self._suspect = True
             self.close()
-            raise ConnectionLost(f"router management connection to {self.url} lost during {operation}: {error}") from error
+            raise ConnectionLost(
+                f"router management connection to {self.url} lost during {operation}: {error}"
+            ) from error
+        self._suspect = False
         reply_props = reply.properties or {}
         code = reply_props.get("statusCode")
-        return Response(int(code) if code is not None else 0, str(reply_props.get("statusDescription") or ""), reply.body)
+        return Response(
+            int(code) if code is not None else 0, str(reply_props.get("statusDescription") or ""), reply.body
+        )
 
     def call(self, operation: str, **kwargs: Any) -> Any:
         """:meth:`request`, raising :class:`ManagementError` unless the status is 2xx; returns the body."""
         response = self.request(operation, **kwargs)
         if not 200 <= response.status_code < 300:
-            raise ManagementError(operation, kwargs.get("entity_type"), kwargs.get("name") or kwargs.get("identity"), response.status_code, response.description)
+            raise ManagementError(
+                operation,
+                kwargs.get("entity_type"),
+                kwargs.get("name") or kwargs.get("identity"),
+                response.status_code,
+                response.description,
+            )
         return response.body
 
     def query(self, entity_type: str, attribute_names: Sequence[str] = ()) -> list[dict[str, Any]]:
@@ -214,7 +240,9 @@ class ManagementClient:
         """CREATE an entity (``name`` goes in the application properties, where the router takes it from)."""
         return self.call("CREATE", entity_type=entity_type, name=name, body=dict(attributes))
 
-    def update(self, entity_type: str, attributes: Mapping[str, Any], *, name: str | None = None, identity: str | None = None) -> Any:
+    def update(
+        self, entity_type: str, attributes: Mapping[str, Any], *, name: str | None = None, identity: str | None = None
+    ) -> Any:
         """UPDATE the named (or identified) entity with ``attributes``."""
         return self.call("UPDATE", entity_type=entity_type, name=name, identity=identity, body=dict(attributes))
 

@@ -34,7 +34,16 @@ CREATE_ORDER = ("sslProfile", "listener", "connector", "address", "tcpConnector"
 """Creates and updates: profiles before their users; tcpConnectors before tcpListeners."""
 UPDATABLE: dict[str, frozenset[str]] = {
     "sslProfile": frozenset(
-        {"ciphers", "protocols", "caCertFile", "certFile", "privateKeyFile", "password", "ordinal", "oldestValidOrdinal"}
+        {
+            "ciphers",
+            "protocols",
+            "caCertFile",
+            "certFile",
+            "privateKeyFile",
+            "password",
+            "ordinal",
+            "oldestValidOrdinal",
+        }
     ),
     "tcpListener": frozenset({"observer"}),
     "log": frozenset({"enable", "includeTimestamp", "includeSource", "outputFile"}),
@@ -134,8 +143,10 @@ def plan_changes(
         if converge:
             old_attrs = {k: v for k, v in old_attrs.items() if k in new_attrs}
         if old_attrs != new_attrs:
-            changed = ", ".join(sorted(_changed(old_attrs, new_attrs)))
-            restart.append(RestartItem(type_name, type_name, f"{type_name} attributes ({changed}) are only read at start"))
+            names = ", ".join(sorted(_changed(old_attrs, new_attrs)))
+            restart.append(
+                RestartItem(type_name, type_name, f"{type_name} attributes ({names}) are only read at start")
+            )
         elif new:
             unchanged += 1
 
@@ -161,7 +172,11 @@ def plan_changes(
         old = {k: entity_attributes(converter, e) for k, e in entities_of(base, type_name).items()}
         new = {k: entity_attributes(converter, e) for k, e in entities_of(desired, type_name).items()}
         for key, before in old.items():
-            own = type_name == "listener" and own_listener_port is not None and str(before.get("port")) == own_listener_port
+            own = (
+                type_name == "listener"
+                and own_listener_port is not None
+                and str(before.get("port")) == own_listener_port
+            )
             name = _management_name(type_name, before)
             if key not in new:
                 if own:
@@ -185,10 +200,14 @@ def plan_changes(
                 ops_create[type_name].append(Op("update", type_name, key, name, body, before))
             else:
                 ops_delete[type_name].append(Op("delete", type_name, key, name, {}, before, replace=True))
-                ops_create[type_name].append(Op("create", type_name, key, _management_name(type_name, after), after, before, replace=True))
+                ops_create[type_name].append(
+                    Op("create", type_name, key, _management_name(type_name, after), after, before, replace=True)
+                )
         for key, after in new.items():
             if key not in old:
-                ops_create[type_name].append(Op("create", type_name, key, _management_name(type_name, after), after, None))
+                ops_create[type_name].append(
+                    Op("create", type_name, key, _management_name(type_name, after), after, None)
+                )
 
     ops = [op for t in DELETE_ORDER for op in ops_delete[t]] + [op for t in CREATE_ORDER for op in ops_create[t]]
     return Plan(tuple(ops), tuple(restart), unchanged)

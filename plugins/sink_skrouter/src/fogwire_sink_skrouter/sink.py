@@ -119,7 +119,7 @@ class SkrouterSink(ReloadSink):
                     data.pop("name", None)
                 try:
                     entities.append(self.converter.structure(data, entity_type.cls))
-                except Exception as error:  # noqa: BLE001 - reported as a sink error naming the entity
+                except Exception as error:
                     raise SinkError(
                         f"the router reports a {entity_type.name} {row.get('name')!r} this model can't read: {error}"
                     ) from error
@@ -161,7 +161,12 @@ class SkrouterSink(ReloadSink):
             or not isinstance(last_applied, RouterConfig)
             or self.client.generation != self._seen_generation
         )
-        base = await self.actual_config() if converge else last_applied
+        if not converge:
+            # One cheap round trip proves the connection still reaches the same router
+            # process; a restart that dropped it is then noticed even when nothing changed.
+            await self._run(lambda: self.client.query("router", ["identity"]))
+            converge = self.client.generation != self._seen_generation
+        base = await self.actual_config() if converge or not isinstance(last_applied, RouterConfig) else last_applied
         self._seen_generation = self.client.generation
         plan = plan_changes(self.converter, base, desired, own_listener_port=self._own_port(), converge=converge)
         if converge:
@@ -182,9 +187,8 @@ class SkrouterSink(ReloadSink):
                     self._dirty = True  # the operation may have happened after all
                 detail = f"{op.action} {op.label} failed: {_describe(error)}"
                 log.error("skrouter: %s; rolling back %d operation(s)", detail, len(done))
-                items.append(ItemResult(op.label, op.action, Outcome.FAILED, _describe(error)))
-                items.extend(await self._rollback(done, op))
-                return ApplyReport(self.name, tuple(items))
+                failed = ItemResult(op.label, op.action, Outcome.FAILED, _describe(error))
+                return ApplyReport(self.name, (failed, *await self._rollback(done, op)))
             done.append(op)
             detail = "replace" if op.replace else ""
             log.info("skrouter: %s %s %s", op.action, op.label, redact(op.attributes) if op.action != "delete" else "")
@@ -236,4 +240,6 @@ class SkrouterSink(ReloadSink):
         for row in self.client.query("address", ["identity", "name", "prefix", "pattern"]):
             if row.get("prefix") == before.get("prefix") and row.get("pattern") == before.get("pattern"):
                 return str(row["identity"])
-        raise ManagementError("DELETE", "address", op.key, 404, f"no address with prefix/pattern {op.key!r} on the router")
+        raise ManagementError(
+            "DELETE", "address", op.key, 404, f"no address with prefix/pattern {op.key!r} on the router"
+        )
