@@ -75,15 +75,19 @@ async def test_burst_is_coalesced_and_the_last_content_wins(tmp_path: Path, make
     source = make_source(volume.path, debounce=0.1, debounce_max=1.0)
     await source.fetch()
     watch = await watching(source)
-    for generation in range(1, 101):  # 100 updates in about 0.3 s
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    for generation in range(1, 101):  # 100 updates in about 0.3 s (longer on a loaded machine)
         if generation % 2:
             volume.write(dump(router_config(generation)))
         else:
             tmp = volume.directory / "..data" / "skrouterd.json"
             tmp.write_text(dump(router_config(generation)))  # an in-place write through the symlink
         await asyncio.sleep(0.003)
+    elapsed = loop.time() - started
     notices = await watch.drain(quiet=0.5)
-    assert 1 <= len(notices) <= 3, notices  # one per debounce_max at most, plus the final one
+    # at most one read per debounce_max while the burst lasts, plus the one after it
+    assert 1 <= len(notices) <= int(elapsed / 1.0) + 2, (len(notices), elapsed)
     assert (await source.fetch()).payload == router_config(100)
 
 
