@@ -101,6 +101,11 @@ _AUTH_MARKERS = ("unauthorized", "authentication required", "invalid username/pa
 _PORT_MARKERS = ("address already in use", "port is already allocated")
 _OOM_LINE = re.compile(r"oom-kill:.*oom_memcg=[^,]*?libpod-(?:conmon-)?([0-9a-f]{64})")
 
+_STATE_ACTIONS = frozenset(
+    {"create", "start", "died", "restart", "health_status", "pause", "unpause", "rename", "stop", "kill", "oom"}
+)
+"""Event actions after which the cached view of a workload is refreshed."""
+
 DEFAULT_ULIMITS = {"nofile": "1024:1024", "nproc": "4096:4096"}
 
 
@@ -475,16 +480,6 @@ class PodmanEngine(Engine):
         return kwargs
 
     def _create(self, spec: WorkloadSpec) -> WorkloadInfo:
-        if self._inspect_raw(spec.name) is not None:
-            raise EngineError(
-                f"cannot create workload {spec.name!r}: a container of that name already exists on podman at "
-                f"{self.url} (managed or not); remove it or choose another name"
-            )
-        if self._image_id(spec.image) is None:
-            raise ImageNotFoundError(
-                f"cannot create workload {spec.name!r}: image {spec.image!r} is not present on podman at "
-                f"{self.url}; pull or load it first"
-            )
         try:
             container = self.client.containers.create(
                 spec.image, list(spec.command) or None, **self._create_kwargs(spec)
@@ -495,6 +490,11 @@ class PodmanEngine(Engine):
             ) from None
         except podman.errors.APIError as error:
             text = _explain(error)
+            if "image not known" in text or "no such image" in text:
+                raise ImageNotFoundError(
+                    f"cannot create workload {spec.name!r}: image {spec.image!r} is not present on podman at "
+                    f"{self.url}; pull or load it first"
+                ) from None
             if "already in use" in text:
                 raise EngineError(
                     f"cannot create workload {spec.name!r}: a container of that name already exists ({text})"
@@ -514,7 +514,7 @@ class PodmanEngine(Engine):
         found = self._require(name)
         response = self.api.post(f"/containers/{found['Id']}/start")
         if response.status_code < 400:
-            self._track_health(found["Id"])
+            self._track_health(found["Id"], found)
             return str(found["Id"])
         text = _body_message(response)
         if any(marker in text for marker in _PORT_MARKERS):
@@ -534,7 +534,14 @@ class PodmanEngine(Engine):
         """Start our workload ``name`` (a no-op if it runs)."""
         async with self._lock(name):
             container_id = await self._call(self._start, name)
-            await self._refresh(container_id)
+            cached = self._cache.get(container_id) if self._cache is not None else None
+            if cached is not None and self._cache is not None:
+                # the start event refreshes it from podman in a moment
+                self._cache[container_id] = attrs.evolve(
+                    cached, state=WorkloadState.RUNNING, started_at=datetime.now(UTC), exit_code=None, finished_at=None
+                )
+            else:
+                await self._refresh(container_id)
 
     def _stop(self, name: str, timeout_s: float) -> str:
         found = self._require(name)
@@ -695,9 +702,10 @@ class PodmanEngine(Engine):
                     container_id = (raw.get("Actor") or {}).get("ID") or raw.get("id")
                     if not container_id:
                         continue
-                    if raw.get("Action") == "remove" and self._cache is not None:
+                    action = raw.get("Action") or raw.get("status")
+                    if action == "remove" and self._cache is not None:
                         self._cache.pop(container_id, None)
-                    else:
+                    elif action in _STATE_ACTIONS:
                         await self._refresh(container_id)
             except asyncio.CancelledError:
                 self._cache = None
@@ -709,10 +717,10 @@ class PodmanEngine(Engine):
 
     # ------------------------------------------------------------------ health checks and OOM (no systemd)
 
-    def _track_health(self, container_id: str) -> None:
+    def _track_health(self, container_id: str, found: dict[str, Any] | None = None) -> None:
         if not self._drive_health:
             return
-        found = self._inspect_raw(container_id)
+        found = found or self._inspect_raw(container_id)
         check = ((found or {}).get("Config") or {}).get("Healthcheck") or {}
         test = check.get("Test") or []
         if not test or test[0] == "NONE":
