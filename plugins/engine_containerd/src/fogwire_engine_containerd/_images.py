@@ -87,6 +87,7 @@ class ImageStore:
         self.client = client
         self.snapshotter = snapshotter
         self._config_of: dict[str, str] = {}
+        self._configs: dict[str, dict[str, Any]] = {}
 
     # ------------------------------------------------------------------ content
 
@@ -499,8 +500,12 @@ class ImageStore:
         return config
 
     def config(self, image: Any) -> dict[str, Any]:
-        """The parsed image config of an image record."""
-        return json.loads(self.client.read_blob(self.config_digest(image)))  # type: ignore[no-any-return]
+        """The parsed image config of an image record (cached: content is immutable)."""
+        digest = self.config_digest(image)
+        config = self._configs.get(digest)
+        if config is None:
+            config = self._configs[digest] = json.loads(self.client.read_blob(digest))
+        return config
 
     def top_chain(self, image: Any) -> str:
         """The chain ID of the image's top layer: the parent of container snapshots."""

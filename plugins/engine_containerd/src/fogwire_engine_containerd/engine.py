@@ -185,6 +185,9 @@ class ContainerdEngine(Engine):
         self._events_thread: threading.Thread | None = None
         self._closing = threading.Event()
         self._reconcile_task: asyncio.Task[None] | None = None
+        self._published: dict[str, list[PortMapping]] = {}
+        """Host ports of this engine's workloads with a network set up (see :meth:`_reserve_ports`)."""
+        self._ports_lock = threading.Lock()
 
     # ------------------------------------------------------------------ plumbing
 
@@ -431,15 +434,12 @@ class ContainerdEngine(Engine):
             raise ImageNotFoundError(f"workload {spec.name!r}: {error}") from error
         async with self._lock(spec.name):
             try:
-                await self._run(self._create, spec, image_name)
+                container = await self._run(self._create, spec, image_name)
             except grpc.RpcError as error:
                 raise self._unavailable(error, f"creating workload {spec.name!r}") from error
             self._records[spec.name] = _Record()
             await self._run(self._save, spec.name)
-        info = await self.inspect(spec.name)
-        if info is None:
-            raise EngineError(f"workload {spec.name!r} vanished right after it was created")
-        return info
+            return self._info(container, None)
 
     def _resolve_mounts(self, spec: WorkloadSpec) -> list[dict[str, Any]]:
         out = []
@@ -486,7 +486,7 @@ class ContainerdEngine(Engine):
             files["/etc/hostname"] = hostname
         return files
 
-    def _create(self, spec: WorkloadSpec, image_name: str) -> None:
+    def _create(self, spec: WorkloadSpec, image_name: str) -> Any:
         c = self._c
         try:
             existing = c.containers.Get(containers_pb2.GetContainerRequest(id=spec.name), metadata=c.md(), timeout=30)
@@ -548,7 +548,9 @@ class ContainerdEngine(Engine):
                 snapshot_key=spec.name,
             )
             try:
-                c.containers.Create(containers_pb2.CreateContainerRequest(container=container), metadata=md, timeout=30)
+                return c.containers.Create(
+                    containers_pb2.CreateContainerRequest(container=container), metadata=md, timeout=30
+                ).container
             except grpc.RpcError as error:
                 self._remove_snapshot(spec.name)
                 if error.code() is grpc.StatusCode.ALREADY_EXISTS:  # type: ignore[attr-defined]
@@ -602,18 +604,17 @@ class ContainerdEngine(Engine):
         raw = container.labels.get(L_PORTS)
         return [PortMapping(**p) for p in json.loads(raw)] if raw else []
 
-    def _taken_ports(self, exclude: str) -> set[tuple[str, int, str]]:
-        taken: set[tuple[str, int, str]] = set()
-        tasks = self._list_tasks()
-        for c in self._list_containers(managed_only=False):
-            if c.id == exclude or L_PORTS not in c.labels:
-                continue
-            task = tasks.get(c.id)
-            if task is None or task.status not in (1, 2):
-                continue
-            for p in json.loads(c.labels[L_PORTS]):
-                taken.add((p.get("host_ip", ""), int(p["host_port"]), p.get("protocol", "tcp")))
-        return taken
+    def _reserve_ports(self, name: str, ports: list[PortMapping]) -> None:
+        """Check ``ports`` against the host and this engine's published ports, and claim them."""
+        with self._ports_lock:
+            taken = {
+                (p.host_ip, p.host_port, p.protocol)
+                for other, published in self._published.items()
+                if other != name
+                for p in published
+            }
+            check_ports_free(name, ports, taken)
+            self._published[name] = ports
 
     def _launch_sync(self, container: Any) -> tuple[int, datetime] | None:
         c = self._c
@@ -626,7 +627,7 @@ class ContainerdEngine(Engine):
         bridge = container.labels.get(L_NETWORK) != "host"
         ports = self._ports(container)
         if bridge and ports:
-            check_ports_free(name, ports, self._taken_ports(name))
+            self._reserve_ports(name, ports)
         fifo_dir = self._files_dir / name / "io"
         stdout, stderr = fifo_dir / "stdout", fifo_dir / "stderr"
         fds = [LogPump.make_fifo(stdout), LogPump.make_fifo(stderr)]
@@ -680,6 +681,8 @@ class ContainerdEngine(Engine):
         return f"{self.namespace}-{name}"
 
     def _teardown_network(self, name: str) -> None:
+        with self._ports_lock:
+            self._published.pop(name, None)
         rec = self._records.get(name)
         if rec is None or rec.cni is None:
             return
@@ -1130,6 +1133,9 @@ class ContainerdEngine(Engine):
                     rec.running, rec.pid = True, int(task.pid)
                     rec.started_at = rec.started_at or _iso(_now())
                 await self._run(self._reattach_logs, name)
+                if container.labels.get(L_NETWORK) != "host":
+                    with self._ports_lock:
+                        self._published[name] = self._ports(container)
                 health = container.labels.get(L_HEALTH)
                 if health and name not in self._health_tasks:
                     data = json.loads(health)
