@@ -75,3 +75,12 @@ def test_write_documents_is_atomic_and_delete_edits_documents(tmp_path: Path) ->
     without_c = remove_microservice(documents, "c")
     assert without_c is not None and len(without_c) == 1
     assert remove_microservice(documents, "zzz") is None
+
+
+def test_sd_notify_never_blocks_on_a_full_queue(tmp_path: Path) -> None:
+    address = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind(str(address))
+        results = [sd_notify("WATCHDOG=1", {"NOTIFY_SOCKET": str(address)}) for _ in range(2000)]
+        assert results[0] is True
+        assert results[-1] is False  # dropped, not blocked

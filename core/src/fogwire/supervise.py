@@ -17,7 +17,8 @@ def sd_notify(message: str, environ: Mapping[str, str] | None = None) -> bool:
     """Send ``message`` (e.g. ``READY=1``, ``WATCHDOG=1``) to ``$NOTIFY_SOCKET``.
 
     Returns ``False`` when there is no notify socket (not under systemd) or the
-    send fails; a supervisor that isn't listening never breaks the agent.
+    send fails; a supervisor that isn't listening (or reading) never blocks or
+    breaks the agent.
     """
     env = os.environ if environ is None else environ
     address = env.get("NOTIFY_SOCKET")
@@ -27,6 +28,8 @@ def sd_notify(message: str, environ: Mapping[str, str] | None = None) -> bool:
         address = "\0" + address[1:]
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            # Never block the event loop: a full receive queue drops the message.
+            sock.setblocking(False)
             sock.sendto(message.encode(), address)
     except OSError:
         return False
