@@ -387,3 +387,14 @@ async def test_a_reply_that_is_not_an_envelope_is_a_clear_error(
     with pytest.raises(LocalApiError, match="answered HTTP 200 without an EdgeletAPI envelope: <html>proxy says hello"):
         await source.fetch()
     assert len(tls_server.requests) == 2, "not retried"
+
+
+async def test_a_large_config_is_validated_off_the_loop_and_delivered_whole(
+    tls_server: LocalApiServer, make_source: SourceMaker
+) -> None:
+    listeners = {f"svc-{n}": {"name": f"svc-{n}", "port": str(10000 + n), "address": f"svc-{n}"} for n in range(600)}
+    tls_server.config = {**ROUTER_CONFIG, "bridges": {"tcpListeners": listeners, "tcpConnectors": {}}}
+    tls_server.v1_config_as_string = True
+    assert len(json.dumps(tls_server.config)) > 32 * 1024
+    snapshot = await make_source(tls_server).fetch()
+    assert snapshot.payload == tls_server.config

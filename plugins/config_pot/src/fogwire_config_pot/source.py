@@ -57,6 +57,9 @@ SIGNAL_RESOURCE = 0x0F
 ACK = b"\x0b"
 """Client → server: acknowledges an update signal (else the agent resends it)."""
 
+_INLINE_LIMIT = 32 * 1024
+"""Replies up to this size are validated on the loop (well under a millisecond); larger ones in a thread."""
+
 
 class LocalApiError(SourceError):
     """The local API could not be reached or refused the request.
@@ -285,7 +288,7 @@ class LocalApiSource(ConfigSource):
         data = body.get("data")
         if not isinstance(data, dict) or "config" not in data:
             raise InvalidConfigError(str(url), [Problem(str(url), 1, "data.config", "missing from the reply")])
-        return self._snapshot(str(url), data["config"], "data.config")
+        return await self._snapshot_of(str(url), data["config"], "data.config", len(raw))
 
     async def _fetch_v2(self) -> ConfigSnapshot:
         url = self._url("v2", "/v2/config/get")
@@ -313,7 +316,13 @@ class LocalApiSource(ConfigSource):
             raise InvalidConfigError(str(url), [Problem(str(url), 1, "config", "missing from the reply")])
         if body.get("status") != "okay":
             log.warning("local API %s replied with status %r (expected 'okay')", url, body.get("status"))
-        return self._snapshot(str(url), body["config"], "config")
+        return await self._snapshot_of(str(url), body["config"], "config", len(raw))
+
+    async def _snapshot_of(self, origin: str, config: Any, where: str, size: int) -> ConfigSnapshot:
+        """Parse and validate; a large config in a thread, so the loop (and the control socket) never stalls."""
+        if size > _INLINE_LIMIT:
+            return await asyncio.to_thread(self._snapshot, origin, config, where)
+        return self._snapshot(origin, config, where)
 
     def _snapshot(self, origin: str, config: Any, where: str) -> ConfigSnapshot:
         if isinstance(config, str):
