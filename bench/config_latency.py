@@ -242,7 +242,12 @@ def main() -> int:
             kubernetes = await bench_kubernetes(k8s_dir, args.changes, args.burst, args.debounce)
         return {"pot": pot, "kubernetes": kubernetes, "goal_pot_p99_ms": 50, "goal_kubernetes_p99_over_debounce_ms": 20}
 
+    load_before = os.getloadavg()[0]
     result = asyncio.run(run())
+    # the figures are only as good as the machine is idle: say how busy it was
+    result["loadavg_1m_before"] = round(load_before, 2)
+    result["loadavg_1m_after"] = round(os.getloadavg()[0], 2)
+    result["cpus"] = os.cpu_count()
     rows = ["median_ms", "p99_ms", "max_ms", "burst_seconds", "burst_delivered", "burst_last_delivered"]
     rows += ["rss_kib_before_burst", "rss_kib_after_burst"]
     print(f"{'':24}{'pot':>14}{'kubernetes':>14}")
@@ -255,6 +260,9 @@ def main() -> int:
         and result["kubernetes"]["p99_over_debounce_ms"] < 20
         and result["pot"]["burst_last_delivered"]
         and result["kubernetes"]["burst_last_delivered"]
+    )
+    print(
+        f"load average (1 min) {result['loadavg_1m_before']} before, {result['loadavg_1m_after']} after, on {result['cpus']} CPUs"
     )
     print("goals met" if ok else "goals NOT met")
     if args.json:
