@@ -243,7 +243,9 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 async def test_full_disk(
     tmp_path: Path, small_disk: Path, target: RegistryTarget, harness_registry: services.Registry, prefix: str
 ) -> None:
-    bundle = layout_bundle(tmp_path, [Image("127.0.0.1:1/app:1", [random_layer(tmp_path / "l.tar", 3 << 20, seed=6)])])
+    # zstd: the blobs must be unpacked into the staging directory (a plain tar is read in place)
+    layer = random_layer(tmp_path / "l.tar", 3 << 20, seed=6)
+    bundle = layout_bundle(tmp_path, [Image("127.0.0.1:1/app:1", [layer])], Format.TAR_ZSTD, "bundle.tar.zst")
     error = await _refused(bundle, target, small_disk / "work", "no space left on device")
     assert str(small_disk / "work") in str(error)
     assert list((small_disk / "work").iterdir()) == []
@@ -273,3 +275,14 @@ async def test_koffer_bundle_whose_sha256_does_not_match(
     assert "altered or damaged" in str(error)
     _nothing_pushed(harness_registry, prefix)
     shutil.rmtree(tmp_path / "work", ignore_errors=True)
+
+
+async def test_plain_tar_needs_no_staging_space(
+    tmp_path: Path, small_disk: Path, target: RegistryTarget, harness_registry: services.Registry, prefix: str
+) -> None:
+    """The counterpart of the full disk: a plain tar's blobs are verified and pushed where they lie."""
+    layer = random_layer(tmp_path / "l.tar", 3 << 20, seed=6)
+    bundle = layout_bundle(tmp_path, [Image(f"127.0.0.1:1/{prefix}/app:1", [layer])])
+    result = await import_bundle(bundle, target, work_dir=small_disk / "work")
+    assert result.bytes_moved > 3 << 20 and [i.status for i in result.images] == ["pushed"]
+    assert list((small_disk / "work").iterdir()) == []

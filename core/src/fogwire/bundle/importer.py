@@ -13,6 +13,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import errno
+import hashlib
 import io
 import json
 import logging
@@ -28,7 +29,7 @@ import attrs
 
 from fogwire.bundle.archive import tar_entry
 from fogwire.bundle.errors import BundleError
-from fogwire.bundle.layout import INDEX, LAYOUT_VERSION, OCI_LAYOUT, BundleImage, LayoutDir
+from fogwire.bundle.layout import INDEX, LAYOUT_VERSION, OCI_LAYOUT, BlobSlice, BundleImage, LayoutDir
 from fogwire.bundle.oci import (
     CHUNK,
     CONTAINERD_NAME,
@@ -272,10 +273,28 @@ def _write_engine_archive(
         tar.addfile(tar_entry("blobs", directory=True))
         tar.addfile(tar_entry("blobs/sha256", directory=True))
         for digest in sorted(blobs):
-            path = layout.blob_path(digest)
-            with path.open("rb") as f:
-                tar.addfile(tar_entry("blobs/sha256/" + digest.split(":", 1)[1], blobs[digest]), f)
+            with layout.open_blob(digest) as blob:
+                reader = _Hashing(blob)
+                tar.addfile(tar_entry("blobs/sha256/" + digest.split(":", 1)[1], blobs[digest]), reader)
+            if reader.digest() != digest:
+                raise BundleError(f"blob {digest} changed in the bundle file after it was verified; not loaded")
     return blobs
+
+
+class _Hashing:
+    """A reader that hashes what passes through it."""
+
+    def __init__(self, source: BlobSlice) -> None:
+        self._source = source
+        self._hasher = hashlib.sha256()
+
+    def read(self, size: int = -1, /) -> bytes:
+        data = self._source.read(size)
+        self._hasher.update(data)
+        return data
+
+    def digest(self) -> str:
+        return "sha256:" + self._hasher.hexdigest()
 
 
 # ---------------------------------------------------------------------- registry
@@ -422,7 +441,7 @@ class RegistryTarget(Target):
             self._save_resume(records)
             progress.advance(length)
 
-        with layout.blob_path(digest).open("rb") as source:
+        with layout.open_blob(digest) as source:
             location = self.client.upload_chunks(repository, location, source, offset, size, on_chunk)
         self.client.finish_upload(repository, location, digest)
         records.pop(key, None)

@@ -58,12 +58,58 @@ class BlobInfo:
     media_type: str = ""
 
 
+class BlobSlice:
+    """A read-only, seekable view of ``size`` bytes at ``offset`` of a file (a blob inside a plain tar)."""
+
+    def __init__(self, path: Path, offset: int, size: int) -> None:
+        self._file = path.open("rb")
+        self._offset = offset
+        self._size = size
+        self._pos = 0
+        self._file.seek(offset)
+
+    def read(self, size: int = -1, /) -> bytes:
+        """Up to ``size`` bytes (all that is left if negative)."""
+        left = self._size - self._pos
+        want = left if size is None or size < 0 else min(size, left)
+        data = self._file.read(want) if want > 0 else b""
+        self._pos += len(data)
+        return data
+
+    def seek(self, position: int, whence: int = 0, /) -> int:
+        """Move within the slice (``whence`` 0, 1 or 2 as for files)."""
+        base = {0: 0, 1: self._pos, 2: self._size}[whence]
+        self._pos = max(0, min(self._size, base + position))
+        self._file.seek(self._offset + self._pos)
+        return self._pos
+
+    def tell(self) -> int:
+        """The position within the slice."""
+        return self._pos
+
+    def close(self) -> None:
+        """Close the underlying file."""
+        self._file.close()
+
+    def __enter__(self) -> BlobSlice:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 class LayoutDir:
-    """An OCI image layout directory: blobs by digest, ``index.json``, ``oci-layout``."""
+    """An OCI image layout directory: blobs by digest, ``index.json``, ``oci-layout``.
+
+    A blob may also live *in place* inside another file (:attr:`external`: a blob
+    in a plain tar bundle, already verified), so a tar is never copied to be read.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.blobs = root / "blobs" / "sha256"
+        self.external: dict[str, tuple[Path, int, int]] = {}
+        """digest → (file, offset, size) of blobs read in place."""
 
     def create(self) -> LayoutDir:
         """Make the directories; return ``self``."""
@@ -76,18 +122,27 @@ class LayoutDir:
 
     def has(self, digest: str) -> bool:
         """True if blob ``digest`` is stored."""
-        return self.blob_path(digest).is_file()
+        return digest in self.external or self.blob_path(digest).is_file()
 
     def size(self, digest: str) -> int:
         """The stored size of blob ``digest``."""
+        if digest in self.external:
+            return self.external[digest][2]
         return self.blob_path(digest).stat().st_size
+
+    def open_blob(self, digest: str) -> BlobSlice:
+        """A seekable reader of blob ``digest`` (close it, or use it in a ``with``)."""
+        if digest in self.external:
+            return BlobSlice(*self.external[digest])
+        path = self.blob_path(digest)
+        return BlobSlice(path, 0, path.stat().st_size)
 
     def read_small(self, digest: str, limit: int = 4 << 20) -> bytes:
         """The bytes of a small blob (a manifest or config); refuses anything over ``limit``."""
-        path = self.blob_path(digest)
-        if path.stat().st_size > limit:
+        if self.size(digest) > limit:
             raise BundleError(f"{self.root}: blob {digest} should be a manifest or config but is over {limit} bytes")
-        return path.read_bytes()
+        with self.open_blob(digest) as blob:
+            return blob.read()
 
     def read_json(self, digest: str) -> dict[str, Any]:
         """A manifest, index or config blob parsed as a JSON object."""

@@ -72,6 +72,8 @@ class _Entry:
     kind: Literal["file", "dir", "symlink", "hardlink", "device", "fifo", "other"]
     size: int
     link: str = ""
+    offset: int = -1
+    """Where the entry's data starts in the bundle file (plain tar only), else -1."""
 
 
 def _entry_kind(member: tarfile.TarInfo) -> Literal["file", "dir", "symlink", "hardlink", "device", "fifo", "other"]:
@@ -91,8 +93,9 @@ def _entry_kind(member: tarfile.TarInfo) -> Literal["file", "dir", "symlink", "h
 
 
 class _Stager:
-    def __init__(self, source: Path, work: Path, progress: Progress) -> None:
+    def __init__(self, source: Path, work: Path, progress: Progress, *, in_place: bool = False) -> None:
         self.source = source
+        self.in_place = in_place
         self.layout = LayoutDir(work / "layout").create()
         self.koffer_dir = work / "koffer"
         self.progress = progress
@@ -156,7 +159,10 @@ class _Stager:
         target = self.layout.blob_path(expected)
         tmp = target.with_name(target.name + ".tmp")
         try:
-            if src_path is not None:
+            if self.in_place and entry.offset >= 0:
+                assert reader is not None
+                digest, size = copy_hashing(reader, None, on_chunk=self.progress.advance)
+            elif src_path is not None:
                 with src_path.open("rb") as f:
                     digest, size = copy_hashing(f, None, on_chunk=self.progress.advance)
             else:
@@ -167,7 +173,11 @@ class _Stager:
                 raise BundleError(f"{where}: truncated: {size} of {entry.size} bytes")
             if digest != expected:
                 raise BundleError(f"{where}: blob {expected} is tampered or corrupt: its content hashes to {digest}")
-            if src_path is not None:
+            if self.in_place and entry.offset >= 0:
+                # a plain tar is read where it lies: nothing copied, only remembered
+                self.layout.external[expected] = (self.source, entry.offset, size)
+                target.unlink(missing_ok=True)
+            elif src_path is not None:
                 os.replace(src_path, target)
             else:
                 tmp.replace(target)
@@ -220,7 +230,8 @@ def _read_tar(path: Path, fmt: Format, stager: _Stager) -> None:
     try:
         with _tar_stream(path, fmt) as stream, tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK) as tar:
             for member in tar:
-                entry = _Entry(member.name, _entry_kind(member), member.size, member.linkname)
+                offset = member.offset_data if fmt is Format.TAR else -1
+                entry = _Entry(member.name, _entry_kind(member), member.size, member.linkname, offset)
                 reader = tar.extractfile(member) if member.isreg() else None
                 stager.accept(entry, reader)
                 last = member.name
@@ -423,7 +434,7 @@ def stage(path: Path, work: Path, progress: Progress | None = None) -> StagedBun
 
 
 def _stage(path: Path, fmt: Format, sidecar: bool, work: Path, progress: Progress) -> StagedBundle:
-    stager = _Stager(path, work, progress)
+    stager = _Stager(path, work, progress, in_place=fmt is Format.TAR)
     if fmt is Format.SQUASHFS:
         _read_squashfs(path, work, stager)
     else:

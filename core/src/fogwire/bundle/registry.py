@@ -20,7 +20,7 @@ import re
 import ssl
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
-from typing import IO, Protocol
+from typing import Protocol
 
 import attrs
 
@@ -323,7 +323,7 @@ class RegistryClient:
         self,
         repository: str,
         location: str,
-        source: IO[bytes],
+        source: Body,
         offset: int,
         size: int,
         on_chunk: Callable[[str, int, int], None],
@@ -393,7 +393,7 @@ class RegistryClient:
 class _Window:
     """A file-like view of ``length`` bytes of ``source`` from its current position."""
 
-    def __init__(self, source: IO[bytes], length: int) -> None:
+    def __init__(self, source: Body, length: int) -> None:
         self._source = source
         self._start = source.tell()
         self._left = length
