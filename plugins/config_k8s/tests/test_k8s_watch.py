@@ -264,3 +264,16 @@ async def test_periodic_reread_catches_what_no_event_announced(
     notice = await watch.next(timeout=2)
     assert "periodic re-read" in notice.reason
     assert (await source.fetch()).payload == router_config(3)
+
+
+async def test_a_large_file_is_read_off_the_loop(tmp_path: Path, make_source: SourceMaker, watching) -> None:
+    volume = ConfigMapVolume(tmp_path / "config")
+    volume.write(dump(router_config(1)))
+    source = make_source(volume.path)
+    await source.fetch()
+    watch = await watching(source)
+    big = router_config(2, listeners=400)
+    assert len(dump(big)) > 32 * 1024
+    volume.write(dump(big))
+    await watch.next()
+    assert (await source.fetch()).payload == big

@@ -42,6 +42,8 @@ from fogwire_config_k8s.validate import InvalidConfigError, validate_skrouterd_c
 log = logging.getLogger(__name__)
 
 DEFAULT_PATH = "/tmp/skrouterd.json"
+_INLINE_LIMIT = 32 * 1024
+"""Files up to this size are read and validated on the loop (well under a millisecond); larger ones in a thread."""
 CONFIGMAP_DATA = "..data"
 """The symlink a ConfigMap volume swaps atomically on every update."""
 
@@ -140,6 +142,16 @@ class MountedFileSource(ConfigSource):
             raise _Unusable(f"{origin} is not valid JSON (half-written?): {error}") from None
         return ConfigSnapshot.of(origin, validate_skrouterd_config(payload, origin, self._converter))
 
+    async def _refresh_async(self) -> bool:
+        """:meth:`_refresh` on the loop for a small file (a ConfigMap is tmpfs: microseconds), else in a thread."""
+        try:
+            size = os.stat(self.path).st_size
+        except OSError:
+            size = 0
+        if size <= _INLINE_LIMIT:
+            return self._refresh()
+        return await asyncio.to_thread(self._refresh)
+
     def _identity(self) -> tuple[int, ...] | None:
         """What changes whenever the file (or what its symlinks point to) is replaced or written."""
         try:
@@ -174,7 +186,7 @@ class MountedFileSource(ConfigSource):
         deadline = loop.time() + self.settings.startup_timeout
         said = ""
         while True:
-            await asyncio.to_thread(self._refresh)
+            await self._refresh_async()
             if self._good is not None:
                 return self._good
             reason = self.degraded or "no config"
@@ -199,7 +211,7 @@ class MountedFileSource(ConfigSource):
         # the usual case: the watcher has just read this very file; a stat is enough to know
         if self.degraded is None and self._read_identity is not None and self._identity() == self._read_identity:
             return self._good
-        await asyncio.to_thread(self._refresh)
+        await self._refresh_async()
         return self._good
 
     # -- watching -------------------------------------------------------------
@@ -285,7 +297,7 @@ class MountedFileSource(ConfigSource):
                     why = "file changed"
                     await self._debounce(pending)
                 pending.clear()
-                if await asyncio.to_thread(self._refresh):
+                if await self._refresh_async():
                     assert self._good is not None
                     yield ChangeNotice(f"{self.path}: {why} ({self._good.digest[:19]})")
         finally:
