@@ -289,3 +289,49 @@ async def test_auto_mode_uses_a_socket_that_answers_else_embeds(workdir: Path, h
         assert silent.daemon is not None and silent.daemon.pid is not None
     finally:
         await silent.close()
+
+
+async def test_a_new_engine_instance_takes_over_running_workloads(
+    workdir: Path, fogwire_registry: ContractRegistry
+) -> None:
+    """Agent restart in embedded mode: close() stops the daemon, workloads keep running, the next engine adopts them."""
+    first = await _engine(workdir, embedded=True)
+    agent_id = first.context.agent_id
+    await first.pull(fogwire_registry.image, fogwire_registry.auth)
+    ticker = "i=0; while true; do echo t$i; i=$((i+1)); sleep 0.1; done"
+    await first.create(WorkloadSpec(name="ticks", image=fogwire_registry.image, command=("sh", "-c", ticker)))
+    await first.create(
+        WorkloadSpec(
+            name="again", image=fogwire_registry.image, command=("sleep", "3600"), restart=RestartPolicy("always")
+        )
+    )
+    await first.start_workload("ticks")
+    await first.start_workload("again")
+    started = (await first.inspect("ticks")).started_at  # type: ignore[union-attr]
+    victim = first._records["again"].pid
+    await first.close()
+    os.kill(victim, signal.SIGKILL)  # exits while no agent runs
+
+    context = EngineContext(agent_id, workdir / "data", workdir / "run", workdir / "log", options={"embedded": True})
+    second = ContainerdEngine(context)
+    await second.start()
+    try:
+
+        async def adopted() -> bool:
+            infos = {w.name: w for w in await second.list_managed()}
+            return (
+                infos["ticks"].state is WorkloadState.RUNNING
+                and infos["again"].state is WorkloadState.RUNNING
+                and infos["again"].restart_count == 1
+            )
+
+        await _until(adopted, "the second engine to adopt and restart the workloads")
+        info = await second.inspect("ticks")
+        assert info is not None and info.started_at == started and info.restart_count == 0
+        count = len([line async for line in second.logs("ticks")])
+        await asyncio.sleep(0.6)
+        assert len([line async for line in second.logs("ticks")]) > count
+    finally:
+        for workload in await second.list_managed():
+            await second.remove(workload.name)
+        await second.close()

@@ -308,9 +308,13 @@ class ContainerdEngine(Engine):
         if rec is None:
             return
         path = self._records_dir / f"{name}.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(rec.to_json())
-        tmp.replace(path)
+        tmp = path.with_name(f".{name}.{os.urandom(4).hex()}.tmp")  # saves may run concurrently
+        try:
+            tmp.write_text(rec.to_json())
+            tmp.replace(path)
+        except OSError as error:
+            log.warning("cannot save the record of workload %s: %s", name, error)
+            tmp.unlink(missing_ok=True)
 
     def _load_records(self) -> None:
         for path in self._records_dir.glob("*.json"):
