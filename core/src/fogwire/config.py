@@ -53,7 +53,10 @@ def check_agent_config(config: AgentConfig, origin: str, index: int = 1, platfor
         if profile.arch not in ("auto", "amd64", "arm64", "arm", "riscv64"):
             problems.append(
                 Problem(
-                    origin, index, f"profiles.{name}.arch", f"expected auto, amd64, arm64, arm or riscv64, got {profile.arch!r}"
+                    origin,
+                    index,
+                    f"profiles.{name}.arch",
+                    f"expected auto, amd64, arm64, arm or riscv64, got {profile.arch!r}",
                 )
             )
         profiles[name] = attrs.evolve(profile, container_engine=engine)

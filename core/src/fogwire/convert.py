@@ -214,9 +214,7 @@ def make_converter(converter: cattrs.Converter | None = None) -> cattrs.Converte
     converter.register_unstructure_hook(Port, int)
     converter.register_unstructure_hook(NonNegativeInt, int)
     converter.register_unstructure_hook(PositiveInt, int)
-    converter.register_structure_hook_factory(
-        lambda t: isinstance(t, type) and issubclass(t, enum.Enum), _enum_hook
-    )
+    converter.register_structure_hook_factory(lambda t: isinstance(t, type) and issubclass(t, enum.Enum), _enum_hook)
     converter.register_structure_hook_factory(_is_int_str_union, _int_or_str)
     converter.register_structure_hook_factory(_is_sequence, _sequence(converter))
     converter.register_structure_hook_factory(_is_mapping, _mapping(converter))

@@ -186,15 +186,13 @@ class PluginHost:
 
     def _load_record(self, kind: Kind, record: _entrypoints.EntryPointRecord) -> None:
         where = (
-            f"distribution {record.distribution!r} ({record.version}), "
-            f"entry point {record.name!r} = {record.value!r}"
+            f"distribution {record.distribution!r} ({record.version}), entry point {record.name!r} = {record.value!r}"
         )
         try:
             plugin = record.load()
-        except Exception as error:  # noqa: BLE001 - any import failure is reported with its cause
+        except Exception as error:
             raise PluginLoadError(
-                f"{kind.replace('_', ' ')} {record.name!r} failed to load from {where}: "
-                f"{type(error).__name__}: {error}"
+                f"{kind.replace('_', ' ')} {record.name!r} failed to load from {where}: {type(error).__name__}: {error}"
             ) from error
         key = plugin.__name__ if isinstance(plugin, types.ModuleType) else f"{record.distribution}:{record.value}"
         try:
@@ -205,7 +203,7 @@ class PluginHost:
             self._run_register_hook(key, kind)
         except DuplicatePluginError:
             raise
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             raise PluginLoadError(
                 f"{kind.replace('_', ' ')} {record.name!r} from {where} failed to register: "
                 f"{type(error).__name__}: {error}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -112,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(module.run(args))
     except KeyboardInterrupt:
         return 130
-    except Exception as error:  # noqa: BLE001 - the CLI's last line of defence
+    except Exception as error:
         from fogwire.errors import ConfigError, FogwireError
 
         if isinstance(error, ConfigError):

@@ -139,16 +139,18 @@ def assemble(
                 problems.append(Problem(origin, index, "spec", "a catalog item needs an image: 'x86' and/or 'arm'"))
             if registry_id(item.registry) is None:
                 problems.append(
-                    Problem(origin, index, "spec.registry", f"expected 'remote', 'local' or an id, got {item.registry!r}")
+                    Problem(
+                        origin, index, "spec.registry", f"expected 'remote', 'local' or an id, got {item.registry!r}"
+                    )
                 )
         elif isinstance(document, Registry):
             reg = document.spec
             if reg.id is None:
-                problems.append(Problem(origin, index, "spec.id", "a registry needs an id (3 or more) to be referenced"))
-            elif reg.id in BUILTIN_REGISTRIES:
                 problems.append(
-                    Problem(origin, index, "spec.id", f"registry ids 1 and 2 are built in; got {reg.id}")
+                    Problem(origin, index, "spec.id", "a registry needs an id (3 or more) to be referenced")
                 )
+            elif reg.id in BUILTIN_REGISTRIES:
+                problems.append(Problem(origin, index, "spec.id", f"registry ids 1 and 2 are built in; got {reg.id}"))
             elif reg.id in registries:
                 problems.append(Problem(origin, index, "spec.id", f"duplicate registry id {reg.id}"))
             else:
@@ -162,16 +164,25 @@ def assemble(
             problems.append(Problem(origin, ms.index, where, "expected 'catalogId', or an 'x86' and/or 'arm' image"))
         if images.catalog_id is not None and images.catalog_id not in catalog:
             problems.append(
-                Problem(origin, ms.index, f"{where}.catalogId", f"no CatalogItem with id {images.catalog_id} in this input")
+                Problem(
+                    origin, ms.index, f"{where}.catalogId", f"no CatalogItem with id {images.catalog_id} in this input"
+                )
             )
         if images.registry is not None:
             rid = registry_id(images.registry)
             if rid is None:
                 problems.append(
-                    Problem(origin, ms.index, f"{where}.registry", f"expected 'remote', 'local' or an id, got {images.registry!r}")
+                    Problem(
+                        origin,
+                        ms.index,
+                        f"{where}.registry",
+                        f"expected 'remote', 'local' or an id, got {images.registry!r}",
+                    )
                 )
             elif rid not in registries:
-                problems.append(Problem(origin, ms.index, f"{where}.registry", f"no Registry with id {rid} in this input"))
+                problems.append(
+                    Problem(origin, ms.index, f"{where}.registry", f"no Registry with id {rid} in this input")
+                )
         for position, port in enumerate(ms.spec.container.ports):
             key = (port.external, port.protocol.value)
             if key in ports:
