@@ -398,3 +398,22 @@ async def test_a_large_config_is_validated_off_the_loop_and_delivered_whole(
     assert len(json.dumps(tls_server.config)) > 32 * 1024
     snapshot = await make_source(tls_server).fetch()
     assert snapshot.payload == tls_server.config
+
+
+async def test_close_ends_the_iteration_and_opens_nothing_more(
+    tls_server: LocalApiServer, make_source: SourceMaker
+) -> None:
+    source = make_source(tls_server)
+    changes = source.changes()
+    await next_notice(changes)
+    pending = asyncio.ensure_future(anext(changes))
+    await asyncio.sleep(0.05)
+    await source.close()
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(pending, 2)
+    attempts = len(tls_server.control_attempts)
+    await asyncio.sleep(0.3)  # backoff_max is 0.1 s: a live reader would have reconnected by now
+    assert len(tls_server.control_attempts) == attempts == 1
+    assert tls_server.connected == 0
+    with pytest.raises(LocalApiError, match="closed"):
+        await source.fetch()

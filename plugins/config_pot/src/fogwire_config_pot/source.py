@@ -139,11 +139,18 @@ class LocalApiSource(ConfigSource):
         self._random = random.Random()
         self._converter = router_converter()
         self._token_cache: tuple[tuple[int, ...], str] | None = None
+        self._readers: set[asyncio.Task[None]] = set()
+        self._closed = False
         platform = context.environ.get("SKUPPER_PLATFORM", "")
         if platform == "kubernetes":
             log.warning("SKUPPER_PLATFORM=kubernetes but the pot config source was selected; using the local API")
         if self.settings.api == "v1":
             self._read_token()  # fail at start-up, naming the file, not at the first refresh
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` has been called."""
+        return self._closed
 
     @property
     def api(self) -> Api | None:
@@ -202,6 +209,8 @@ class LocalApiSource(ConfigSource):
         return context
 
     def _session_get(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise LocalApiError("the pot config source is closed", retryable=False)
         if self._session is None or self._session.closed:
             fallbacks: dict[str, str] = {}
             apis: tuple[Api, ...] = ("v1", "v2")
@@ -444,7 +453,10 @@ class LocalApiSource(ConfigSource):
         """
         loop = asyncio.get_running_loop()
         pending = _Pending()
+        if self.closed:
+            raise SourceError("the pot config source is closed")
         reader = asyncio.create_task(self._follow_control(pending), name="fogwire pot control socket")
+        self._readers.add(reader)
         waiter: asyncio.Future[Any] | None = None
         last = -float("inf")
         try:
@@ -452,6 +464,8 @@ class LocalApiSource(ConfigSource):
                 waiter = asyncio.ensure_future(pending.event.wait())
                 await asyncio.wait({waiter, reader}, return_when=asyncio.FIRST_COMPLETED)
                 if reader.done():
+                    if self.closed:
+                        return  # close() ended the reader: the iteration ends with it
                     reader.result()  # re-raise what ended the reader (it only ends on a bug)
                     raise SourceError("the control socket reader stopped")  # pragma: no cover
                 gap = loop.time() - last
@@ -460,6 +474,7 @@ class LocalApiSource(ConfigSource):
                 last = loop.time()
                 yield pending.take()
         finally:
+            self._readers.discard(reader)
             if waiter is not None:
                 waiter.cancel()
             reader.cancel()
@@ -523,7 +538,12 @@ class LocalApiSource(ConfigSource):
             await asyncio.sleep(delay)
 
     async def close(self) -> None:
-        """Close the HTTP session (and with it any pooled connection)."""
+        """Stop every control-socket reader (their ``changes()`` iterations end) and close the HTTP session."""
+        self._closed = True
+        readers = list(self._readers)
+        for reader in readers:
+            reader.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
             self._session = None
