@@ -147,8 +147,7 @@ class LocalApiSource(ConfigSource):
         if self.settings.api == "v1":
             self._read_token()  # fail at start-up, naming the file, not at the first refresh
 
-    @property
-    def closed(self) -> bool:
+    def is_closed(self) -> bool:
         """True once :meth:`close` has been called."""
         return self._closed
 
@@ -453,7 +452,7 @@ class LocalApiSource(ConfigSource):
         """
         loop = asyncio.get_running_loop()
         pending = _Pending()
-        if self.closed:
+        if self.is_closed():
             raise SourceError("the pot config source is closed")
         reader = asyncio.create_task(self._follow_control(pending), name="fogwire pot control socket")
         self._readers.add(reader)
@@ -464,7 +463,7 @@ class LocalApiSource(ConfigSource):
                 waiter = asyncio.ensure_future(pending.event.wait())
                 await asyncio.wait({waiter, reader}, return_when=asyncio.FIRST_COMPLETED)
                 if reader.done():
-                    if self.closed:
+                    if self.is_closed():
                         return  # close() ended the reader: the iteration ends with it
                     reader.result()  # re-raise what ended the reader (it only ends on a bug)
                     raise SourceError("the control socket reader stopped")  # pragma: no cover
