@@ -321,7 +321,8 @@ class Agent:
             if retry is not None:
                 timeout = min(timeout, max(0.05, retry - time.monotonic()))
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
             self._wake.clear()

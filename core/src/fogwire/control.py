@@ -123,16 +123,20 @@ class ControlServer:
 
     async def _logs(self, request: dict[str, Any], writer: asyncio.StreamWriter) -> None:
         tail = request.get("tail")
+        lines = self.agent.logs(
+            str(request.get("name")), tail=int(tail) if tail is not None else None, follow=bool(request.get("follow"))
+        )
         try:
-            async for line in self.agent.logs(
-                str(request.get("name")),
-                tail=int(tail) if tail is not None else None,
-                follow=bool(request.get("follow")),
-            ):
+            async for line in lines:
                 await _send(writer, {"stream": line.stream, "line": line.text})
             await _send(writer, {"ok": True, "end": True})
         except FogwireError as error:
             await _send(writer, {"ok": False, "error": str(error)})
+        finally:
+            # A client gone mid-follow must close the engine's stream (and its thread) now.
+            aclose = getattr(lines, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
 
 async def _send(writer: asyncio.StreamWriter, message: dict[str, Any]) -> None:
