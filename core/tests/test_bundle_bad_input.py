@@ -19,10 +19,10 @@ from test_bundle_lib import (
     Image,
     build_layout,
     client_for,
-    delete_repositories,
     entry,
     layout_bundle,
     make_koffer_bundle,
+    prefix_fixture,
     random_layer,
     rewrite_tar,
     unique,
@@ -35,12 +35,7 @@ from fogwire.bundle.layout import LayoutDir
 from fogwire.bundle.oci import canonical_json, machine_platform, sha256_hex
 from harness import images, services
 
-
-@pytest.fixture
-def prefix(harness_registry: services.Registry) -> Iterator[str]:
-    name = unique("bundle-bad")
-    yield name
-    delete_repositories(harness_registry, name)
+prefix = prefix_fixture("bundle-bad")
 
 
 @pytest.fixture

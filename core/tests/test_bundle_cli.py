@@ -7,11 +7,10 @@ import os
 import select
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_bundle_lib import Image, delete_repositories, layout_bundle, random_layer, unique
+from test_bundle_lib import Image, layout_bundle, prefix_fixture, random_layer
 
 from harness import images, services
 
@@ -29,11 +28,7 @@ def fogwire(*args: str, state: Path, stderr: int | None = None) -> subprocess.Co
     )
 
 
-@pytest.fixture
-def prefix(harness_registry: services.Registry) -> Iterator[str]:
-    name = unique("bundle-cli")
-    yield name
-    delete_repositories(harness_registry, name)
+prefix = prefix_fixture("bundle-cli")
 
 
 @pytest.fixture

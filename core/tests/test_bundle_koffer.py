@@ -10,11 +10,10 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_bundle_lib import client_for, delete_repositories, make_koffer_bundle, unique
+from test_bundle_lib import client_for, make_koffer_bundle, prefix_fixture
 
 from fogwire.bundle.importer import EngineTarget, RegistryTarget, import_bundle
 from fogwire.bundle.oci import DOCKER_MANIFEST, machine_platform
@@ -33,11 +32,7 @@ def koffer(tmp_path_factory: pytest.TempPathFactory, harness_images: images.Test
     )
 
 
-@pytest.fixture
-def prefix(harness_registry: services.Registry) -> Iterator[str]:
-    name = unique("bundle-koffer")
-    yield name
-    delete_repositories(harness_registry, name)
+prefix = prefix_fixture("bundle-koffer")
 
 
 def test_koffer_tree_is_read_and_verified(koffer: Path, tmp_path: Path) -> None:

@@ -21,6 +21,9 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from fogwire.bundle.archive import Format, pack
 from fogwire.bundle.layout import BlobInfo, BundleImage, LayoutDir
@@ -190,6 +193,18 @@ def delete_repositories(registry: services.Registry, prefix: str) -> None:
                 digest = client.manifest_digest(repository, tag)
                 if digest:
                     client.delete_manifest(repository, digest)
+
+
+def prefix_fixture(kind: str) -> Any:
+    """A ``prefix`` fixture: a fresh repository prefix in the harness registry, deleted afterwards."""
+
+    @pytest.fixture
+    def prefix(harness_registry: services.Registry) -> Iterator[str]:
+        name = unique(kind)
+        yield name
+        delete_repositories(harness_registry, name)
+
+    return prefix
 
 
 def free_port() -> int:

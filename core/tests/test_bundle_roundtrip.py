@@ -21,8 +21,8 @@ from test_bundle_lib import (
     build_layout,
     client_for,
     clients,
-    delete_repositories,
     layout_bundle,
+    prefix_fixture,
     random_layer,
     skopeo_copy,
     unique,
@@ -40,12 +40,7 @@ from harness import services
 FORMATS = {Format.TAR: "b.tar", Format.TAR_ZSTD: "b.tar.zst", Format.SQUASHFS: "b.sqfs"}
 
 
-@pytest.fixture
-def prefix(harness_registry: services.Registry) -> Iterator[str]:
-    """A fresh repository prefix in the harness registry, deleted afterwards."""
-    name = unique()
-    yield name
-    delete_repositories(harness_registry, name)
+prefix = prefix_fixture("bundle-test")
 
 
 @pytest.fixture

@@ -8,22 +8,16 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_bundle_lib import Image, client_for, delete_repositories, layout_bundle, random_layer, unique
+from test_bundle_lib import Image, client_for, layout_bundle, prefix_fixture, random_layer
 
 from fogwire.bundle.importer import ImportResult, RegistryTarget, import_bundle
 from fogwire.bundle.watch import BundleWatcher
 from harness import services
 
-
-@pytest.fixture
-def prefix(harness_registry: services.Registry) -> Iterator[str]:
-    name = unique("bundle-watch")
-    yield name
-    delete_repositories(harness_registry, name)
+prefix = prefix_fixture("bundle-watch")
 
 
 @pytest.fixture
