@@ -349,10 +349,15 @@ class ManagementState:
         ):
             raise Status(400, text)
 
-    def _refresh_tcp(self) -> None:
-        served = {c.get("address") for c in self.entities[long_name("tcpConnector")].values()}
+    def _refresh_tcp(self, entity: dict[str, Any]) -> None:
+        # A tcpListener is up while some tcpConnector serves its address.
+        if entity["type"] not in (long_name("tcpListener"), long_name("tcpConnector")):
+            return
+        address = entity.get("address")
+        served = any(c.get("address") == address for c in self.entities[long_name("tcpConnector")].values())
         for listener in self.entities[long_name("tcpListener")].values():
-            listener["operStatus"] = "up" if listener.get("address") in served else "down"
+            if listener.get("address") == address:
+                listener["operStatus"] = "up" if served else "down"
 
     # -- operations ----------------------------------------------------------------
     def handle(self, properties: dict[str, Any], body: Any, raising: bool = False) -> tuple[int, str, Any]:
@@ -410,7 +415,7 @@ class ManagementState:
             del self.entities[target["type"]][target["name"]]
             if target["type"] == long_name("listener"):
                 self.unbind(target)
-            self._refresh_tcp()
+            self._refresh_tcp(target)
             return NO_CONTENT, {}
         raise Status(
             501, f"Operation '{operation}' not implemented for '{target['type']}' {self._schema(target['type'])['ops']}"
@@ -447,13 +452,13 @@ class ManagementState:
         stored = self._store(type_name, attrs)
         if type_name == long_name("listener"):
             self.bind(stored)
-        self._refresh_tcp()
+        self._refresh_tcp(stored)
         return CREATED, dict(stored)
 
     def _find_by_name(self, name: str) -> dict[str, Any] | None:
-        for entity in self._all():
-            if entity.get("name") == name:
-                return entity
+        for by_name in self.entities.values():
+            if name in by_name:
+                return by_name[name]
         return None
 
     def _update(self, target: dict[str, Any], body: dict[str, Any]) -> tuple[int, Any]:

@@ -169,8 +169,21 @@ def plan_changes(
             restart.append(RestartItem("log", module, "removed log settings stay until the router restarts"))
 
     for type_name in DELETE_ORDER:
-        old = {k: entity_attributes(converter, e) for k, e in entities_of(base, type_name).items()}
-        new = {k: entity_attributes(converter, e) for k, e in entities_of(desired, type_name).items()}
+        old_entities = entities_of(base, type_name)
+        new_entities = entities_of(desired, type_name)
+        old = {}
+        new = {}
+        for key, entity in old_entities.items():
+            other = new_entities.get(key)
+            if other is not None and other == entity:
+                unchanged += 1  # equal values: no need to look at attributes (the common case)
+                continue
+            old[key] = entity_attributes(converter, entity)
+            if other is not None:
+                new[key] = entity_attributes(converter, other)
+        for key, entity in new_entities.items():
+            if key not in old_entities:
+                new[key] = entity_attributes(converter, entity)
         for key, before in old.items():
             own = (
                 type_name == "listener"
@@ -204,7 +217,7 @@ def plan_changes(
                     Op("create", type_name, key, _management_name(type_name, after), after, before, replace=True)
                 )
         for key, after in new.items():
-            if key not in old:
+            if key not in old_entities:
                 ops_create[type_name].append(
                     Op("create", type_name, key, _management_name(type_name, after), after, None)
                 )

@@ -175,23 +175,28 @@ class SkrouterSink(ReloadSink):
         return await self._execute(plan)
 
     async def _execute(self, plan: Plan) -> ApplyReport:
+        # The whole plan runs in one hop to the management thread: no event-loop
+        # round trip between operations.
+        return await self._run(lambda: self._execute_sync(plan))
+
+    def _execute_sync(self, plan: Plan) -> ApplyReport:
         items: list[ItemResult] = []
         done: list[Op] = []
         for op in plan.ops:
             try:
-                await self._run(lambda op=op: self._perform(op))  # type: ignore[misc]
-            except ConnectionLost:
-                raise
+                self._perform(op)
             except ManagementError as error:
                 if isinstance(error, ManagementTimeout):
                     self._dirty = True  # the operation may have happened after all
                 detail = f"{op.action} {op.label} failed: {_describe(error)}"
                 log.error("skrouter: %s; rolling back %d operation(s)", detail, len(done))
                 failed = ItemResult(op.label, op.action, Outcome.FAILED, _describe(error))
-                return ApplyReport(self.name, (failed, *await self._rollback(done, op)))
+                return ApplyReport(self.name, (failed, *self._rollback(done, op)))
             done.append(op)
             detail = "replace" if op.replace else ""
-            log.info("skrouter: %s %s %s", op.action, op.label, redact(op.attributes) if op.action != "delete" else "")
+            if log.isEnabledFor(logging.INFO):
+                shown = redact(op.attributes) if op.action != "delete" else ""
+                log.info("skrouter: %s %s %s", op.action, op.label, shown)
             items.append(ItemResult(op.label, op.action, Outcome.APPLIED, detail))
         for item in plan.restart:
             log.info("skrouter: %s needs a router restart: %s", item.label, item.reason)
@@ -200,13 +205,13 @@ class SkrouterSink(ReloadSink):
             items.append(ItemResult("router", "none", Outcome.UNCHANGED, f"{plan.unchanged} entities unchanged"))
         return ApplyReport(self.name, tuple(items))
 
-    async def _rollback(self, done: list[Op], failed: Op) -> list[ItemResult]:
+    def _rollback(self, done: list[Op], failed: Op) -> list[ItemResult]:
         results: list[ItemResult] = []
         for op in reversed(done):
             undo = inverse(op)
             try:
                 if undo is not None:
-                    await self._run(lambda undo=undo: self._perform(undo))  # type: ignore[misc]
+                    self._perform(undo)
                 results.append(
                     ItemResult(op.label, op.action, Outcome.ROLLED_BACK, f"undone because {failed.label} failed")
                 )

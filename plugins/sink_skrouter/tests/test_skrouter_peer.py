@@ -6,9 +6,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import Peer, base_sections, free_port
 from fogwire_sink_skrouter.management import ManagementClient, ManagementTimeout
 from mgmt_peer import ManagementState, PeerThread
+from skrouterlib import Peer, base_sections, free_port
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ from typing import Any
 
 import attrs
 import pytest
-from conftest import Peer, base_sections, free_port
 from fogwire_sink_skrouter.management import ManagementClient, ManagementError
 from fogwire_sink_skrouter.sink import SkrouterSink
+from skrouterlib import Peer, base_sections, free_port
 
 from fogwire.errors import ConfigError
 from fogwire.model.router import RouterConfig, TcpListener, structure_skrouterd_list
