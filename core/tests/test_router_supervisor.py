@@ -363,3 +363,58 @@ def test_kubernetes_mode_rotates_certificates_live_and_converges_after_a_router_
     finally:
         router.close()
     assert wrapper.stop() == 0
+
+
+async def test_iofog_mode_follows_the_local_api_and_its_control_signal(tmp_path: Path, wrappers: list[Wrapper]) -> None:
+    import asyncio
+
+    testing = pytest.importorskip(
+        "fogwire_config_pot.testing", reason="needs fogwire-config-pot with its testing extra"
+    )
+    port = free_port()
+    api = testing.LocalApiServer(identity="router-ms", protocols=("v2",), config=controller_config(port))
+    api_port = await api.start()
+    wrapper = Wrapper(
+        tmp_path,
+        ["--source-option", "api=v2"],
+        {
+            "SKUPPER_PLATFORM": "iofog",
+            "QDROUTERD_CONF": str(tmp_path / "skrouterd.json"),
+            "EDGELET_MICROSERVICE_UID": "router-ms",
+            "EDGELET_API_HOST": "127.0.0.1",
+            "EDGELET_API_PORT": str(api_port),
+            "SSL": "false",
+        },
+    )
+    wrappers.append(wrapper)
+    router = Router(port)
+
+    async def until(condition: Callable[[], Any], what: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if await asyncio.to_thread(condition):
+                    return
+            except Exception:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}")
+            await asyncio.sleep(0.05)
+
+    try:
+        await until(lambda: router.names("tcpListener") == {"a-listener"}, "the router from the local API config")
+        await api.wait_connected()
+        two = {
+            "a-listener": {"port": "9100", "address": "a", "siteId": "s1"},
+            "b-listener": {"port": "9101", "address": "a"},
+        }
+        api.config = controller_config(port, tcp=two)
+        assert await api.signal(0x0C) == 1
+        await until(lambda: router.names("tcpListener") == {"a-listener", "b-listener"}, "the change applied live")
+        assert len(wrapper.start_times()) == 1
+        assert "b-listener" in (tmp_path / "skrouterd.json").read_text()
+    finally:
+        await asyncio.to_thread(router.close)
+        code = await asyncio.to_thread(wrapper.stop)
+        await api.stop()
+    assert code == 0
