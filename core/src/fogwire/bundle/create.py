@@ -112,11 +112,15 @@ class _Builder:
 
     def add(self, text: str) -> BundleImage:
         ref = Reference.parse(text)
+        # Docker Hub keeps official images under library/: what `docker pull busybox` asks for
+        remote = (
+            ref if ref.registry or "/" in ref.repository else attrs.evolve(ref, repository=f"library/{ref.repository}")
+        )
         client = self.used.setdefault(ref.registry, self.clients(ref.registry))
         self.progress.start(str(ref))
-        data, media_type, digest = self._manifest(client, ref, ref.version)
+        data, media_type, digest = self._manifest(client, remote, ref.version)
         if media_type not in INDEX_TYPES:
-            platform = self._image_manifest(client, ref, data, media_type)
+            platform = self._image_manifest(client, remote, data, media_type)
             if self.platforms and not any(p.matches(Platform.parse(platform)) for p in self.platforms):
                 wanted = ", ".join(map(str, self.platforms))
                 raise BundleError(f"image {ref} is {platform} only; it has no variant for {wanted}")
@@ -132,14 +136,14 @@ class _Builder:
             raise BundleError(f"image {ref} has no variant for {wanted} (it has {have})")
         platforms: list[str] = []
         for entry in entries:
-            child, child_type, child_digest = self._manifest(client, ref, str(entry.get("digest")))
+            child, child_type, child_digest = self._manifest(client, remote, str(entry.get("digest")))
             if child_digest != entry.get("digest"):
                 raise BundleError(
                     f"registry {client.server}: {ref} index entry {entry.get('digest')} hashes differently"
                 )
             if child_type in INDEX_TYPES:
                 raise BundleError(f"image {ref}: nested indexes are not supported")
-            platforms.append(self._image_manifest(client, ref, child, child_type))
+            platforms.append(self._image_manifest(client, remote, child, child_type))
             self._store_small(child_digest, child, child_type)
         if not self.platforms:
             self._store_small(digest, data, media_type)
