@@ -209,6 +209,9 @@ class RouterSupervisor:
         except FogwireError as error:
             log.error("router config not applied: %s; keeping the last good one", error)
             return
+        except Exception:  # a sink bug must not stop the supervisor
+            log.exception("router config not applied (unexpected error in the sink); keeping the last good one")
+            return
         if self._unreachable(report):
             log.warning("router management unreachable; the new config is written and applied when skrouterd is up")
             self.desired, self.last_applied = desired, None
@@ -294,7 +297,7 @@ class RouterSupervisor:
             try:
                 async with self._lock:
                     report = await self._apply(self.desired or desired, None)
-            except FogwireError as error:
+            except Exception as error:  # retried; the supervisor keeps running
                 log.error("converging the router failed: %s", error)
                 report = None
             if report is not None and not self._unreachable(report):
