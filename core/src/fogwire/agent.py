@@ -332,9 +332,9 @@ class Agent:
             try:
                 result = await self.reconciler.run_pass(self.desired or DesiredState(), changed=changed)
             except asyncio.CancelledError:
-                for waiter in waiters:
-                    if not waiter.done():
-                        waiter.set_exception(FogwireError("the reconcile pass was cancelled"))
+                # Stopped, or restarted by the watchdog: the next loop (if any) serves them.
+                self._pass_waiters.extend(waiters)
+                self._changed = self._changed or changed
                 raise
             except Exception as error:  # e.g. the engine is down: retry later
                 failures += 1
@@ -437,7 +437,7 @@ class Agent:
         interval = watchdog_interval(self.environ)
         if not self.profile.watchdog_enabled and interval is None:
             return
-        period = min(interval or 10.0, 10.0)
+        period = min(interval or 10.0, 10.0, max(0.1, self.stuck_after_s / 2))
         while True:
             await asyncio.sleep(period)
             if self.profile.watchdog_enabled and self.stuck():

@@ -1,0 +1,119 @@
+"""Pruning and the watchdog, on real engines.
+
+Pruning runs on containerd in a namespace of its own, so it can't remove images
+other tests (sharing the harness engines) are using.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fogwire.agent import Agent
+from fogwire.engine import EngineContext, RegistryAuth, WorkloadInfo
+from fogwire.model.agent_config import Profile
+from fogwire.paths import Paths
+from fogwire.plugins import PluginHost
+from harness import images, services
+
+ENGINES = {ep.name for ep in importlib.metadata.entry_points(group="fogwire.engines")}
+SLEEP = ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]
+
+
+def app(test_images: images.TestImages, name: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "apiVersion": "iofog.org/v3",
+            "kind": "Registry",
+            "spec": {
+                "id": 3,
+                "url": test_images.registry,
+                "username": test_images.username,
+                "password": test_images.password,
+                "insecure": True,
+            },
+        },
+        {
+            "apiVersion": "iofog.org/v3",
+            "kind": "Microservice",
+            "metadata": {"name": name},
+            "spec": {
+                "images": {"x86": test_images.ref_v1, "arm": test_images.ref_v1, "registry": 3},
+                "container": {"commands": SLEEP},
+            },
+        },
+    ]
+
+
+@pytest.mark.skipif("containerd" not in ENGINES, reason="needs the containerd engine plugin")
+async def test_prune_keeps_desired_images_and_removes_the_rest(
+    tmp_path: Path, harness_images: images.TestImages
+) -> None:
+    url = services.start_containerd().url
+    tag = uuid.uuid4().hex[:6]
+    profile = Profile(
+        container_engine="containerd",
+        container_engine_url=url,
+        agent_id=f"t6-prune-{tag}",
+        engine_options={"namespace": f"fw6-prune-{tag}"},
+    )
+    paths = Paths(tmp_path / "c.yaml", tmp_path / "state", tmp_path / "log", tmp_path / "run")
+    agent = Agent(engine="containerd", profile=profile, paths=paths, control_socket=False)
+    task = asyncio.create_task(agent.run())
+    await agent.started.wait()
+    try:
+        assert agent.engine is not None
+        auth = RegistryAuth(harness_images.registry, harness_images.username, harness_images.password, insecure=True)
+        await agent.engine.obtain_image(harness_images.ref_v2, auth)  # present, but nothing wants it
+        await agent.apply(app(harness_images, f"fw6{tag}-keep"))
+        removed = await agent.prune()
+        assert harness_images.ref_v2 in removed
+        assert harness_images.ref_v1 not in removed
+        assert await agent.engine.image_digest(harness_images.ref_v2) is None
+        assert await agent.engine.image_digest(harness_images.ref_v1) is not None
+        assert any(e["kind"] == "pruned" for e in (await agent.status())["events"])
+        await agent.apply([])
+    finally:
+        agent.stop()
+        await task
+
+
+@pytest.mark.skipif("docker" not in ENGINES, reason="needs the docker engine plugin")
+async def test_watchdog_restarts_a_stuck_reconcile_loop(tmp_path: Path, harness_images: images.TestImages) -> None:
+    url = services.start_dockerd().host
+    tag = uuid.uuid4().hex[:6]
+    paths = Paths(tmp_path / "c.yaml", tmp_path / "state", tmp_path / "log", tmp_path / "run")
+    context = EngineContext(f"t6-wd-{tag}", paths.state_dir / "engine", paths.run_dir, paths.log_dir, url=url)
+    engine = PluginHost().engine_factory("docker")(context)
+    # Fault injection on a real engine: its first listing never returns, as a hung engine call would.
+    real_list = engine.list_managed
+    calls = 0
+
+    async def list_managed() -> list[WorkloadInfo]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await asyncio.Event().wait()
+        return await real_list()
+
+    engine.list_managed = list_managed  # type: ignore[method-assign]
+    profile = Profile(container_engine="docker", agent_id=f"t6-wd-{tag}", watchdog_enabled=True)
+    agent = Agent(engine=engine, profile=profile, paths=paths, control_socket=False, stuck_after_s=1.0)
+    task = asyncio.create_task(agent.run())
+    await agent.started.wait()
+    try:
+        name = f"fw6{tag}-wd"
+        result = await asyncio.wait_for(agent.apply(app(harness_images, name)), 30)
+        assert [(a["action"], a["ok"]) for a in result["actions"]] == [("create", True)]
+        events = [e["kind"] for e in (await agent.status())["events"]]
+        assert "watchdog" in events
+        assert calls >= 2
+        await agent.apply([])
+    finally:
+        agent.stop()
+        await task
