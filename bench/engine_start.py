@@ -1,6 +1,6 @@
 """Start 30 busybox httpd workloads through an engine plugin, and the same with the engine's CLI.
 
-    python bench/engine_start.py [--engine docker|podman|containerd] [--count 30] [--json]
+    python bench/engine_start.py [--engine docker|podman|containerd] [--count 30] [--rounds N] [--json]
 
 Both runs publish each workload on its own host port (127.0.0.1) and end when
 every one answers HTTP; the workloads are then removed. The plugin run uses the
@@ -203,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--engine", default="docker", choices=["docker", "podman", "containerd"])
     parser.add_argument("--count", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=1, help="alternate plugin and CLI runs N times; report medians")
     parser.add_argument("--json", action="store_true", help="end with one JSON object on the last line")
     args = parser.parse_args(argv)
 
@@ -237,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         (f"remove {args.count}, CLI loop", fmt(result.get("cli_remove_s"))),
     ]
     width = max(len(r[0]) for r in rows)
-    print(f"engine_start: {args.engine}, {args.count} busybox httpd workloads")
+    rounds = f", median of {args.rounds} alternating rounds" if args.rounds > 1 else ""
+    print(f"engine_start: {args.engine}, {args.count} busybox httpd workloads{rounds}")
     for label, value in rows:
         print(f"  {label:<{width}}  {value}")
     if args.json:
