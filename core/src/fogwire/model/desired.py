@@ -104,6 +104,7 @@ def assemble(
 
     microservices: dict[str, DesiredMicroservice] = {}
     catalog: dict[int, CatalogItemSpec] = {}
+    catalog_index: dict[int, int] = {}
     registries: dict[int, RegistrySpec] = dict(BUILTIN_REGISTRIES)
 
     def add_microservice(spec: MicroserviceSpec, name: str | None, app: str | None, index: int, path: str) -> None:
@@ -135,6 +136,7 @@ def assemble(
                 problems.append(Problem(origin, index, "spec.id", f"duplicate catalog item id {item.id}"))
             else:
                 catalog[item.id] = item
+                catalog_index[item.id] = index
             if not item.x86 and not item.arm:
                 problems.append(Problem(origin, index, "spec", "a catalog item needs an image: 'x86' and/or 'arm'"))
             if registry_id(item.registry) is None:
@@ -199,7 +201,9 @@ def assemble(
     for item_id, item in catalog.items():
         rid = registry_id(item.registry)
         if rid is not None and rid not in registries:
-            problems.append(Problem(origin, 0, "spec.registry", f"catalog item {item_id}: no Registry with id {rid}"))
+            problems.append(
+                Problem(origin, catalog_index[item_id], "spec.registry", f"no Registry with id {rid} in this input")
+            )
     if problems:
         raise ConfigError(problems)
     return DesiredState(microservices, catalog, registries)
