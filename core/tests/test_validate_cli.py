@@ -168,6 +168,12 @@ BAD_INPUTS: list[tuple[str, str, list[str]]] = [
         ["{f}:DOC#1: spec: a catalog item needs an image: 'x86' and/or 'arm'"],
     ),
     (
+        "catalog-item-registry-nowhere",
+        "apiVersion: iofog.org/v3\nkind: Registry\nspec: {id: 3, url: r.example}\n---\n"
+        "apiVersion: iofog.org/v3\nkind: CatalogItem\nspec: {id: 17, x86: 'a:1', registry: 9}\n",
+        ["{f}:DOC#2: spec.registry: no Registry with id 9 in this input"],
+    ),
+    (
         "registry-with-builtin-id",
         "apiVersion: iofog.org/v3\nkind: Registry\nspec: {id: 1, url: registry.example}\n",
         ["{f}:DOC#1: spec.id: registry ids 1 and 2 are built in; got 1"],
