@@ -71,6 +71,16 @@ BAD_INPUTS: list[tuple[str, str, list[str]]] = [
         ["{f}:DOC#1: spec.container.ports[0].protocl: unknown field (check the spelling)"],
     ),
     (
+        "typos-inside-an-application",
+        "apiVersion: datasance.com/v3\nkind: Application\nmetadata: {name: a}\nspec:\n  microservices:\n"
+        "    - name: m\n      images: {x86: b}\n      container: {ports: [{internal: 1, external: 2, extrnal: 3}]}\n"
+        "  routes: [{name: r, from: m, to: n, via: x}]\n",
+        [
+            "{f}:DOC#1: spec.microservices[0].container.ports[0].extrnal: unknown field (check the spelling)",
+            "{f}:DOC#1: spec.routes[0].via: unknown field (check the spelling)",
+        ],
+    ),
+    (
         "missing-kind",
         "apiVersion: iofog.org/v3\nspec: {}\n",
         ["{f}:DOC#1: kind: expected one of 'Application', 'Microservice', 'CatalogItem', 'Registry', got nothing"],
