@@ -62,7 +62,7 @@ def test_spec_carries_limits_network_and_mounts() -> None:
     spec = WorkloadSpec("w", "i", command=("true",), cpu_limit=0.25, memory_limit_mib=32, host_network=True)
     out = build_spec(spec, {}, namespace="ns", mounts=[], host_files={}, cgroup_parent="/fw")
     assert out["linux"]["resources"]["cpu"] == {"quota": 25000, "period": 100000}
-    assert out["linux"]["resources"]["memory"] == {"limit": 32 * 1024 * 1024}
+    assert out["linux"]["resources"]["memory"]["limit"] == 32 * 1024 * 1024
     assert {"type": "network"} not in out["linux"]["namespaces"]
     assert out["linux"]["cgroupsPath"] == "/fw/ns/w"
     bridged = build_spec(

@@ -68,6 +68,14 @@ def kernel_caps() -> tuple[str, ...]:
     return tuple(cap for i, cap in enumerate(ALL_CAPS[: last + 1]) if bounding >> i & 1)
 
 
+def swap_accounting() -> bool:
+    """True if the kernel accounts swap per cgroup (runc fails to set a swap limit otherwise)."""
+    return (
+        Path("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists()
+        or Path("/sys/fs/cgroup/cgroup.controllers").exists()
+    )
+
+
 def _cap_name(cap: str) -> str:
     cap = cap.strip().upper()
     return cap if cap.startswith("CAP_") or cap == "ALL" else f"CAP_{cap}"
@@ -182,7 +190,9 @@ def build_spec(
         "devices": [{"allow": True, "access": "rwm"}] if privileged else [{"allow": False, "access": "rwm"}]
     }
     if spec.memory_limit_mib:
-        resources["memory"] = {"limit": int(spec.memory_limit_mib) * 1024 * 1024}
+        limit = int(spec.memory_limit_mib) * 1024 * 1024
+        # memory+swap = the limit (no swap), as the other engines do, where the kernel accounts swap
+        resources["memory"] = {"limit": limit, "swap": limit} if swap_accounting() else {"limit": limit}
     if spec.cpu_limit:
         period = 100_000
         resources["cpu"] = {"quota": max(1000, int(spec.cpu_limit * period)), "period": period}
