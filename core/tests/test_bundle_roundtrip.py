@@ -21,6 +21,7 @@ from test_bundle_lib import (
     build_layout,
     client_for,
     clients,
+    file_digest,
     layout_bundle,
     prefix_fixture,
     random_layer,
@@ -234,7 +235,8 @@ async def test_interrupted_push_resumes_inside_the_blob(
     with pytest.raises(_Interrupt):
         await import_bundle(bundle, target, work_dir=tmp_path / "work", progress=progress)
     records = json.loads(resume.read_text())
-    assert [r["offset"] for r in records.values()] == [UPLOAD_CHUNK]
+    layer_digest = next(k for k in records if k.endswith(file_digest(layer)))
+    assert records[layer_digest]["offset"] == UPLOAD_CHUNK
     assert list((tmp_path / "work").iterdir()) == []
 
     result = await import_bundle(bundle, target, work_dir=tmp_path / "work")
@@ -300,3 +302,20 @@ async def test_reimport_of_the_same_file_reads_nothing_while_the_target_holds_it
     third = await import_bundle(bundle, target, work_dir=tmp_path / "work", cache_file=cache)
     assert not third.cached and [i.status for i in third.images] == ["present", "pushed"]
     assert third.bytes_moved == 0  # the blobs were still there; only the manifest was put back
+
+
+async def test_a_blob_shared_across_repositories_is_mounted_not_sent_again(
+    tmp_path: Path, registry_client: RegistryClient, prefix: str
+) -> None:
+    base = random_layer(tmp_path / "base.tar", 1 << 20, seed=13)
+    bundle = layout_bundle(
+        tmp_path,
+        [Image(f"127.0.0.1:1/{prefix}/one:1", [base]), Image(f"127.0.0.1:1/{prefix}/two:1", [base], cmd=["/x"])],
+    )
+    target = RegistryTarget(registry_client, "", None)
+    result = await import_bundle(bundle, target, work_dir=tmp_path / "work")
+    assert [i.status for i in result.images] == ["pushed", "pushed"]
+    # base once, two configs; the second repository gets the base by a cross-repository mount
+    assert result.blobs_moved == 3 and result.blobs_skipped == 1
+    assert result.bytes_moved < (1 << 20) + 20_000
+    assert registry_client.has_blob(f"{prefix}/two", file_digest(base))

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import concurrent.futures
 import errno
 import hashlib
 import io
 import json
 import logging
+import queue
 import shutil
 import tarfile
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -307,10 +310,16 @@ class RegistryTarget(Target):
     Open upload sessions are recorded in ``resume_file`` after every chunk.
     """
 
-    def __init__(self, client: RegistryClient, prefix: str = "", resume_file: Path | None = None) -> None:
+    def __init__(
+        self, client: RegistryClient, prefix: str = "", resume_file: Path | None = None, *, jobs: int = 3
+    ) -> None:
         self.client = client
         self.prefix = prefix
         self.resume_file = resume_file
+        self.jobs = max(1, jobs)
+        """Blobs uploaded at once, each on its own connection (as skopeo, oras and hauler do)."""
+        self._lock = threading.Lock()
+        self._pushed: dict[str, str] = {}
         self.description = f"registry {client.server}{'/' + prefix if prefix else ''}"
 
     def target_reference(self, reference: str) -> Reference:
@@ -347,6 +356,11 @@ class RegistryTarget(Target):
     def _save_resume(self, records: dict[str, dict[str, Any]]) -> None:
         if self.resume_file is None:
             return
+        with self._lock:
+            self._write_resume(records)
+
+    def _write_resume(self, records: dict[str, dict[str, Any]]) -> None:
+        assert self.resume_file is not None
         self.resume_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.resume_file.with_name(self.resume_file.name + ".tmp")
         tmp.write_text(json.dumps(records))
@@ -357,6 +371,7 @@ class RegistryTarget(Target):
     def _push_all(self, staged: StagedBundle, progress: Progress) -> _Tally:
         tally = _Tally()
         records = self._load_resume()
+        self._pushed = {}
         try:
             for image in staged.images:
                 self._push_image(staged, image, progress, tally, records)
@@ -394,9 +409,21 @@ class RegistryTarget(Target):
             else:
                 missing.append(digest)
         progress.expect(sum(layout.size(d) for d in missing))
+        to_upload: list[str] = []
         for digest in missing:
-            tally.bytes_moved += self._upload(repository, digest, layout, progress, records)
-            tally.blobs_moved += 1
+            source = self._pushed.get(digest)
+            if source and source != repository and self.client.mount_blob(repository, digest, source):
+                # pushed to another repository of this registry a moment ago: linked, not sent again
+                tally.blobs_skipped += 1
+                tally.bytes_skipped += layout.size(digest)
+                progress.skip(layout.size(digest))
+            else:
+                to_upload.append(digest)
+        sent = self._upload_all(repository, to_upload, layout, progress, records)
+        tally.bytes_moved += sent
+        tally.blobs_moved += len(to_upload)
+        for digest in to_upload:
+            self._pushed.setdefault(digest, repository)
         # children before parents: walk yields the root first
         pushed_any = bool(missing)
         for digest, media_type in reversed(manifests):
@@ -414,37 +441,82 @@ class RegistryTarget(Target):
             ImageOutcome(image.reference, str(ref), image.digest, "pushed" if pushed_any else "present")
         )
 
+    def _upload_all(
+        self,
+        repository: str,
+        digests: Sequence[str],
+        layout: LayoutDir,
+        progress: Progress,
+        records: dict[str, dict[str, Any]],
+    ) -> int:
+        """Upload ``digests`` with up to :attr:`jobs` connections; return the bytes sent."""
+        if len(digests) <= 1 or self.jobs == 1:
+            return sum(self._upload(self.client, repository, d, layout, progress, records) for d in digests)
+        workers = min(self.jobs, len(digests))
+        clients = [self.client.clone() for _ in range(workers)]
+        free: queue.SimpleQueue[RegistryClient] = queue.SimpleQueue()
+        for client in clients:
+            free.put(client)
+
+        def one(digest: str) -> int:
+            client = free.get()
+            try:
+                return self._upload(client, repository, digest, layout, progress, records)
+            finally:
+                free.put(client)
+
+        pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="fogwire-push")
+        try:
+            # biggest first, so the long uploads overlap the short ones
+            order = sorted(digests, key=layout.size, reverse=True)
+            return sum(future.result() for future in [pool.submit(one, d) for d in order])
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            for client in clients:
+                client.close()
+
     def _upload(
-        self, repository: str, digest: str, layout: LayoutDir, progress: Progress, records: dict[str, dict[str, Any]]
+        self,
+        client: RegistryClient,
+        repository: str,
+        digest: str,
+        layout: LayoutDir,
+        progress: Progress,
+        records: dict[str, dict[str, Any]],
     ) -> int:
         """Upload one blob, resuming a recorded session; return the bytes sent now."""
-        key = f"{self.client.server}/{repository}@{digest}"
+        key = f"{client.server}/{repository}@{digest}"
         size = layout.size(digest)
         location, offset = "", 0
         record = records.get(key)
         if record:
-            found = self.client.upload_offset(repository, str(record.get("location", "")))
+            found = client.upload_offset(repository, str(record.get("location", "")))
             if found is not None and found <= size:
                 location, offset = str(record["location"]), found
                 log.info("resuming upload of %s at byte %d of %d", digest, offset, size)
-                progress.skip(offset)
+                with self._lock:
+                    progress.skip(offset)
         if not location:
-            location = self.client.start_upload(repository)
-            records[key] = {"location": location, "offset": 0}
+            location = client.start_upload(repository)
+            with self._lock:
+                records[key] = {"location": location, "offset": 0}
             self._save_resume(records)
         sent = 0
 
         def on_chunk(new_location: str, new_offset: int, length: int) -> None:
             nonlocal sent
             sent += length
-            records[key] = {"location": new_location, "offset": new_offset}
+            with self._lock:
+                records[key] = {"location": new_location, "offset": new_offset}
             self._save_resume(records)
-            progress.advance(length)
+            with self._lock:
+                progress.advance(length)
 
         with layout.open_blob(digest) as source:
-            location = self.client.upload_chunks(repository, location, source, offset, size, on_chunk)
-        self.client.finish_upload(repository, location, digest)
-        records.pop(key, None)
+            location = client.upload_chunks(repository, location, source, offset, size, on_chunk)
+        client.finish_upload(repository, location, digest)
+        with self._lock:
+            records.pop(key, None)
         self._save_resume(records)
         return sent
 

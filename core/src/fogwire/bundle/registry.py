@@ -103,6 +103,13 @@ class RegistryClient:
             self._conn.close()
             self._conn = None
 
+    def clone(self) -> RegistryClient:
+        """Another client of the same registry, sharing what authentication learnt, on its own connection."""
+        other = RegistryClient(self.server, self.credentials, insecure=self.insecure, timeout=self.timeout)
+        other._auth_header = self._auth_header
+        other._tokens = dict(self._tokens)
+        return other
+
     def __enter__(self) -> RegistryClient:
         return self
 
@@ -310,6 +317,18 @@ class RegistryClient:
             "POST", f"/v2/{repository}/blobs/uploads/", scope=self._scope(repository, True), ok=(202,)
         )
         return self._path(response.headers.get("location", ""))
+
+    def mount_blob(self, repository: str, digest: str, source: str) -> bool:
+        """Link blob ``digest`` from repository ``source`` into ``repository`` without sending it.
+
+        True if the registry mounted it; False if it opened an upload instead (then
+        nothing was sent and the session is left to expire).
+        """
+        query = urllib.parse.urlencode({"mount": digest, "from": source})
+        response, _ = self.request(
+            "POST", f"/v2/{repository}/blobs/uploads/?{query}", scope=self._scope(repository, True), ok=(201, 202)
+        )
+        return response.status == 201
 
     def upload_offset(self, repository: str, location: str) -> int | None:
         """How many bytes an open upload session holds, or ``None`` if it is gone."""
