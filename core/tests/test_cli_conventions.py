@@ -5,6 +5,9 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import re
+import subprocess
+import sys
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -172,3 +175,21 @@ def test_plugins_json_lists_builtins(run_cli: Run, isolated_paths: Path, monkeyp
             "builtin": True,
         },
     ]
+
+
+def test_help_imports_no_plugin_sdk_or_heavy_library() -> None:
+    code = textwrap.dedent(
+        """
+        import sys
+        from fogwire.cli.main import main
+        try:
+            main(["--help"])
+        except SystemExit:
+            pass
+        heavy = {"cattrs", "pluggy", "yaml", "attrs", "attr", "platformdirs", "importlib_metadata",
+                 "docker", "podman", "grpc", "proton", "aiohttp", "kubernetes"}
+        print(sorted(m for m in sys.modules if m.split(".")[0] in heavy or m.startswith("fogwire_")))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.splitlines()[-1] == "[]"
