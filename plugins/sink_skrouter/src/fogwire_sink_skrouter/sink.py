@@ -161,16 +161,22 @@ class SkrouterSink(ReloadSink):
             or not isinstance(last_applied, RouterConfig)
             or self.client.generation != self._seen_generation
         )
-        if not converge:
-            # One cheap round trip proves the connection still reaches the same router
-            # process; a restart that dropped it is then noticed even when nothing changed.
+        own = self._own_port()
+        if not converge and isinstance(last_applied, RouterConfig):
+            plan = plan_changes(self.converter, last_applied, desired, own_listener_port=own)
+            if plan.ops:
+                # The first operation proves the connection; a lost one raises
+                # ConnectionLost and apply() converges from the actual state.
+                return await self._execute(plan)
+            # Nothing to send: one cheap round trip proves the connection still reaches
+            # the same router process, so a restart that dropped it is noticed.
             await self._run(lambda: self.client.query("router", ["identity"]))
-            converge = self.client.generation != self._seen_generation
-        base = await self.actual_config() if converge or not isinstance(last_applied, RouterConfig) else last_applied
+            if self.client.generation == self._seen_generation:
+                return await self._execute(plan)
+        base = await self.actual_config()
         self._seen_generation = self.client.generation
-        plan = plan_changes(self.converter, base, desired, own_listener_port=self._own_port(), converge=converge)
-        if converge:
-            log.info("converging the router to the desired config: %d operation(s)", len(plan.ops))
+        plan = plan_changes(self.converter, base, desired, own_listener_port=own, converge=True)
+        log.info("converging the router to the desired config: %d operation(s)", len(plan.ops))
         self._dirty = False
         return await self._execute(plan)
 
