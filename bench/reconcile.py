@@ -114,7 +114,9 @@ def prepare_cli_image(kind: str, test_images: images.TestImages) -> None:
         )
 
 
-async def bench_apply(kind: str, count: int, test_images: images.TestImages, work: Path) -> dict[str, Any]:
+async def bench_apply(
+    kind: str, count: int, test_images: images.TestImages, work: Path, concurrency: int = 8
+) -> dict[str, Any]:
     url = engine_url(kind)
     agent_id = f"bench-{uuid.uuid4().hex[:6]}"
     paths = Paths(work / "config.yaml", work / "state", work / "log", work / "run")
@@ -142,6 +144,7 @@ async def bench_apply(kind: str, count: int, test_images: images.TestImages, wor
         paths=paths,
         plugins=host,
         control_socket=False,
+        concurrency=concurrency,
     )
     task = asyncio.create_task(agent.run())
     await agent.started.wait()
@@ -170,6 +173,7 @@ async def bench_apply(kind: str, count: int, test_images: images.TestImages, wor
     return {
         "engine": kind,
         "count": count,
+        "concurrency": concurrency,
         "cold_apply_agent_s": round(agent_s, 2),
         "cold_apply_cli_s": round(cli_s, 2),
         "cold_apply_ratio": round(agent_s / cli_s, 3),
@@ -249,6 +253,7 @@ def main() -> int:
     parser.add_argument("--engine", default="containerd", choices=("containerd", "docker", "podman"))
     parser.add_argument("--count", type=int, default=30)
     parser.add_argument("--idle-seconds", type=float, default=30.0)
+    parser.add_argument("--concurrency", type=int, default=8, help="the agent's concurrent actions (default 8)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     services.start_registry()
@@ -257,7 +262,7 @@ def main() -> int:
         work = Path(tmp)
         (work / "a").mkdir()
         (work / "i").mkdir()
-        result = asyncio.run(bench_apply(args.engine, args.count, test_images, work / "a"))
+        result = asyncio.run(bench_apply(args.engine, args.count, test_images, work / "a", args.concurrency))
         result.update(bench_idle(args.idle_seconds, work / "i"))
     goals = [
         ("(a) cold apply, agent", f"{result['cold_apply_agent_s']} s", ""),
