@@ -188,3 +188,26 @@ def test_python_dash_m_is_the_same_command(env: dict[str, str]) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert _by_name(json.loads(result.stdout))["engine:testengine"]["status"] == "ok"
+
+
+SDKS = ("docker", "podman", "grpc", "google.protobuf", "proton", "aiohttp", "kubernetes", "requests")
+"""Top-level modules of the SDKs our plugins wrap: loaded only when their plugin is used."""
+
+
+def test_listing_every_plugin_imports_no_sdk(env: dict[str, str]) -> None:
+    result = _python(
+        f"""
+        import sys
+        from fogwire.plugins import PluginHost
+
+        statuses = PluginHost().discover()
+        print(len([s for s in statuses if s.ok and not s.builtin]))
+        sdks = {SDKS!r}
+        print(sorted(m for m in sys.modules if any(m == s or m.startswith(s + ".") for s in sdks)))
+        """,
+        env,
+    )
+    assert result.returncode == 0, result.stderr
+    count, sdks = result.stdout.splitlines()
+    assert int(count) >= 1, "at least fogwire-testplugin-good loads"
+    assert sdks == "[]", f"fogwire plugins imported SDK modules: {sdks}"
