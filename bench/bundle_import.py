@@ -5,9 +5,12 @@ uncompressed layers: a 150 MiB base and three 50 MiB tops) is generated, then, i
 the same run, on the harness services:
 
 * **registry**: ``fogwire bundle import FILE --registry`` (a fresh process: start-up,
-  staging, verifying every blob, pushing) against ``skopeo copy
-  oci-archive:FILE:REF docker://…`` of the same 3 images from the same file.
-  Ratio fogwire/skopeo (goal ≤ 1.0).
+  verifying every blob, pushing) against ``skopeo copy oci-archive:FILE:REF
+  docker://…`` of the same 3 images from the same file. Ratio fogwire/skopeo
+  (goal ≤ 1.0). Each tool pushes to its own throwaway ``docker-registry`` on
+  loopback with the harness's htpasswd, and the layers are new random bytes on
+  every run, so neither finds anything already there (skopeo's blob-info cache
+  would otherwise mount blobs from an earlier run).
 * **re-import** of the same file into the same registry: with the import record
   (goal under 1 s) and with ``--force`` (everything verified again, every blob
   skipped by ``HEAD``).
@@ -24,16 +27,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
 import shutil
+import socket
 import subprocess
 import sys
 import tarfile
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +47,6 @@ from fogwire.bundle.archive import Format, pack
 from fogwire.bundle.importer import EngineTarget, import_bundle
 from fogwire.bundle.layout import BlobInfo, BundleImage, LayoutDir
 from fogwire.bundle.oci import OCI_MANIFEST, canonical_json, machine_platform, sha256_hex
-from fogwire.bundle.registry import Credentials, RegistryClient
 from fogwire.engine import EngineContext
 from fogwire.plugins import PluginHost
 from harness import services
@@ -79,11 +84,12 @@ def _layer(layout: LayoutDir, size: int, seed: int) -> dict[str, Any]:
 def build(root: Path, repo: str, size_mib: int) -> tuple[list[BundleImage], Path]:
     """The 3-image layout under ``root`` and the tar bundle made from it."""
     layout = LayoutDir(root / "layout").create()
-    base = _layer(layout, size_mib // 2 * MIB, 1)
+    seed = time.time_ns()
+    base = _layer(layout, size_mib // 2 * MIB, seed)
     images: list[BundleImage] = []
     blobs: dict[str, BlobInfo] = {base["digest"]: BlobInfo(base["digest"], base["size"], LAYER)}
     for n in (1, 2, 3):
-        top = _layer(layout, size_mib // 6 * MIB, 10 + n)
+        top = _layer(layout, size_mib // 6 * MIB, seed + n)
         blobs[top["digest"]] = BlobInfo(top["digest"], top["size"], LAYER)
         config = canonical_json(
             {
@@ -125,6 +131,35 @@ def _timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, s
     return elapsed, done
 
 
+@contextlib.contextmanager
+def throwaway_registry(root: Path) -> Iterator[str]:
+    """A ``docker-registry`` with the harness's htpasswd, storing under ``root``; yields ``127.0.0.1:PORT``."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    htpasswd = services.harness_dir() / "registry" / "htpasswd"
+    root.mkdir(parents=True)
+    config = root / "config.yml"
+    config.write_text(
+        "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n"
+        f"auth:\n  htpasswd:\n    realm: bench\n    path: {htpasswd}\n"
+    )
+    proc = subprocess.Popen(
+        ["docker-registry", "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        for _ in range(400):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            time.sleep(0.05)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 WRAPPER = (
     "import resource, subprocess, sys; code = subprocess.run(sys.argv[1:]).returncode; "
     "print('PEAK', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(code)"
@@ -137,14 +172,16 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    registry = services.start_registry()
+    registry = services.start_registry()  # its htpasswd is reused
     dockerd = services.start_dockerd()
     containerd = services.start_containerd()
     run_id = uuid.uuid4().hex[:8]
     repo = f"bench-bundle-{run_id}"
     figures: dict[str, Any] = {"size_mib": args.size_mib}
-    with tempfile.TemporaryDirectory(prefix="fw-bundle-bench-", dir="/var/tmp") as tmp_name:
-        tmp = Path(tmp_name)
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fw-bundle-bench-", dir="/var/tmp")))
+        reg_fw = stack.enter_context(throwaway_registry(tmp / "reg-fogwire"))
+        reg_sk = stack.enter_context(throwaway_registry(tmp / "reg-skopeo"))
         start = time.perf_counter()
         images, bundle = build(tmp, repo, args.size_mib)
         figures["generate_s"] = round(time.perf_counter() - start, 2)
@@ -158,7 +195,7 @@ def main() -> int:
             # registry: fogwire vs skopeo, same file, same registry, different repositories
             t_fw, done = _timed(
                 [sys.executable, "-c", WRAPPER, *fogwire, "import", str(bundle), "--registry",
-                 f"http://{registry.url}/fw-{run_id}", *creds, "--json", "--work-dir", str(tmp / "work")],
+                 f"http://{reg_fw}", *creds, "--json", "--work-dir", str(tmp / "work")],
                 env,
             )  # fmt: skip
             figures["registry_import_s"] = round(t_fw, 2)
@@ -169,13 +206,13 @@ def main() -> int:
                 t, _ = _timed(
                     ["skopeo", "copy", "--quiet", "--dest-tls-verify=false", "--dest-creds",
                      f"{registry.username}:{registry.password}", f"oci-archive:{bundle}:{image.reference}",
-                     f"docker://{registry.url}/sk-{run_id}/{name}"]
+                     f"docker://{reg_sk}/{name}"]
                 )  # fmt: skip
                 t_sk += t
             figures["skopeo_copy_s"] = round(t_sk, 2)
             figures["registry_ratio"] = round(t_fw / t_sk, 2)
 
-            reimport = [*fogwire, "import", str(bundle), "--registry", f"http://{registry.url}/fw-{run_id}", *creds,
+            reimport = [*fogwire, "import", str(bundle), "--registry", f"http://{reg_fw}", *creds,
                         "--json", "--work-dir", str(tmp / "work")]  # fmt: skip
             t, done = _timed(reimport, env)
             figures["reimport_s"] = round(t, 2)
@@ -219,7 +256,7 @@ def main() -> int:
             figures["docker_save_sum_bytes"] = saved
             figures["bundle_vs_docker_save"] = round(figures["bundle_bytes"] / saved, 2)
         finally:
-            _cleanup(registry, dockerd, containerd, run_id, images)
+            _cleanup(dockerd, containerd, run_id, images)
     if args.json:
         print(json.dumps(figures, indent=2))
     else:
@@ -228,20 +265,8 @@ def main() -> int:
 
 
 def _cleanup(
-    registry: services.Registry,
-    dockerd: services.Dockerd,
-    containerd: services.Containerd,
-    run_id: str,
-    images: list[BundleImage],
+    dockerd: services.Dockerd, containerd: services.Containerd, run_id: str, images: list[BundleImage]
 ) -> None:
-    with RegistryClient(registry.url, Credentials(registry.username, registry.password), insecure=True) as client:
-        for prefix in (f"fw-{run_id}", f"sk-{run_id}"):
-            for image in images:
-                repository = f"{prefix}/" + image.reference.split("/", 1)[1].rsplit(":", 1)[0]
-                for tag in list(client.tags(repository)):
-                    digest = client.manifest_digest(repository, tag)
-                    if digest:
-                        client.delete_manifest(repository, digest)
     for image in images:
         subprocess.run(["docker", "-H", dockerd.host, "rmi", "-f", image.reference], capture_output=True, check=False)
     for namespace in (f"fw-bench-{run_id}", f"ctr-bench-{run_id}"):
