@@ -188,6 +188,8 @@ class ContainerdEngine(Engine):
         self._published: dict[str, list[PortMapping]] = {}
         """Host ports of this engine's workloads with a network set up (see :meth:`_reserve_ports`)."""
         self._ports_lock = threading.Lock()
+        self._attached: set[str] = set()
+        """Workloads whose current task's FIFOs this engine drains."""
 
     # ------------------------------------------------------------------ plumbing
 
@@ -656,6 +658,7 @@ class ContainerdEngine(Engine):
             self._pump.attach(fds[0], "stdout", log_file)
             self._pump.attach(fds[1], "stderr", log_file)
             attached = True
+            self._attached.add(name)
             rec = self._record(name)
             if bridge:
                 netns = f"/proc/{created.pid}/ns/net"
@@ -708,6 +711,7 @@ class ContainerdEngine(Engine):
                 return None
             raise
         finally:
+            self._attached.discard(name)
             self._teardown_network(name)
         return resp
 
@@ -1151,17 +1155,16 @@ class ContainerdEngine(Engine):
 
     def _reattach_logs(self, name: str) -> None:
         """Reopen the FIFOs of a task this engine instance did not start."""
-        if self._pump is None or name in getattr(self, "_attached", set()):
+        if self._pump is None or name in self._attached:
             return
         fifo_dir = self._files_dir / name / "io"
         log_file = self._logs_dir / f"{name}.log"
-        attached: set[str] = self.__dict__.setdefault("_attached", set())
         for stream in ("stdout", "stderr"):
             path = fifo_dir / stream
             if path.exists():
                 with contextlib.suppress(OSError):
                     self._pump.attach(os.open(path, os.O_RDONLY | os.O_NONBLOCK), stream, log_file)
-        attached.add(name)
+        self._attached.add(name)
 
     # ------------------------------------------------------------------ health
 
