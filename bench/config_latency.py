@@ -5,15 +5,16 @@
   ``0x0C`` on the control socket; the clock stops when a consumer loop (notice →
   ``fetch()`` → digest differs → deliver) hands the new config to the sink.
 * **kubernetes**: a ConfigMap volume is updated as the kubelet does it (new
-  ``..<timestamp>`` directory, ``..data_tmp`` renamed over ``..data``); the clock
-  starts at that rename.
+  ``..<timestamp>`` directory, ``..data_tmp`` renamed over ``..data``), from
+  another thread as the kubelet is another process; the clock starts at that
+  rename.
 
 For each: median and p99 over N single changes (pot: spaced past the source's
 ``min_interval``, so each is an isolated change; goal: pot p99 under 50 ms;
-kubernetes p99 under the debounce plus 20 ms), then a burst of 500 changes in
-about one second: how many configs were delivered (goal: a small bound), whether
-the last one was delivered (it must be), and the process RSS before and after
-(memory flat).
+kubernetes p99 under the debounce plus 20 ms), then two bursts of 500 changes in
+about one second each: how many configs were delivered (goal: a small bound),
+whether the last one was delivered (it must be), and the process RSS before and
+after each (memory flat: the second burst must not grow it).
 
 Usage: python bench/config_latency.py [--changes 200] [--burst 500] [--debounce 0.1] [--json]
 """
@@ -112,30 +113,34 @@ async def measure(
             await asyncio.sleep(spacing)
         await asyncio.sleep(settle)
         rss_before = rss_kib()
-        delivered_before = len(sink.delivered)
-        first = changes + 1
-        last = changes + burst
-        burst_started = time.perf_counter()
-        for generation in range(first, last + 1):
-            await change(generation)
-            target = burst_started + (generation - first + 1) / burst
-            await asyncio.sleep(max(0.0, target - time.perf_counter()))
-        burst_seconds = time.perf_counter() - burst_started
-        await sink.wait_for(last, timeout=10)
-        await asyncio.sleep(settle)
-        rss_after = rss_kib()
-        in_burst = sink.delivered[delivered_before:]
+        bursts = []
+        for round_ in range(2):  # the second burst shows whether memory keeps growing
+            delivered_before = len(sink.delivered)
+            first = changes + 1 + round_ * burst
+            last = first + burst - 1
+            burst_started = time.perf_counter()
+            for generation in range(first, last + 1):
+                await change(generation)
+                target = burst_started + (generation - first + 1) / burst
+                await asyncio.sleep(max(0.0, target - time.perf_counter()))
+            burst_seconds = time.perf_counter() - burst_started
+            await sink.wait_for(last, timeout=10)
+            await asyncio.sleep(settle)
+            in_burst = sink.delivered[delivered_before:]
+            bursts.append((burst_seconds, len(in_burst), bool(in_burst) and in_burst[-1][1] == last, rss_kib()))
         return {
             "changes": changes,
             "median_ms": round(statistics.median(latencies), 2),
             "p99_ms": round(percentile(latencies, 0.99), 2),
             "max_ms": round(max(latencies), 2),
             "burst_changes": burst,
-            "burst_seconds": round(burst_seconds, 2),
-            "burst_delivered": len(in_burst),
-            "burst_last_delivered": bool(in_burst) and in_burst[-1][1] == last,
+            "burst_seconds": round(bursts[0][0], 2),
+            "burst_delivered": bursts[0][1],
+            "burst_last_delivered": bursts[0][2] and bursts[1][2],
+            "burst2_delivered": bursts[1][1],
             "rss_kib_before_burst": rss_before,
-            "rss_kib_after_burst": rss_after,
+            "rss_kib_after_burst": bursts[0][3],
+            "rss_kib_after_burst2": bursts[1][3],
         }
     finally:
         consumer.cancel()
@@ -214,7 +219,9 @@ async def bench_kubernetes(workdir: Path, changes: int, burst: int, debounce: fl
     sink = Sink(lambda payload: int(payload[0][1]["id"].removeprefix("gen-")))
 
     async def change(generation: int) -> float:
-        return publish(generation)
+        # the kubelet is another process: publish from another thread, so the writer's own
+        # work (the old directory's removal after the swap) is not charged to the source
+        return await asyncio.to_thread(publish, generation)
 
     result = await measure(source, sink, change, changes, burst, settle=debounce + 0.3)
     result["debounce_ms"] = round(debounce * 1000, 1)
@@ -249,7 +256,7 @@ def main() -> int:
     result["loadavg_1m_after"] = round(os.getloadavg()[0], 2)
     result["cpus"] = os.cpu_count()
     rows = ["median_ms", "p99_ms", "max_ms", "burst_seconds", "burst_delivered", "burst_last_delivered"]
-    rows += ["rss_kib_before_burst", "rss_kib_after_burst"]
+    rows += ["burst2_delivered", "rss_kib_before_burst", "rss_kib_after_burst", "rss_kib_after_burst2"]
     print(f"{'':24}{'pot':>14}{'kubernetes':>14}")
     for row in rows:
         print(f"{row:24}{result['pot'][row]!s:>14}{result['kubernetes'][row]!s:>14}")
