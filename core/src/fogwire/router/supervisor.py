@@ -34,7 +34,13 @@ from typing import Any
 import attrs
 
 from fogwire.errors import ConfigError, FogwireError, SourceError
-from fogwire.model.router import Role, RouterConfig, router_config_from_payload, unstructure_skrouterd_list
+from fogwire.model.router import (
+    Role,
+    RouterConfig,
+    router_config_from_payload,
+    router_converter,
+    unstructure_skrouterd_list,
+)
 from fogwire.router.certs import CertProfiles
 from fogwire.sinks import ApplyReport, Outcome, ReloadSink, SinkContext
 from fogwire.sources import ConfigSource, SourceContext
@@ -88,9 +94,9 @@ def management_url_for(config: RouterConfig) -> str | None:
     return None
 
 
-def write_atomically(path: Path, config: RouterConfig) -> None:
+def write_atomically(path: Path, config: RouterConfig, converter: Any = None) -> None:
     """Write ``config`` as skrouterd's JSON list to ``path`` via a temporary file and rename."""
-    text = json.dumps(unstructure_skrouterd_list(config), indent=4) + "\n"
+    text = json.dumps(unstructure_skrouterd_list(config, converter), indent=4) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -117,6 +123,8 @@ class RouterSupervisor:
             host = PluginHost(environ=settings.environ)
         self.host = host
         self.certs = CertProfiles(settings.ssl_profile_path, keep=settings.ssl_keep_ordinals)
+        self.converter = router_converter()
+        """Made once: building a converter's structure functions costs milliseconds."""
         self.source_config: RouterConfig | None = None
         self.desired: RouterConfig | None = None
         self.last_applied: RouterConfig | None = None
@@ -145,14 +153,14 @@ class RouterSupervisor:
 
     async def _fetch(self, source: ConfigSource) -> RouterConfig:
         snapshot = await source.fetch()
-        return router_config_from_payload(snapshot.payload, snapshot.origin)
+        return router_config_from_payload(snapshot.payload, snapshot.origin, self.converter)
 
     def _desired(self) -> RouterConfig | None:
         return None if self.source_config is None else self.certs.merge(self.source_config)
 
     def _write(self, config: RouterConfig) -> None:
         if self.settings.write_conf:
-            write_atomically(self.settings.conf, config)
+            write_atomically(self.settings.conf, config, self.converter)
             log.info("wrote router config to %s", self.settings.conf)
 
     # -- sink ------------------------------------------------------------------------------
