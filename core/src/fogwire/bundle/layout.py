@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -252,12 +251,3 @@ class LayoutDir:
                     if not isinstance(child, Mapping):
                         raise BundleError(f"manifest {current}: a descriptor is not an object")
                     stack.append((dict(child), f"manifest {current}"))
-
-
-def fsync_dir(path: Path) -> None:
-    """fsync a directory so a rename into it survives a power cut."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
