@@ -19,6 +19,7 @@ from fogwire.engine import EngineContext, RegistryAuth, WorkloadInfo
 from fogwire.model.agent_config import Profile
 from fogwire.paths import Paths
 from fogwire.plugins import PluginHost
+from fogwire.sinks import ApplyReport, ItemResult, Outcome, ReloadSink, SinkContext
 from harness import images, services
 
 ENGINES = {ep.name for ep in importlib.metadata.entry_points(group="fogwire.engines")}
@@ -114,6 +115,70 @@ async def test_watchdog_restarts_a_stuck_reconcile_loop(tmp_path: Path, harness_
         assert "watchdog" in events
         assert calls >= 2
         await agent.apply([])
+    finally:
+        agent.stop()
+        await task
+
+
+class RecordingSink(ReloadSink):
+    """A sink that keeps what it was given (a real sink, in process)."""
+
+    name = "recording"
+
+    def __init__(self) -> None:
+        super().__init__(SinkContext(Path("/nonexistent"), Path("/nonexistent")))
+        self.calls: list[tuple[Any, Any]] = []
+
+    async def apply(self, desired: Any, last_applied: Any | None) -> ApplyReport:
+        self.calls.append((desired, last_applied))
+        return ApplyReport(self.name, (ItemResult("state", "update", Outcome.APPLIED),))
+
+
+class BrokenSink(RecordingSink):
+    """A sink that fails (first) and one that hangs (second): neither may stop the others."""
+
+    name = "broken"
+
+    async def apply(self, desired: Any, last_applied: Any | None) -> ApplyReport:
+        if not self.calls:
+            self.calls.append((desired, last_applied))
+            raise RuntimeError("sink exploded")
+        self.calls.append((desired, last_applied))
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+@pytest.mark.skipif("docker" not in ENGINES, reason="needs the docker engine plugin")
+async def test_reload_sinks_get_each_desired_state_in_their_own_try(
+    tmp_path: Path, harness_images: images.TestImages
+) -> None:
+    url = services.start_dockerd().host
+    tag = uuid.uuid4().hex[:6]
+    paths = Paths(tmp_path / "c.yaml", tmp_path / "state", tmp_path / "log", tmp_path / "run")
+    profile = Profile(container_engine="docker", container_engine_url=url, agent_id=f"t6-sink-{tag}")
+    broken, recording = BrokenSink(), RecordingSink()
+    agent = Agent(
+        engine="docker",
+        profile=profile,
+        paths=paths,
+        control_socket=False,
+        sinks=[broken, "log", recording],
+        sink_timeout_s=1.0,
+    )
+    task = asyncio.create_task(agent.run())
+    await agent.started.wait()
+    try:
+        name = f"fw6{tag}-sink"
+        await agent.apply(app(harness_images, name))
+        await agent.apply([])
+        await asyncio.sleep(0.1)
+        assert len(broken.calls) >= 2
+        desired_states = [d for d, _ in recording.calls]
+        assert [sorted(d.microservices) for d in desired_states[-2:]] == [[name], []]
+        assert recording.calls[-1][1] is desired_states[-2]
+        failures = [e["message"] for e in (await agent.status())["events"] if e["kind"] == "sink-failed"]
+        assert any("sink exploded" in m for m in failures)
+        assert "broken: timed out after 1s" in failures
     finally:
         agent.stop()
         await task

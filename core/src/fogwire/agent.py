@@ -367,10 +367,12 @@ class Agent:
                 if not report.ok:
                     log.warning("reload sink %s: %s", sink.name, report)
             except Exception as error:  # one sink never stops the others
-                log.warning("reload sink %s failed: %s", getattr(sink, "name", sink), error)
+                reason = f"timed out after {self.sink_timeout_s:g}s" if isinstance(error, TimeoutError) else str(error)
+                reason = reason or type(error).__name__
+                log.warning("reload sink %s failed: %s", getattr(sink, "name", sink), reason)
                 if self.store is not None:
                     await self.store.call(
-                        self.store.add_event, None, "sink-failed", f"{getattr(sink, 'name', sink)}: {error}"
+                        self.store.add_event, None, "sink-failed", f"{getattr(sink, 'name', sink)}: {reason}"
                     )
         self._last_desired = desired
 
