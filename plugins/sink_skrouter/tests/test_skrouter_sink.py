@@ -319,3 +319,14 @@ async def test_site_id_is_sent_as_siteId(peer: Peer, sink: SkrouterSink) -> None
             client.create("tcpListener", "u", {"port": "9101", "address": "a", "siteID": "site-7"})
     finally:
         client.close()
+
+
+async def test_converging_compares_the_singletons_on_what_the_config_sets(peer: Peer, sink: SkrouterSink) -> None:
+    site = ["site", {"name": "fog-1", "platform": "docker", "namespace": "default"}]
+    peer.restart(base_sections(peer.port) + [site])
+    desired = config(peer, [site])
+    report = await sink.apply(desired, None)
+    assert report.ok and not report.restart_needed, report
+    other = config(peer, [["site", {"name": "fog-1", "platform": "podman", "namespace": "default"}]])
+    report = await sink.apply(other, None)
+    assert [(i.key, i.outcome) for i in report.items] == [("site/site", Outcome.RESTART_NEEDED)]

@@ -48,8 +48,18 @@ from fogwire_sink_skrouter.plan import Op, Plan, inverse, plan_changes, redact
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-QUERIED_TYPES = ("router", "sslProfile", "listener", "connector", "tcpListener", "tcpConnector", "address", "log")
-"""Types read back from the router to converge (``site`` has no live operation; it is compared as restart-only from config)."""
+QUERIED_TYPES = (
+    "router",
+    "sslProfile",
+    "listener",
+    "connector",
+    "tcpListener",
+    "tcpConnector",
+    "address",
+    "log",
+    "site",
+)
+"""Types read back from the router to converge (``router`` and ``site`` only to see whether a restart is needed)."""
 
 
 def _describe(error: BaseException) -> str:
@@ -115,8 +125,8 @@ class SkrouterSink(ReloadSink):
                 data = {k: v for k, v in row.items() if k in known and v is not None}
                 if entity_type.name == "address" and data.get("priority") == -1:
                     data.pop("priority")
-                if entity_type.name in ("router", "site"):
-                    data.pop("name", None)
+                if entity_type.name in ("router", "site") and row.get("name") == row.get("identity"):
+                    data.pop("name", None)  # the router names a singleton after its identity
                 try:
                     entities.append(self.converter.structure(data, entity_type.cls))
                 except Exception as error:
