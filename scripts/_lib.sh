@@ -3,6 +3,9 @@
 # pip flags for every install: cached wheels of sdist-only dependencies win over compiling.
 pip_args=(--disable-pip-version-check --progress-bar off --prefer-binary --find-links "$ROOT/.cache/wheels")
 
+# uv flags for every install (scripts/setup.sh puts uv into .venv).
+uv_args=(--find-links "$ROOT/.cache/wheels")
+
 # Run pip, hiding the machine's "Location 'file:///…' is ignored" noise from its global
 # extra-index-url config; everything else pip says on stderr still shows.
 pip_quiet() {

@@ -94,6 +94,9 @@ def main(argv: list[str]) -> int:
     elif cmd == "requirements":
         for r in requirements(args[0]):
             print(r)
+    elif cmd == "name":
+        for folder in args:
+            print(_project(Path(folder)).get("name", ""))
     elif cmd == "stamp":
         print(stamp(args))
     else:

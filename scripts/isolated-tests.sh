@@ -17,6 +17,12 @@ source scripts/_lib.sh
 
 log() { printf 'isolated: %s\n' "$*"; }
 
+UV=$ROOT/.venv/bin/uv
+if [[ ! -x $UV ]]; then
+    log "no $UV: run 'make setup' first" >&2
+    exit 1
+fi
+
 ensure_venv() { # NAME FOLDER
     local name=$1 folder=$2 venv=.venv-iso/$1
     local -a files=(core/pyproject.toml scripts/test-requirements.txt scripts/sdist-wheels.txt
@@ -29,10 +35,12 @@ ensure_venv() { # NAME FOLDER
     fi
     log "$name: building $venv"
     rm -rf "$venv"
-    "$PYTHON" -m venv "$venv"
+    "$UV" venv -q --seed --python "$("$PYTHON" -c 'import sys; print(sys.executable)')" "$venv"
     local -a targets=(-e "$("$PYTHON" scripts/_project.py spec core)")
     [[ $name == core ]] || targets+=(-e "$("$PYTHON" scripts/_project.py spec "$folder")")
-    pip_quiet "$venv/bin/pip" install -q "${pip_args[@]}" -r scripts/test-requirements.txt "${targets[@]}"
+    "$UV" pip install -q --python "$venv/bin/python" "${uv_args[@]}" \
+        --reinstall-package fogwire --refresh-package fogwire \
+        -r scripts/test-requirements.txt "${targets[@]}"
     add_repo_pth "$venv"
     printf '%s' "$stamp" >"$venv/.fogwire-stamp"
 }
