@@ -16,6 +16,7 @@ from fogwire_engine_podman.service import socket_answers
 
 from fogwire.engine import EngineContext
 from fogwire.errors import ConfigError
+from harness import images, services
 
 
 @pytest.fixture
@@ -74,3 +75,41 @@ def test_options_are_checked() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_options({"ulimits": {"nofile": "lots"}, "unknown": 1})
     assert "ulimits" in str(caught.value) or "unknown" in str(caught.value)
+
+
+async def test_configured_ulimits_reach_the_workload(
+    short_dir: Path, harness_podman: services.Podman, harness_images: images.TestImages
+) -> None:
+    from fogwire.engine import RegistryAuth, WorkloadSpec, WorkloadState
+
+    context = EngineContext(
+        agent_id=f"ulimits-{os.getpid()}",
+        data_dir=short_dir,
+        run_dir=short_dir,
+        log_dir=short_dir,
+        url=harness_podman.url,
+        options={"ulimits": {"nofile": "2048:2048"}},
+    )
+    engine = PodmanEngine(context)
+    await engine.start()
+    try:
+        auth = RegistryAuth(harness_images.registry, harness_images.username, harness_images.password, insecure=True)
+        await engine.obtain_image(harness_images.ref_v1, auth)
+        name = f"ulimits-{os.getpid()}"
+        await engine.create(
+            WorkloadSpec(
+                name=name, image=harness_images.ref_v1, command=("sh", "-c", "echo n=$(ulimit -n) u=$(ulimit -u)")
+            )
+        )
+        await engine.start_workload(name)
+        for _ in range(100):
+            info = await engine.inspect(name)
+            if info is not None and info.state is WorkloadState.EXITED:
+                break
+            await asyncio.sleep(0.1)
+        lines = [line.text async for line in engine.logs(name)]
+        assert lines == ["n=2048 u=4096"]
+    finally:
+        for workload in await engine.list_managed():
+            await engine.remove(workload.name)
+        await engine.close()

@@ -73,9 +73,21 @@ def fogwire_image_archives() -> ContractArchives:
 
 
 @pytest.fixture(scope="session")
-def fogwire_engine_factory(fogwire_engine_name: str) -> Callable[[EngineContext], Engine]:
-    """The factory the engine plugin registered, found through the real plugin host."""
-    return PluginHost().engine_factory(fogwire_engine_name)
+def fogwire_plugin_host() -> PluginHost:
+    """One plugin host for the session (engines are resolved through it by name)."""
+    return PluginHost()
+
+
+@pytest.fixture
+def fogwire_engine_factory(
+    fogwire_plugin_host: PluginHost, fogwire_engine_name: str
+) -> Callable[[EngineContext], Engine]:
+    """The factory the engine plugin registered, found through the real plugin host.
+
+    Function-scoped on purpose: ``fogwire_engine_name`` may be overridden per
+    directory, so one session can test several engines.
+    """
+    return fogwire_plugin_host.engine_factory(fogwire_engine_name)
 
 
 @pytest.fixture
