@@ -53,7 +53,7 @@ MAX_MESSAGE = 16 * 1024 * 1024
 def code_of(error: BaseException) -> grpc.StatusCode | None:
     """The gRPC status code of ``error``, or ``None`` if it is not an RPC error."""
     if isinstance(error, grpc.RpcError):
-        code = error.code()  # type: ignore[attr-defined]
+        code = error.code()
         return code if isinstance(code, grpc.StatusCode) else None
     return None
 
@@ -71,7 +71,7 @@ def is_unavailable(error: BaseException) -> bool:
 def details(error: BaseException) -> str:
     """The server's message of an RPC error, or ``str(error)``."""
     if isinstance(error, grpc.RpcError):
-        return str(error.details())  # type: ignore[attr-defined]
+        return str(error.details())
     return str(error)
 
 

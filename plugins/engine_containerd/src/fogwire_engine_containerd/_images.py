@@ -149,7 +149,7 @@ class ImageStore:
             for _resp in self.client.content.Write(requests(), metadata=self.client.md(lease), timeout=600):
                 pass
         except grpc.RpcError as error:
-            if error.code() is grpc.StatusCode.ALREADY_EXISTS:  # type: ignore[attr-defined]
+            if error.code() is grpc.StatusCode.ALREADY_EXISTS:
                 return
             self._abort(ref)
             raise EngineError(f"writing {what or digest} into containerd failed: {details(error)}") from error
@@ -222,7 +222,7 @@ class ImageStore:
                 raise
             except grpc.RpcError as error:
                 self._remove_snapshot(key)
-                if error.code() is grpc.StatusCode.ALREADY_EXISTS:  # type: ignore[attr-defined]
+                if error.code() is grpc.StatusCode.ALREADY_EXISTS:
                     parent = chain
                     continue
                 raise EngineError(
@@ -303,7 +303,7 @@ class ImageStore:
         try:
             self.client.images.Create(images_pb2.CreateImageRequest(image=image), metadata=md, timeout=30)
         except grpc.RpcError as error:
-            if error.code() is not grpc.StatusCode.ALREADY_EXISTS:  # type: ignore[attr-defined]
+            if error.code() is not grpc.StatusCode.ALREADY_EXISTS:
                 raise EngineError(f"recording image {name!r} failed: {details(error)}") from error
             self.client.images.Update(images_pb2.UpdateImageRequest(image=image), metadata=md, timeout=30)
 

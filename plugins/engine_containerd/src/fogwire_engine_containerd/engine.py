@@ -176,7 +176,8 @@ class ContainerdEngine(Engine):
         self._restart_tasks: dict[str, asyncio.Task[None]] = {}
         self._health_tasks: dict[str, asyncio.Task[None]] = {}
         self._health: dict[str, Health] = {}
-        self._subscribers: set[asyncio.Queue[EngineEvent]] = set()
+        self._subscribers: set[asyncio.Queue[EngineEvent | None]] = set()
+        """One queue per ``events()`` consumer; ``None`` tells it the engine closed."""
         self._seen_exits: set[tuple[str, int]] = set()
         self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="fogwire-containerd")
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -294,7 +295,7 @@ class ContainerdEngine(Engine):
         if self.daemon is not None:
             await self._run(self.daemon.stop)
         for queue in list(self._subscribers):
-            queue.put_nowait(None)  # type: ignore[arg-type]
+            queue.put_nowait(None)
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     # ------------------------------------------------------------------ records
@@ -540,7 +541,7 @@ class ContainerdEngine(Engine):
             try:
                 c.snapshots.Prepare(prepare, metadata=md, timeout=60)
             except grpc.RpcError as error:
-                if error.code() is not grpc.StatusCode.ALREADY_EXISTS:  # type: ignore[attr-defined]
+                if error.code() is not grpc.StatusCode.ALREADY_EXISTS:
                     raise
                 self._remove_snapshot(spec.name)  # left over from a crashed create
                 c.snapshots.Prepare(prepare, metadata=md, timeout=60)
@@ -559,7 +560,7 @@ class ContainerdEngine(Engine):
                 ).container
             except grpc.RpcError as error:
                 self._remove_snapshot(spec.name)
-                if error.code() is grpc.StatusCode.ALREADY_EXISTS:  # type: ignore[attr-defined]
+                if error.code() is grpc.StatusCode.ALREADY_EXISTS:
                     raise EngineError(f"a container named {spec.name!r} already exists") from error
                 raise
 
@@ -613,7 +614,7 @@ class ContainerdEngine(Engine):
     def _reserve_ports(self, name: str, ports: list[PortMapping]) -> None:
         """Check ``ports`` against the host and this engine's published ports, and claim them."""
         with self._ports_lock:
-            taken = {
+            taken: set[tuple[str, int, str]] = {
                 (p.host_ip, p.host_port, p.protocol)
                 for other, published in self._published.items()
                 if other != name
@@ -956,7 +957,7 @@ class ContainerdEngine(Engine):
 
     async def events(self) -> AsyncIterator[EngineEvent]:
         """Start/die/oom/health events of managed workloads, until cancelled or closed."""
-        queue: asyncio.Queue[EngineEvent] = asyncio.Queue()
+        queue: asyncio.Queue[EngineEvent | None] = asyncio.Queue()
         self._subscribers.add(queue)
         try:
             while True:
@@ -1065,7 +1066,7 @@ class ContainerdEngine(Engine):
         policy, _, retries = container.labels.get(L_RESTART, "no:0").partition(":")
         if policy not in ("no", "always", "on-failure", "unless-stopped"):
             policy = "no"
-        return RestartPolicy(policy, int(retries or 0))  # type: ignore[arg-type]
+        return RestartPolicy(policy, int(retries or 0))
 
     def _should_restart(self, container: Any, rec: _Record, status: int) -> bool:
         policy = self._policy(container)
