@@ -127,8 +127,9 @@ def plan_changes(
 
     ``converge`` is set when ``base`` was read from the router (QUERY): then the
     ``router``/``site`` singletons and the logs are compared only on the attributes
-    ``desired`` sets (the router reports many more), and logs the config does not
-    mention are left alone.
+    ``desired`` sets (the router reports many more), logs the config does not
+    mention are left alone, and a number or flag the router reports for an attribute
+    ``desired`` leaves unset is not a difference.
     """
     ops_delete: dict[str, list[Op]] = {t: [] for t in DELETE_ORDER}
     ops_create: dict[str, list[Op]] = {t: [] for t in CREATE_ORDER}
@@ -199,6 +200,11 @@ def plan_changes(
                 continue
             after = new[key]
             old_norm, new_norm = normalized(type_name, before), normalized(type_name, after)
+            if converge:
+                # The router may fill numbers and flags the config leaves unset with values of
+                # its own (computed, not the schema default); only a string it reports for an
+                # unset attribute (a profile, an address, a site id) is drift.
+                old_norm = {k: v for k, v in old_norm.items() if k in new_norm or not isinstance(v, (int, bool))}
             changed = _changed(old_norm, new_norm)
             if not changed:
                 unchanged += 1
