@@ -31,9 +31,8 @@ async def test_an_unreachable_daemon_is_a_clear_engine_error(tmp_path: Path) -> 
     await engine.close()
 
 
-@pytest.mark.parametrize("name", ["docker", "podman"])
-def test_both_engines_are_listed_ok(name: str) -> None:
-    statuses = {(s.kind, s.name): s for s in PluginHost(environ={}).discover()}
-    status = statuses[("engine", name)]
-    assert status.ok, status.status
-    assert status.distribution == f"fogwire-engine-{name}"
+def test_the_engine_is_registered_under_docker() -> None:
+    registration = PluginHost(environ={}).resolve("engine", "docker")
+    assert registration.owner == "fogwire-engine-docker"
+    engine = registration.factory(EngineContext("a", Path("/tmp"), Path("/tmp"), Path("/tmp")))
+    assert isinstance(engine, DockerEngine)
