@@ -69,6 +69,9 @@ def test_spec_carries_limits_network_and_mounts() -> None:
         WorkloadSpec("w", "i", command=("true",)), {}, namespace="ns", mounts=[], host_files={}, cgroup_parent="/fw"
     )
     assert {"type": "network"} in bridged["linux"]["namespaces"] and bridged["hostname"] == "w"
+    assert bridged["annotations"] == {}
+    grouped = build_spec(spec, {}, namespace="ns", mounts=[], host_files={}, cgroup_parent="/fw", shim_group="g1")
+    assert grouped["annotations"] == {"io.containerd.runc.v2.group": "g1"}
 
 
 def test_the_entry_point_module_imports_no_grpc() -> None:

@@ -140,6 +140,7 @@ def build_spec(
     mounts: list[dict[str, Any]],
     host_files: dict[str, Path],
     cgroup_parent: str,
+    shim_group: str = "",
 ) -> dict[str, Any]:
     """The runtime spec for ``spec``; ``mounts`` are the workload's resolved binds/volumes.
 
@@ -219,7 +220,8 @@ def build_spec(
         "root": {"path": "rootfs", "readonly": False},
         "mounts": oci_mounts,
         "linux": linux,
-        "annotations": {},
+        # one runc shim serves every workload of a group (fewer processes, faster starts)
+        "annotations": {"io.containerd.runc.v2.group": shim_group} if shim_group else {},
     }
     if not spec.host_network:
         out["hostname"] = spec.name

@@ -161,6 +161,8 @@ class ContainerdEngine(Engine):
             subnet=str(opts.get("cni_subnet", "10.71.0.0/16")),
         )
         self.cgroup_parent = str(opts.get("cgroup_parent", "/fogwire"))
+        group = opts.get("shim_group", True)
+        self.shim_group = f"fogwire-{self.namespace}-{context.agent_id}" if group is True else str(group or "")
         self.start_timeout_s = float(opts.get("start_timeout_s", 30))
         self.daemon: EmbeddedContainerd | None = None
         self.client: Client | None = None
@@ -521,6 +523,7 @@ class ContainerdEngine(Engine):
             mounts=self._resolve_mounts(spec),
             host_files=self._host_files(spec),
             cgroup_parent=self.cgroup_parent,
+            shim_group=self.shim_group,
         )
         labels = {
             **spec.labels,
