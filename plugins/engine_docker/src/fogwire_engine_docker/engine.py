@@ -520,7 +520,7 @@ class DockerEngine(Engine):
             image_digest=attrs_.get("Image"),
             exit_code=exit_code,
             started_at=started,
-            finished_at=finished,
+            finished_at=finished if exit_code is not None else None,
             health=_health(health),
             restart_count=int(attrs_.get("RestartCount") or 0),
             oom_killed=bool(state.get("OOMKilled")),
