@@ -37,7 +37,7 @@ from fogwire.model.agent_config import AgentConfig, Profile
 from fogwire.model.desired import DesiredState, assemble
 from fogwire.paths import Paths, default_paths
 from fogwire.plugins import PluginHost
-from fogwire.reconcile import PassResult, Plan, Reconciler
+from fogwire.reconcile import PassResult, Plan, Reconciler, bounded
 from fogwire.resolve import device_arch
 from fogwire.sinks import ReloadSink, SinkContext
 from fogwire.sources import ConfigSnapshot, ConfigSource, SourceContext
@@ -315,7 +315,7 @@ class Agent:
     async def _reconcile_loop(self) -> None:
         assert self.reconciler is not None
         failures = 0
-        while True:
+        while not self._stopping.is_set():
             timeout = jittered(self.profile.resync_seconds)
             retry = self.reconciler.next_retry()
             if retry is not None:
@@ -363,7 +363,7 @@ class Agent:
         desired = self.desired
         for sink in self.sinks:
             try:
-                report = await asyncio.wait_for(sink.apply(desired, self._last_desired), self.sink_timeout_s)
+                report = await bounded(sink.apply(desired, self._last_desired), self.sink_timeout_s)
                 if not report.ok:
                     log.warning("reload sink %s: %s", sink.name, report)
             except Exception as error:  # one sink never stops the others
@@ -380,7 +380,7 @@ class Agent:
         if self.source is None:
             return
         delay = 1.0
-        while True:
+        while not self._stopping.is_set():
             try:
                 async for _notice in self.source.changes():
                     delay = 1.0
@@ -399,7 +399,7 @@ class Agent:
     async def _watch_engine(self) -> None:
         assert self.engine is not None
         delay = 1.0
-        while True:
+        while not self._stopping.is_set():
             try:
                 async for event in self.engine.events():
                     delay = 1.0
@@ -475,7 +475,8 @@ class Agent:
         waiter: asyncio.Future[PassResult] = asyncio.get_running_loop().create_future()
         self._pass_waiters.append(waiter)
         self._wake_up(changed=changed)
-        return await asyncio.wait_for(waiter, timeout)
+        async with asyncio.timeout(timeout):
+            return await waiter
 
     async def apply(self, documents: list[Any], origin: str = "apply", *, wait: bool = True) -> dict[str, Any]:
         """Make ``documents`` the whole desired state.

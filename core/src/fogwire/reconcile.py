@@ -57,6 +57,17 @@ ActionKind = Literal["create", "replace", "remove", "start", "restart", "verify"
 NOT_RUNNING = (WorkloadState.EXITED, WorkloadState.DEAD, WorkloadState.CREATED)
 
 
+async def bounded(call: Awaitable[T], timeout: float) -> T:
+    """Await ``call`` for at most ``timeout`` seconds (``TimeoutError`` after).
+
+    ``asyncio.timeout`` rather than ``asyncio.wait_for``: on Python 3.11,
+    ``wait_for`` can swallow a cancellation that arrives as the call completes,
+    and a stopping agent then never stops.
+    """
+    async with asyncio.timeout(timeout):
+        return await call
+
+
 @attrs.frozen
 class Action:
     """One thing a pass does to one microservice, and why."""
@@ -262,7 +273,7 @@ class Reconciler:
 
     async def list_actual(self) -> list[WorkloadInfo]:
         """The managed workloads (one engine read)."""
-        actual = await asyncio.wait_for(self.engine.list_managed(), self.op_timeout_s)
+        actual = await bounded(self.engine.list_managed(), self.op_timeout_s)
         self.last_actual = {w.name: w for w in actual}
         return actual
 
@@ -345,7 +356,7 @@ class Reconciler:
             if w is None or r is None or DIGEST_LABEL not in w.labels:
                 continue
             try:
-                local = await asyncio.wait_for(self.engine.image_digest(r.spec.image), self.op_timeout_s)
+                local = await bounded(self.engine.image_digest(r.spec.image), self.op_timeout_s)
             except (EngineError, TimeoutError):
                 continue
             if local and local != w.labels[DIGEST_LABEL]:
@@ -372,7 +383,7 @@ class Reconciler:
 
     async def _write(self, call: Awaitable[T], timeout: float | None = None) -> T:
         self._writes += 1
-        result = await asyncio.wait_for(call, timeout or self.op_timeout_s)
+        result = await bounded(call, timeout or self.op_timeout_s)
         self.progress = time.monotonic()
         return result
 
@@ -431,7 +442,7 @@ class Reconciler:
             )
         if r.policy is PullPolicy.NEVER or result.digest is None:
             return result.digest
-        local = await asyncio.wait_for(self.engine.image_digest(r.spec.image), self.op_timeout_s)
+        local = await bounded(self.engine.image_digest(r.spec.image), self.op_timeout_s)
         return local or result.digest
 
     async def _run_spec(self, spec: WorkloadSpec) -> None:
@@ -567,7 +578,7 @@ class Reconciler:
         """
         deadline = time.monotonic() + grace_s
         while True:
-            info = await asyncio.wait_for(self.engine.inspect(name), self.op_timeout_s)
+            info = await bounded(self.engine.inspect(name), self.op_timeout_s)
             self.progress = time.monotonic()
             if info is None:
                 return "vanished"
