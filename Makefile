@@ -15,7 +15,6 @@ setup: ## Debian packages, podman drop-ins, .venv (idempotent; seconds when noth
 services: setup ## start the harness services (registry, dockerd, podman, containerd) and push the test images
 	@$(PY) -m harness.services start
 	@$(PY) -m harness.services images >/dev/null
-	@$(PY) -m harness.services status
 
 stop-services: ## stop the harness services and unmount what they left
 	@if [[ -x $(PY) ]]; then $(PY) -m harness.services stop; else python3 -m harness.services stop; fi

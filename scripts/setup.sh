@@ -80,6 +80,7 @@ build_sdist_wheels() { # PIP
 
 # --------------------------------------------------------------------------- 4. the dev venv
 setup_venv() {
+    mkdir -p .cache/wheels
     if [[ ! -x .venv/bin/python ]]; then
         log "creating .venv with $("$PYTHON" --version)"
         "$PYTHON" -m venv .venv

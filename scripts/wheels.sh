@@ -8,10 +8,16 @@ PYTHON=${PYTHON:-python3}
 source scripts/_lib.sh
 
 mkdir -p dist
+rm -f dist/*.whl
 n=0
 while IFS=$'\t' read -r name folder; do
     echo "wheels: $name"
-    pip_quiet .venv/bin/python -m build --wheel --outdir dist "$folder" >/dev/null
+    # --installer uv: build environments from uv's cache instead of fresh pip downloads
+    if ! out=$(.venv/bin/python -m build --wheel --installer uv --outdir dist "$folder" 2>&1); then
+        printf '%s\n' "$out" >&2
+        echo "wheels: $name failed" >&2
+        exit 1
+    fi
     n=$((n + 1))
 done < <("$PYTHON" scripts/_project.py dists)
 echo "wheels: built $n distribution(s) into dist/:"
