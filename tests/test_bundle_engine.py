@@ -152,3 +152,38 @@ async def test_containerd_loads_and_runs_a_squashfs_bundle(
     engine, loaded = engine_for
     _remove_images("containerd", list(source_images), "", services.start_containerd().address)
     await _round_trip(engine, loaded, bundles[Format.SQUASHFS], source_images, tmp_path / "work")
+
+
+def test_cli_takes_the_engine_socket_from_the_agent_config(
+    tmp_path: Path, bundles: dict[Format, Path], source_images: tuple[str, str], harness_dockerd: services.Dockerd
+) -> None:
+    """``fogwire bundle import FILE --engine docker`` loads where the agent's profile points docker."""
+    import json
+    import os
+    import sys
+
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"currentProfile: edge\nprofiles:\n  edge:\n    containerEngine: docker\n"
+        f"    containerEngineUrl: {harness_dockerd.host}\n    agentId: bundle-cli\n"
+    )
+    _remove_images("docker", list(source_images), harness_dockerd.host, "")
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "fogwire.cli", "--config", str(config), "bundle", "import",
+             str(bundles[Format.TAR]), "--engine", "docker", "--json", "--force"],
+            capture_output=True, text=True, timeout=300, check=False,
+            env={**os.environ, "FOGWIRE_STATE_DIR": str(tmp_path / "state")},
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        result = json.loads(done.stdout)
+        assert result["target"] == f"engine docker at {harness_dockerd.host}"
+        assert [i["status"] for i in result["images"]] == ["loaded", "loaded"]
+        inspect = subprocess.run(
+            ["docker", "-H", harness_dockerd.host, "image", "inspect", source_images[1]],
+            capture_output=True,
+            check=False,
+        )
+        assert inspect.returncode == 0
+    finally:
+        _remove_images("docker", list(source_images), harness_dockerd.host, "")

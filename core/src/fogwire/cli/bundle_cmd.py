@@ -256,12 +256,14 @@ async def _target(args: argparse.Namespace) -> AsyncIterator[Target]:
     from fogwire.plugins import PluginHost
 
     factory = PluginHost().engine_factory(args.engine)
+    url, options, agent_id = _engine_settings(args, paths.config_file)
     context = EngineContext(
-        agent_id="fogwire-bundle",
+        agent_id=agent_id,
         data_dir=paths.state_dir / "engine",
         run_dir=paths.run_dir,
         log_dir=paths.log_dir,
-        url=args.engine_url,
+        url=url,
+        options=options,
     )
     engine = factory(context)
     await engine.start()
@@ -270,6 +272,26 @@ async def _target(args: argparse.Namespace) -> AsyncIterator[Target]:
         yield EngineTarget(engine, platform)
     finally:
         await engine.close()
+
+
+def _engine_settings(args: argparse.Namespace, config_file: Path) -> tuple[str | None, dict[str, Any], str]:
+    """URL, options and agent id of the engine: the agent config's when it selects the same engine.
+
+    So ``fogwire bundle import FILE --engine containerd`` loads into the socket and
+    namespace the daemon uses; ``--engine-url`` still wins.
+    """
+    from fogwire.config import load_agent_config
+    from fogwire.errors import ConfigError
+
+    url: str | None = args.engine_url
+    try:
+        profile = load_agent_config(config_file).profile if config_file.exists() else None
+    except ConfigError as error:
+        log.warning("ignoring the agent config %s for the engine settings: %s", config_file, error)
+        profile = None
+    if profile is None or (profile.container_engine or "containerd") != args.engine:
+        return url, {}, "fogwire-bundle"
+    return url or profile.container_engine_url, dict(profile.engine_options), profile.agent_id
 
 
 def _print_result(result: ImportResult, as_json: bool) -> None:
