@@ -20,7 +20,7 @@ the same run, on the harness services:
 * **deduplication**: the bundle's size against the sum of ``docker save`` of each
   image (loaded into the harness dockerd from the bundle).
 
-Usage: python bench/bundle_import.py [--size-mib 300] [--json]
+Usage: python bench/bundle.py [--size-mib 300] [--json]
 """
 
 from __future__ import annotations
