@@ -59,6 +59,7 @@ from fogwire_engine_containerd._client import (
     Client,
     containers_pb2,
     details,
+    events_pb2,
     is_not_found,
     is_unavailable,
     runc_options_pb2,
@@ -68,7 +69,7 @@ from fogwire_engine_containerd._client import (
 )
 from fogwire_engine_containerd._cni import Cni, check_ports_free
 from fogwire_engine_containerd._daemon import EmbeddedContainerd
-from fogwire_engine_containerd._images import ImageStore, Lease
+from fogwire_engine_containerd._images import ImageStore
 from fogwire_engine_containerd._logs import LogPump
 from fogwire_engine_containerd._spec import PROCESS_TYPE_URL, SPEC_TYPE_URL, build_spec, exec_process
 
@@ -79,6 +80,8 @@ T = TypeVar("T")
 DEFAULT_SOCKET = "/run/containerd/containerd.sock"
 RUNTIME = "io.containerd.runc.v2"
 RUNC_OPTIONS_TYPE_URL = "containerd.runc.v1.Options"
+MARKER_TOPIC = "/fogwire/subscribed"
+MARKER_TYPE_URL = "fogwire.containerd/marker"
 INTERNAL = "io.fogwire.containerd/"
 """Prefix of the labels the plugin keeps for itself (not reported as workload labels)."""
 L_IMAGE_REF = INTERNAL + "image"
@@ -176,6 +179,8 @@ class ContainerdEngine(Engine):
         self._records: dict[str, _Record] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._restart_tasks: dict[str, asyncio.Task[None]] = {}
+        self._restarting: set[str] = set()
+        """Workloads whose restart (by their policy) is being launched right now."""
         self._health_tasks: dict[str, asyncio.Task[None]] = {}
         self._health: dict[str, Health] = {}
         self._subscribers: set[asyncio.Queue[EngineEvent | None]] = set()
@@ -187,6 +192,8 @@ class ContainerdEngine(Engine):
         self._events_stream: Any = None
         self._events_thread: threading.Thread | None = None
         self._closing = threading.Event()
+        self._subscribed = threading.Event()
+        """Set once the event subscription is known to be live."""
         self._reconcile_task: asyncio.Task[None] | None = None
         self._published: dict[str, list[PortMapping]] = {}
         """Host ports of this engine's workloads with a network set up (see :meth:`_reserve_ports`)."""
@@ -246,6 +253,8 @@ class ContainerdEngine(Engine):
         self._load_records()
         self._events_thread = threading.Thread(target=self._events_loop, name="fogwire-containerd-events", daemon=True)
         self._events_thread.start()
+        if not await self._run(self._subscribed.wait, self.start_timeout_s):
+            log.warning("containerd's event stream did not come up in %.0fs; exits may be missed", self.start_timeout_s)
         await self._reconcile()
 
     def _choose_address(self) -> str:
@@ -538,34 +547,39 @@ class ContainerdEngine(Engine):
             labels[L_PORTS] = json.dumps([attrs.asdict(p) for p in spec.ports], separators=(",", ":"))
         if spec.health_check is not None:
             labels[L_HEALTH] = json.dumps(attrs.asdict(spec.health_check), separators=(",", ":"))
-        with Lease(c, ttl_s=300) as lease:
-            md = c.md(lease)
-            prepare = snapshots_pb2.PrepareSnapshotRequest(snapshotter=self.snapshotter, key=spec.name, parent=chain)
+        # The container first, then its snapshot: the container's reference keeps
+        # containerd's GC off the snapshot from the moment it exists (no lease needed).
+        container = containers_pb2.Container(
+            id=spec.name,
+            labels=labels,
+            image=image_name,
+            runtime=containers_pb2.Container.Runtime(name=RUNTIME),
+            spec=any_pb2.Any(type_url=SPEC_TYPE_URL, value=json.dumps(runtime_spec).encode()),
+            snapshotter=self.snapshotter,
+            snapshot_key=spec.name,
+        )
+        try:
+            created = c.containers.Create(
+                containers_pb2.CreateContainerRequest(container=container), metadata=c.md(), timeout=30
+            ).container
+        except grpc.RpcError as error:
+            if error.code() is grpc.StatusCode.ALREADY_EXISTS:
+                raise EngineError(f"a container named {spec.name!r} already exists") from error
+            raise
+        prepare = snapshots_pb2.PrepareSnapshotRequest(snapshotter=self.snapshotter, key=spec.name, parent=chain)
+        try:
             try:
-                c.snapshots.Prepare(prepare, metadata=md, timeout=60)
+                c.snapshots.Prepare(prepare, metadata=c.md(), timeout=60)
             except grpc.RpcError as error:
                 if error.code() is not grpc.StatusCode.ALREADY_EXISTS:
                     raise
                 self._remove_snapshot(spec.name)  # left over from a crashed create
-                c.snapshots.Prepare(prepare, metadata=md, timeout=60)
-            container = containers_pb2.Container(
-                id=spec.name,
-                labels=labels,
-                image=image_name,
-                runtime=containers_pb2.Container.Runtime(name=RUNTIME),
-                spec=any_pb2.Any(type_url=SPEC_TYPE_URL, value=json.dumps(runtime_spec).encode()),
-                snapshotter=self.snapshotter,
-                snapshot_key=spec.name,
-            )
-            try:
-                return c.containers.Create(
-                    containers_pb2.CreateContainerRequest(container=container), metadata=md, timeout=30
-                ).container
-            except grpc.RpcError as error:
-                self._remove_snapshot(spec.name)
-                if error.code() is grpc.StatusCode.ALREADY_EXISTS:
-                    raise EngineError(f"a container named {spec.name!r} already exists") from error
-                raise
+                c.snapshots.Prepare(prepare, metadata=c.md(), timeout=60)
+        except grpc.RpcError:
+            with contextlib.suppress(grpc.RpcError):
+                c.containers.Delete(containers_pb2.DeleteContainerRequest(id=spec.name), metadata=c.md(), timeout=30)
+            raise
+        return created
 
     def _remove_snapshot(self, key: str) -> None:
         with contextlib.suppress(grpc.RpcError):
@@ -838,7 +852,7 @@ class ContainerdEngine(Engine):
         rec = self._records.get(name) or _Record()
         exit_code = rec.exit_code
         if task is None:
-            if name in self._restart_tasks:
+            if name in self._restart_tasks or name in self._restarting:
                 state = WorkloadState.RESTARTING
             elif rec.started_at:
                 state = WorkloadState.EXITED
@@ -848,7 +862,7 @@ class ContainerdEngine(Engine):
             state = _STATUS.get(int(task.status), WorkloadState.UNKNOWN)
             if state is WorkloadState.EXITED:
                 exit_code = int(task.exit_status)
-                if name in self._restart_tasks:
+                if name in self._restart_tasks or name in self._restarting:
                     state = WorkloadState.RESTARTING
             elif state is WorkloadState.CREATED and rec.started_at:
                 state = WorkloadState.RESTARTING
@@ -976,19 +990,36 @@ class ContainerdEngine(Engine):
             queue.put_nowait(event)
 
     def _events_loop(self) -> None:
-        """Subscriber thread: containerd task events → the loop; resubscribes after a restart."""
-        filters = [f'namespace=="{self.namespace}",topic~="^/tasks/(start|exit|oom)$"']
+        """Subscriber thread: containerd task events → the loop; resubscribes after a restart.
+
+        A subscription is only known to be live once an event comes through it, so
+        after each (re)subscribe the thread publishes a marker event until it sees
+        it; only then does it count as subscribed (and, after a reconnect,
+        reconcile), so no exit can slip between the check and the subscription.
+        """
+        filters = [
+            f'namespace=="{self.namespace}",topic~="^/tasks/(start|exit|oom)$"',
+            f'namespace=="{self.namespace}",topic=="{MARKER_TOPIC}"',
+        ]
         backoff = 0.1
         first = True
         while not self._closing.is_set():
+            token = os.urandom(8).hex()
+            live = threading.Event()
             try:
                 stream = self._c.subscribe(filters)
                 self._events_stream = stream
-                if not first:
-                    self._call_soon(self._schedule_reconcile)
-                first = False
+                threading.Thread(target=self._mark, args=(token, live), daemon=True).start()
                 for envelope in stream:
                     backoff = 0.1
+                    if envelope.topic == MARKER_TOPIC:
+                        if envelope.event.value == token.encode() and not live.is_set():
+                            live.set()
+                            self._subscribed.set()
+                            if not first:
+                                self._call_soon(self._schedule_reconcile)
+                            first = False
+                        continue
                     self._dispatch(envelope)
             except grpc.RpcError as error:
                 if self._closing.is_set():
@@ -996,9 +1027,21 @@ class ContainerdEngine(Engine):
                 log.debug("containerd event stream ended: %s", details(error))
             except ValueError:  # channel closed
                 return
+            finally:
+                live.set()  # stops the marker thread
             if self._closing.wait(backoff):
                 return
             backoff = min(backoff * 2, 2.0)
+
+    def _mark(self, token: str, live: threading.Event) -> None:
+        """Publish the marker event until the subscriber thread has seen it."""
+        event = any_pb2.Any(type_url=MARKER_TYPE_URL, value=token.encode())
+        while not live.is_set() and not self._closing.is_set():
+            with contextlib.suppress(grpc.RpcError, ValueError):
+                self._c.events.Publish(
+                    events_pb2.PublishRequest(topic=MARKER_TOPIC, event=event), metadata=self._c.md(), timeout=5
+                )
+            live.wait(0.05)
 
     def _call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
         loop = self._loop
@@ -1055,12 +1098,13 @@ class ContainerdEngine(Engine):
             return
         rec = self._record(name)
         await self._run(self._save, name)
-        if rec.user_stopped or not self._should_restart(container, rec, status):
-            if self._lock(name).locked():
-                return  # stop/remove in progress deletes the task
+        if rec.user_stopped:
+            return  # stop/remove delete the task and its network themselves
+        if not self._should_restart(container, rec, status):
             async with self._lock(name):
-                with contextlib.suppress(grpc.RpcError):
-                    await self._run(self._teardown_network, name)
+                if not rec.running:  # unless a new task was started meanwhile
+                    with contextlib.suppress(grpc.RpcError):
+                        await self._run(self._teardown_network, name)
             return
         self._schedule_restart(name, rec)
 
@@ -1089,6 +1133,10 @@ class ContainerdEngine(Engine):
         try:
             await asyncio.sleep(delay)
             async with self._lock(name):
+                # From here on the next exit must be able to schedule the next restart,
+                # even while this launch is still finishing: leave _restart_tasks now.
+                if self._restart_tasks.get(name) is asyncio.current_task():
+                    self._restart_tasks.pop(name, None)
                 rec = self._record(name)
                 if rec.user_stopped:
                     return
@@ -1096,13 +1144,14 @@ class ContainerdEngine(Engine):
                 if container is None:
                     return
                 rec.restart_count += 1
+                self._restarting.add(name)
                 try:
                     await self._launch(container)
                 except EngineError as error:
                     log.warning("restarting workload %s failed: %s", name, error)
-                    self._restart_tasks.pop(name, None)
                     self._schedule_restart(name, rec)
-                    return
+                finally:
+                    self._restarting.discard(name)
         finally:
             if self._restart_tasks.get(name) is asyncio.current_task():
                 self._restart_tasks.pop(name, None)
