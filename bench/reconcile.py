@@ -132,12 +132,8 @@ async def bench_apply(
     prefix = f"b{uuid.uuid4().hex[:4]}"
     cli_names = [f"{prefix}-cli-{i}" for i in range(count)]
     start, stop = cli_loop(kind, test_images.ref_v1, cli_names)
-    t0 = time.perf_counter()
-    subprocess.run(["bash", "-c", start], check=True)
-    cli_s = time.perf_counter() - t0
-    subprocess.run(["bash", "-c", stop], check=False)
-
     names = [f"{prefix}-fw-{i}" for i in range(count)]
+    await asyncio.sleep(3)
     agent = Agent(
         engine=kind,
         profile=Profile(container_engine_url=url, agent_id=agent_id, pruning_frequency=0, resync_seconds=3600),
@@ -170,6 +166,13 @@ async def bench_apply(
     finally:
         agent.stop()
         await task
+    # The CLI loop second, after the same settling time, so neither side runs
+    # while the engine is still cleaning up after the other.
+    await asyncio.sleep(3)
+    t0 = time.perf_counter()
+    subprocess.run(["bash", "-c", start], check=True)
+    cli_s = time.perf_counter() - t0
+    subprocess.run(["bash", "-c", stop], check=False)
     return {
         "engine": kind,
         "count": count,
