@@ -91,6 +91,7 @@ DAEMON_PID=$!
 for _ in $(seq 1 150); do [[ -S $FOGWIRE_RUN_DIR/fogwire.sock ]] && break; sleep 0.2; done
 [[ -S $FOGWIRE_RUN_DIR/fogwire.sock ]] || { echo "the daemon did not come up" >&2; exit 1; }
 echo "daemon pid $DAEMON_PID, control socket $FOGWIRE_RUN_DIR/fogwire.sock"
+echo "(the watched file doesn't exist yet, so the daemon started from the state last applied: nothing)"
 
 say "What would applying examples/hello.yaml do? (fogwire plan changes nothing)"
 run "$FOGWIRE" plan -f "$DEMO/hello.yaml"

@@ -248,6 +248,11 @@ async def test_one_bad_microservice_does_not_block_the_others(env: Env) -> None:
         assert "does-not-exist" in entry["last_error"]
         assert entry["state"] == "absent"
         assert status_of(await agent.status(), good[0])["status"] == "running"
+        # A failed microservice is retried when its desired spec changes.
+        ms[-1] = microservice(bad, env.images.ref_v1, SLEEP)
+        result = await agent.apply(documents(env.images, ms))
+        assert [(a["action"], a["name"], a["ok"]) for a in result["actions"]] == [("create", bad, True)]
+        assert status_of(await agent.status(), bad)["status"] == "running"
 
 
 async def test_health_gated_rollback(env: Env) -> None:
