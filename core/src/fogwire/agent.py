@@ -236,6 +236,8 @@ class Agent:
                     asyncio.create_task(self._prune_loop(), name="fogwire-prune"),
                     asyncio.create_task(self._watchdog_loop(), name="fogwire-watchdog"),
                 ]
+                if self.profile.bundle_watch_dir:
+                    tasks.append(asyncio.create_task(self._watch_bundles(), name="fogwire-bundles"))
                 self._wake_up(changed=True)
                 sd_notify("READY=1", self.environ)
                 self.started.set()
@@ -395,6 +397,37 @@ class Agent:
                 log.warning("config source watch failed (%s); retrying in %.0fs", error, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 60.0)
+
+    async def _watch_bundles(self) -> None:
+        """Import offline bundles dropped into ``bundleWatchDir`` into the engine.
+
+        When one lands, microservices that failed (typically waiting for an image
+        from registry ``local``) are retried at once.
+        """
+        from fogwire.bundle.importer import EngineTarget, import_bundle
+        from fogwire.bundle.oci import machine_platform
+        from fogwire.bundle.watch import BundleWatcher, WatchOutcome
+
+        assert self.engine is not None and self.profile.bundle_watch_dir is not None
+        target = EngineTarget(self.engine, machine_platform())
+        bundles_state = self.paths.state_dir / "bundles"
+
+        async def importer(path: Path) -> Any:
+            return await import_bundle(
+                path, target, work_dir=bundles_state / "staging", cache_file=bundles_state / "imported.json"
+            )
+
+        async def landed(outcome: WatchOutcome) -> None:
+            if not outcome.ok or self.reconciler is None:
+                return
+            cleared = await self.reconciler.retry_failed()
+            if self.store is not None:
+                detail = f"{outcome.bundle}: retrying {', '.join(cleared) or 'nothing'}"
+                await self.store.call(self.store.add_event, None, "bundle-imported", detail)
+            self._wake_up(changed=True)
+
+        watcher = BundleWatcher(Path(self.profile.bundle_watch_dir), importer, on_done=landed)
+        await watcher.run()
 
     async def _watch_engine(self) -> None:
         assert self.engine is not None

@@ -408,6 +408,20 @@ class Reconciler:
         self._retry_at.pop(name, None)
         return Outcome(action, detail != "rolled back", detail)
 
+    async def retry_failed(self) -> list[str]:
+        """Clear every failure mark so failed microservices are tried on the next pass.
+
+        Called when something they may have been waiting for arrives, such as an
+        image brought by an offline bundle. Returns the names cleared.
+        """
+        cleared = []
+        for name, record in list(self.records.items()):
+            if record.failures or record.status in ("failed", "retrying"):
+                self._retry_at.pop(name, None)
+                await self._put(attrs.evolve(record, failures=0, status="pending"))
+                cleared.append(name)
+        return cleared
+
     async def _failed(self, action: Action, error: BaseException) -> Outcome:
         name = action.name
         message = str(error) or type(error).__name__

@@ -64,6 +64,8 @@ class Profile:
     config_source: PluginSelection | None = None
     reload_sinks: tuple[PluginSelection, ...] = ()
     resync_seconds: PositiveInt = PositiveInt(60)
+    bundle_watch_dir: str | None = None
+    """A directory the daemon watches for offline image bundles (``fogwire bundle``)."""
     log_level: str = "info"
 
 
