@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import threading
@@ -95,6 +94,8 @@ class EmbeddedContainerd:
         )
 
     def _spawn(self) -> None:
+        import shutil  # only here: it pulls in bz2/lzma
+
         resolved = shutil.which(self.binary)
         if resolved is None:
             raise EngineError(

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import attrs
+from typing import NamedTuple
 
 DEFAULT_REGISTRY = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
 
 
-@attrs.frozen
-class Reference:
-    """A parsed image reference: ``registry/repository[:tag][@digest]``."""
+class Reference(NamedTuple):
+    """A parsed image reference: ``registry/repository[:tag][@digest]`` (a tuple: cheap to import)."""
 
     registry: str
     repository: str

@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import signal
 import threading
 import time
@@ -834,6 +833,8 @@ class ContainerdEngine(Engine):
                     if not is_not_found(error):
                         raise
                 self._remove_snapshot(name)
+                import shutil  # only here: it pulls in bz2/lzma
+
                 shutil.rmtree(self._files_dir / name, ignore_errors=True)
                 (self._records_dir / f"{name}.json").unlink(missing_ok=True)
                 (self._logs_dir / f"{name}.log").unlink(missing_ok=True)
