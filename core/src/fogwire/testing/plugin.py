@@ -49,7 +49,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if not config.pluginmanager.is_registered(fixtures):
         config.pluginmanager.register(fixtures, "fogwire-contract-fixtures")
     if engine:
-        from fogwire.testing import contract
+        import fogwire.testing.contract as contract
 
         path = str(Path(contract.__file__).resolve())
         if path not in config.args:

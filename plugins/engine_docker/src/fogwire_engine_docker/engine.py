@@ -61,7 +61,7 @@ from fogwire.errors import (
     RegistryAuthError,
     WorkloadNotFoundError,
 )
-from fogwire_engine_docker._streams import (
+from fogwire.streams import (
     close_response,
     iter_log_frames,
     parse_time,

@@ -71,7 +71,7 @@ from fogwire.errors import (
     RegistryAuthError,
     WorkloadNotFoundError,
 )
-from fogwire_engine_podman._streams import (
+from fogwire.streams import (
     close_response,
     iter_log_frames,
     parse_time,

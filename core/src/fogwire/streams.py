@@ -1,6 +1,7 @@
 """Blocking HTTP streams (logs, events) turned into async iterators, and small parsers.
 
-The podman SDK reads streams with blocking calls. Each stream gets its own
+For engine plugins whose SDK reads streams with blocking calls (the docker and
+podman SDKs, and any third party's like them). Each stream gets its own
 daemon thread that hands items to the event loop; closing the async iterator
 shuts the HTTP connection down, which ends the thread's blocking read.
 """
