@@ -55,6 +55,8 @@ BCRYPT_COST = 4
 SERVICES = ("registry", "dockerd", "podman", "containerd")
 
 START_TIMEOUT = 60.0
+#: A service's log is moved to ``NAME.log.1`` when it is started and has grown past this.
+LOG_ROTATE_BYTES = 20 * 1024 * 1024
 STOP_TIMEOUT = 20.0
 
 
@@ -237,6 +239,9 @@ def _spawn(name: str, argv: Sequence[str], env: dict[str, str] | None = None) ->
     pf = pidfile(name)
     pf.unlink(missing_ok=True)
     log = logfile(name)
+    with contextlib.suppress(OSError):
+        if log.stat().st_size > LOG_ROTATE_BYTES:
+            log.replace(log.with_suffix(".log.1"))
     with open(log, "ab") as out:
         out.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {shlex.join(argv)}\n".encode())
         out.flush()
