@@ -48,7 +48,17 @@ def final_stage_env() -> dict[str, str]:
 
 def test_containerfile_passes_hadolint() -> None:
     result = subprocess.run(
-        [hadolint(), "--no-color", "--ignore", "DL3008", "--ignore", "DL3013", "--ignore", "DL3006", str(CONTAINERFILE)],
+        [
+            hadolint(),
+            "--no-color",
+            "--ignore",
+            "DL3008",
+            "--ignore",
+            "DL3013",
+            "--ignore",
+            "DL3006",
+            str(CONTAINERFILE),
+        ],
         capture_output=True,
         text=True,
     )
