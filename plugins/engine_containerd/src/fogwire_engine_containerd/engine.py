@@ -198,6 +198,8 @@ class ContainerdEngine(Engine):
         """Host ports of this engine's workloads with a network set up (see :meth:`_reserve_ports`)."""
         self._ports_lock = threading.Lock()
         self._attached: set[str] = set()
+        self._fresh: dict[str, list[Any]] = {}
+        """Snapshot mounts of containers this engine created and has not started yet."""
         """Workloads whose current task's FIFOs this engine drains."""
 
     # ------------------------------------------------------------------ plumbing
@@ -568,16 +570,18 @@ class ContainerdEngine(Engine):
         prepare = snapshots_pb2.PrepareSnapshotRequest(snapshotter=self.snapshotter, key=spec.name, parent=chain)
         try:
             try:
-                c.snapshots.Prepare(prepare, metadata=c.md(), timeout=60)
+                prepared = c.snapshots.Prepare(prepare, metadata=c.md(), timeout=60)
             except grpc.RpcError as error:
                 if error.code() is not grpc.StatusCode.ALREADY_EXISTS:
                     raise
                 self._remove_snapshot(spec.name)  # left over from a crashed create
-                c.snapshots.Prepare(prepare, metadata=c.md(), timeout=60)
+                prepared = c.snapshots.Prepare(prepare, metadata=c.md(), timeout=60)
         except grpc.RpcError:
             with contextlib.suppress(grpc.RpcError):
                 c.containers.Delete(containers_pb2.DeleteContainerRequest(id=spec.name), metadata=c.md(), timeout=30)
             raise
+        # the first start needs neither a task lookup nor a Mounts call
+        self._fresh[spec.name] = list(prepared.mounts)
         return created
 
     def _remove_snapshot(self, key: str) -> None:
@@ -642,7 +646,8 @@ class ContainerdEngine(Engine):
     def _launch_sync(self, container: Any) -> tuple[int, datetime] | None:
         c = self._c
         name = container.id
-        task = self._get_task(name)
+        fresh_mounts = self._fresh.pop(name, None)
+        task = None if fresh_mounts is not None else self._get_task(name)
         if task is not None:
             if task.status in (2, 4, 5):  # running, paused, pausing
                 return None
@@ -656,9 +661,12 @@ class ContainerdEngine(Engine):
         fds = [LogPump.make_fifo(stdout), LogPump.make_fifo(stderr)]
         attached = False
         try:
-            mounts = c.snapshots.Mounts(
-                snapshots_pb2.MountsRequest(snapshotter=self.snapshotter, key=name), metadata=c.md(), timeout=30
-            ).mounts
+            mounts = (
+                fresh_mounts
+                or c.snapshots.Mounts(
+                    snapshots_pb2.MountsRequest(snapshotter=self.snapshotter, key=name), metadata=c.md(), timeout=30
+                ).mounts
+            )
             options = any_pb2.Any(
                 type_url=RUNC_OPTIONS_TYPE_URL,
                 value=runc_options_pb2.Options(root=str(self._runc_root)).SerializeToString(),
@@ -845,6 +853,7 @@ class ContainerdEngine(Engine):
                 raise self._unavailable(error, f"removing workload {name!r}") from error
             self._records.pop(name, None)
             self._health.pop(name, None)
+            self._fresh.pop(name, None)
 
     # ------------------------------------------------------------------ inspect
 
