@@ -90,7 +90,7 @@ async def test_bearer_token_flow_pulls_and_wrong_credentials_fail(
         base = Path(tmp)
         engine = ContainerdEngine(
             EngineContext("bearer", base / "d", base / "r", base / "l", url=harness_containerd_url,
-                          options={"namespace": f"fwbearer{secrets.token_hex(3)}"})
+                          options={"namespace": "fwbearer-test"})
         )  # fmt: skip
         await engine.start()
         try:
