@@ -53,7 +53,9 @@ configure_containers() {
 default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
 
 [engine]
-runtime = "runc"'
+runtime = "runc"
+# The file events log rotates at 1 MB by default, which can end a reader'"'"'s event stream.
+events_logfile_max_size = "100m"'
     # The harness registry (harness/services.py) speaks plain http on loopback.
     write_if_changed /etc/containers/registries.conf.d/50-fogwire-test.conf '# Written by fogwire scripts/setup.sh.
 [[registry]]
