@@ -25,14 +25,13 @@ from test_bundle_lib import (
     prefix_fixture,
     random_layer,
     rewrite_tar,
-    unique,
 )
 
 from fogwire.bundle.archive import Format, pack
 from fogwire.bundle.errors import BundleError
-from fogwire.bundle.importer import EngineTarget, RegistryTarget, Target, import_bundle
+from fogwire.bundle.importer import RegistryTarget, Target, import_bundle
 from fogwire.bundle.layout import LayoutDir
-from fogwire.bundle.oci import canonical_json, machine_platform, sha256_hex
+from fogwire.bundle.oci import canonical_json, sha256_hex
 from harness import images, services
 
 prefix = prefix_fixture("bundle-bad")
@@ -195,32 +194,6 @@ async def test_manifest_pointing_outside_the_layout(
         bad, target, tmp_path / "work", r"digest 'sha256:\.\./.*' is not sha256:<64 hex digits>; it would point outside"
     )
     _nothing_pushed(harness_registry, prefix)
-
-
-async def test_no_variant_for_this_architecture(
-    tmp_path: Path, harness_dockerd: services.Dockerd, harness_images: images.TestImages
-) -> None:
-    from fogwire.engine import EngineContext
-    from fogwire.plugins import PluginHost
-
-    other = "arm64" if machine_platform().architecture != "arm64" else "amd64"
-    reference = f"127.0.0.1:1/{unique('bundle-arch')}/app:1"
-    bad = layout_bundle(tmp_path, [Image(reference, [random_layer(tmp_path / "l.tar", 1000, seed=5)], arch=other)])
-    context = EngineContext(
-        "bundle-test", tmp_path / "data", tmp_path / "run", tmp_path / "log", url=harness_dockerd.host
-    )
-    engine = PluginHost().engine_factory("docker")(context)
-    await engine.start()
-    try:
-        await _refused(
-            bad,
-            EngineTarget(engine, machine_platform()),
-            tmp_path / "work",
-            f"is linux/{other}, not {machine_platform()}",
-        )
-        assert await engine.image_digest(reference) is None
-    finally:
-        await engine.close()
 
 
 @pytest.fixture

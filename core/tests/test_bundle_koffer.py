@@ -7,19 +7,15 @@ and ``sha256sum``.
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
-import uuid
 from pathlib import Path
 
 import pytest
 from test_bundle_lib import client_for, make_koffer_bundle, prefix_fixture
 
-from fogwire.bundle.importer import EngineTarget, RegistryTarget, import_bundle
+from fogwire.bundle.importer import RegistryTarget, import_bundle
 from fogwire.bundle.oci import DOCKER_MANIFEST, machine_platform
 from fogwire.bundle.reader import stage
-from fogwire.engine import EngineContext, WorkloadSpec, WorkloadState
-from fogwire.plugins import PluginHost
 from harness import images, services
 
 
@@ -59,31 +55,3 @@ async def test_koffer_bundle_pushed_to_a_registry(
             assert client.manifest_digest(repository, tag) == image.digest
         again = await import_bundle(koffer, target, work_dir=tmp_path / "work")
         assert again.bytes_moved == 0
-
-
-async def test_koffer_bundle_loaded_into_docker_and_run(
-    koffer: Path, tmp_path: Path, harness_dockerd: services.Dockerd
-) -> None:
-    context = EngineContext("bundle-koffer", tmp_path / "d", tmp_path / "r", tmp_path / "l", url=harness_dockerd.host)
-    engine = PluginHost().engine_factory("docker")(context)
-    await engine.start()
-    # Koffer names carry no registry: give them a unique one through the engine's own tag space
-    loaded = ["apps/busybox:1", "apps/busybox:2"]
-    try:
-        result = await import_bundle(koffer, EngineTarget(engine, machine_platform()), work_dir=tmp_path / "work")
-        assert {i.status for i in result.images} <= {"loaded", "present"}
-        name = f"koffer-{uuid.uuid4().hex[:8]}"
-        await engine.create(WorkloadSpec(name=name, image="apps/busybox:2", command=("cat", "/www/index.html")))
-        await engine.start_workload(name)
-        for _ in range(200):
-            info = await engine.inspect(name)
-            if info is not None and info.state is WorkloadState.EXITED:
-                break
-            await asyncio.sleep(0.05)
-        output = "\n".join([line.text async for line in engine.logs(name)])
-        assert "marker 2" in output
-        await engine.remove(name)
-    finally:
-        await engine.close()
-        for ref in loaded:
-            subprocess.run(["docker", "-H", harness_dockerd.host, "rmi", "-f", ref], capture_output=True, check=False)

@@ -6,7 +6,6 @@ Valid input exits 0; nothing of an invalid input is ever partially accepted.
 from __future__ import annotations
 
 import json
-import re
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +20,8 @@ from fogwire.errors import ConfigError
 from fogwire.model.desired import assemble
 
 REPO = Path(__file__).resolve().parents[2]
-SEEDS = REPO.parent / "shared" / "seeds"
+SEED_002_EXAMPLE = Path(__file__).parent / "data" / "seed_002_debugger.yaml"
+"""Seed 002's debugger example, verbatim (the YAML its ``echo`` writes to /tmp/debugger.yaml)."""
 
 MS = """\
 apiVersion: iofog.org/v3
@@ -251,13 +251,7 @@ def test_there_are_at_least_twenty_distinct_kinds_of_bad_input() -> None:
 
 
 def _seed_debugger_example() -> str:
-    (seed,) = SEEDS.glob("002_*")
-    text = seed.read_text(encoding="utf-8")
-    match = re.search(
-        r'echo "(---\napiVersion: \'iofog\.org/v3\'\nkind: Application.*?)" > /tmp/debugger\.yaml', text, re.S
-    )
-    assert match, "seed 002's debugger example not found"
-    return match.group(1)
+    return SEED_002_EXAMPLE.read_text(encoding="utf-8")
 
 
 def test_seed_002_example_names_hostnetworkmode_ture(

@@ -757,7 +757,7 @@ class EngineContract:
             info = await wait_state(fogwire_engine, name, WorkloadState.EXITED, WorkloadState.DEAD)
             assert info.exit_code == 137
             oom = await eventually(
-                lambda: _oom_info(fogwire_engine, name), f"{name} to be reported as killed for memory", timeout=10
+                lambda: _oom_info(fogwire_engine, name), f"{name} to be reported as killed for memory", timeout=30
             )
             assert oom.oom_killed
             await recorder.wait(f"an oom event of {name}", lambda e: e.kind is EventKind.OOM and e.workload == name)
