@@ -1,4 +1,4 @@
-"""``fogwire router`` as real processes: the supervisor runs a fake ``skrouterd`` (the management test peer).
+"""``fogwire router`` as real processes (cross-package: core's supervisor, the skrouter sink, the pot source): the supervisor runs a fake ``skrouterd`` (the management test peer).
 
 The fake is ``plugins/sink_skrouter/tests/mgmt_peer.py`` run as ``skrouterd -c FILE``:
 it loads the file like the router, serves ``$management`` on the file's listener and
@@ -18,12 +18,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import fogwire_sink_skrouter.management as management
 import pytest
 import yaml
 
-management = pytest.importorskip("fogwire_sink_skrouter.management", reason="needs fogwire-sink-skrouter")
-
-PEER = Path(__file__).resolve().parents[2] / "plugins" / "sink_skrouter" / "tests" / "mgmt_peer.py"
+PEER = Path(__file__).resolve().parents[1] / "plugins" / "sink_skrouter" / "tests" / "mgmt_peer.py"
 
 
 def free_port() -> int:
@@ -368,9 +367,8 @@ def test_kubernetes_mode_rotates_certificates_live_and_converges_after_a_router_
 async def test_iofog_mode_follows_the_local_api_and_its_control_signal(tmp_path: Path, wrappers: list[Wrapper]) -> None:
     import asyncio
 
-    testing = pytest.importorskip(
-        "fogwire_config_pot.testing", reason="needs fogwire-config-pot with its testing extra"
-    )
+    import fogwire_config_pot.testing as testing
+
     port = free_port()
     api = testing.LocalApiServer(identity="router-ms", protocols=("v2",), config=controller_config(port))
     api_port = await api.start()
