@@ -251,6 +251,9 @@ def _spawn(name: str, argv: Sequence[str], env: dict[str, str] | None = None) ->
             stdout=out,
             stderr=out,
             env=env,
+            # Daemons write files into their working directory (podman's conmon leaves an
+            # `oom` file there after an OOM kill): never the directory the caller runs in.
+            cwd=log.parent,
             check=True,
             timeout=30,
         )

@@ -88,7 +88,14 @@ class PodmanService:
         argv = [podman, *self.global_args, "system", "service", "--time=0", self.url]
         with self.log_path.open("ab") as out:
             self.process = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                start_new_session=True,
+                # conmon writes an `oom` file into the service's working directory after an
+                # OOM kill: keep it in the service's own directory, not wherever the agent runs.
+                cwd=self.socket_path.parent,
             )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
