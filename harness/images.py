@@ -104,6 +104,20 @@ class TestImages:
     username: str
     password: str
 
+    def registry_document(self, registry_id: int = 3) -> dict[str, object]:
+        """An ioFog ``Registry`` document for this registry, with its credentials (plain http)."""
+        return {
+            "apiVersion": "iofog.org/v3",
+            "kind": "Registry",
+            "spec": {
+                "id": registry_id,
+                "url": self.registry,
+                "username": self.username,
+                "password": self.password,
+                "insecure": True,
+            },
+        }
+
 
 def machine_arch() -> str:
     """The OCI architecture name of this machine (``amd64``, ``arm64``, …)."""

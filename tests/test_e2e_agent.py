@@ -54,17 +54,7 @@ def documents(
 ) -> list[dict[str, Any]]:
     """A Registry (id 3, the harness registry with credentials) and an Application."""
     return [
-        {
-            "apiVersion": "iofog.org/v3",
-            "kind": "Registry",
-            "spec": {
-                "id": 3,
-                "url": test_images.registry,
-                "username": test_images.username,
-                "password": test_images.password,
-                "insecure": True,
-            },
-        },
+        test_images.registry_document(),
         {
             "apiVersion": "iofog.org/v3",
             "kind": "Application",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.metadata
 import json
 import os
 import signal
@@ -23,7 +22,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from fogwire.engine import EngineContext, WorkloadState
@@ -32,25 +30,10 @@ from harness import images, services
 
 SLEEP = "trap 'exit 0' TERM; echo started $NAME; sleep 3600 & wait"
 
-pytestmark = pytest.mark.skipif(
-    "docker" not in {ep.name for ep in importlib.metadata.entry_points(group="fogwire.engines")},
-    reason="runs on the docker engine plugin, which is not installed",
-)
-
 
 def app(test_images: images.TestImages, names: list[str], value: str = "1") -> list[dict[str, Any]]:
     return [
-        {
-            "apiVersion": "iofog.org/v3",
-            "kind": "Registry",
-            "spec": {
-                "id": 3,
-                "url": test_images.registry,
-                "username": test_images.username,
-                "password": test_images.password,
-                "insecure": True,
-            },
-        },
+        test_images.registry_document(),
         {
             "apiVersion": "iofog.org/v3",
             "kind": "Application",

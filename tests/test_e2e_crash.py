@@ -11,7 +11,6 @@ to the file.
 from __future__ import annotations
 
 import asyncio
-import importlib.metadata
 import os
 import random
 import signal
@@ -22,7 +21,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from fogwire.agent import write_documents
@@ -37,11 +35,6 @@ from harness import images, services
 
 SLEEP = ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]
 
-pytestmark = pytest.mark.skipif(
-    "docker" not in {ep.name for ep in importlib.metadata.entry_points(group="fogwire.engines")},
-    reason="the crash test runs on the docker engine plugin, which is not installed",
-)
-
 
 def desired(test_images: images.TestImages, prefix: str, round_: int, count: int) -> list[dict[str, Any]]:
     microservices = []
@@ -55,17 +48,7 @@ def desired(test_images: images.TestImages, prefix: str, round_: int, count: int
             }
         )
     return [
-        {
-            "apiVersion": "iofog.org/v3",
-            "kind": "Registry",
-            "spec": {
-                "id": 3,
-                "url": test_images.registry,
-                "username": test_images.username,
-                "password": test_images.password,
-                "insecure": True,
-            },
-        },
+        test_images.registry_document(),
         {
             "apiVersion": "iofog.org/v3",
             "kind": "Application",

@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import subprocess
 import sys
 import uuid
 from pathlib import Path
-
-import pytest
 
 from harness import images, services
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "embed_agent.py"
 
 
-@pytest.mark.skipif(
-    "docker" not in {ep.name for ep in importlib.metadata.entry_points(group="fogwire.engines")},
-    reason="the example runs on the docker engine plugin, which is not installed",
-)
 def test_embedding_example_runs(harness_images: images.TestImages) -> None:
     url = services.start_dockerd().host
     proc = subprocess.run(

@@ -7,12 +7,9 @@ other tests (sharing the harness engines) are using.
 from __future__ import annotations
 
 import asyncio
-import importlib.metadata
 import uuid
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from fogwire.agent import Agent
 from fogwire.engine import EngineContext, RegistryAuth, WorkloadInfo
@@ -22,23 +19,12 @@ from fogwire.plugins import PluginHost
 from fogwire.sinks import ApplyReport, ItemResult, Outcome, ReloadSink, SinkContext
 from harness import images, services
 
-ENGINES = {ep.name for ep in importlib.metadata.entry_points(group="fogwire.engines")}
 SLEEP = ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]
 
 
 def app(test_images: images.TestImages, name: str) -> list[dict[str, Any]]:
     return [
-        {
-            "apiVersion": "iofog.org/v3",
-            "kind": "Registry",
-            "spec": {
-                "id": 3,
-                "url": test_images.registry,
-                "username": test_images.username,
-                "password": test_images.password,
-                "insecure": True,
-            },
-        },
+        test_images.registry_document(),
         {
             "apiVersion": "iofog.org/v3",
             "kind": "Microservice",
@@ -51,7 +37,6 @@ def app(test_images: images.TestImages, name: str) -> list[dict[str, Any]]:
     ]
 
 
-@pytest.mark.skipif("containerd" not in ENGINES, reason="needs the containerd engine plugin")
 async def test_prune_keeps_desired_images_and_removes_the_rest(
     tmp_path: Path, harness_images: images.TestImages
 ) -> None:
@@ -84,7 +69,6 @@ async def test_prune_keeps_desired_images_and_removes_the_rest(
         await task
 
 
-@pytest.mark.skipif("docker" not in ENGINES, reason="needs the docker engine plugin")
 async def test_watchdog_restarts_a_stuck_reconcile_loop(tmp_path: Path, harness_images: images.TestImages) -> None:
     url = services.start_dockerd().host
     tag = uuid.uuid4().hex[:6]
@@ -148,7 +132,6 @@ class BrokenSink(RecordingSink):
         raise AssertionError("unreachable")
 
 
-@pytest.mark.skipif("docker" not in ENGINES, reason="needs the docker engine plugin")
 async def test_reload_sinks_get_each_desired_state_in_their_own_try(
     tmp_path: Path, harness_images: images.TestImages
 ) -> None:
