@@ -84,7 +84,9 @@ _STATES = {
 }
 
 _NOT_FOUND_MARKERS = ("manifest unknown", "not found", "name unknown", "does not exist", "no such image")
-_AUTH_MARKERS = ("unauthorized", "authentication required", "no basic auth credentials", "401", "denied")
+_AUTH_STATUS = re.compile(r"(?<![\w.-])401(?![\w.-])")
+"""HTTP 401 as a status code, not digits inside an image name such as ``app-401f``."""
+_AUTH_MARKERS = ("unauthorized", "authentication required", "no basic auth credentials", "denied")
 _PORT_MARKERS = ("address already in use", "port is already allocated")
 _STATUS_CODE = re.compile(r"^(?:Exited|Restarting) \((-?\d+)\)")
 _STATUS_HEALTH = re.compile(r"\((?:health: )?(healthy|unhealthy|starting)\)")
@@ -135,7 +137,7 @@ def pull_error(message: str, reference: str, auth: RegistryAuth | None) -> Engin
     server = reference.split("/")[0] if "/" in reference else "docker.io"
     if any(marker in lower for marker in _NOT_FOUND_MARKERS):
         return ImageNotFoundError(f"image {reference!r} was not found in registry {server}: {message}")
-    if any(marker in lower for marker in _AUTH_MARKERS):
+    if any(marker in lower for marker in _AUTH_MARKERS) or _AUTH_STATUS.search(lower):
         user = f"user {auth.username!r}" if auth else "no credentials"
         return RegistryAuthError(
             f"registry {server} refused {user} pulling {reference!r}: {message}; "

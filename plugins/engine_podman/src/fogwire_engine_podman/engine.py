@@ -97,7 +97,9 @@ _STATES = {
 }
 
 _NOT_FOUND_MARKERS = ("manifest unknown", "not found", "name unknown", "does not exist", "no such image")
-_AUTH_MARKERS = ("unauthorized", "authentication required", "invalid username/password", "401", "denied")
+_AUTH_STATUS = re.compile(r"(?<![\w.-])401(?![\w.-])")
+"""HTTP 401 as a status code, not digits inside an image name such as ``app-401f``."""
+_AUTH_MARKERS = ("unauthorized", "authentication required", "invalid username/password", "denied")
 _PORT_MARKERS = ("address already in use", "port is already allocated")
 _OOM_LINE = re.compile(r"oom-kill:.*oom_memcg=[^,]*?libpod-(?:conmon-)?([0-9a-f]{64})")
 
@@ -171,7 +173,7 @@ def pull_error(message: str, reference: str, auth: RegistryAuth | None) -> Engin
     message = redact(message.strip(), auth)
     lower = message.lower()
     server = reference.split("/")[0] if "/" in reference else "docker.io"
-    if any(marker in lower for marker in _AUTH_MARKERS):
+    if any(marker in lower for marker in _AUTH_MARKERS) or _AUTH_STATUS.search(lower):
         user = f"user {auth.username!r}" if auth else "no credentials"
         return RegistryAuthError(
             f"registry {server} refused {user} pulling {reference!r}: {message}; "
