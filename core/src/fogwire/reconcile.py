@@ -11,7 +11,14 @@ desired microservice and acts:
 * **start** / **restart** a workload that exited or is unhealthy, with a crash-loop
   backoff;
 * **remove** a managed workload no longer desired. An unmanaged container is never
-  seen (engines list only workloads with this agent's managed label), so never touched.
+  seen (engines list only workloads with this agent's managed label), so never touched;
+* **rebuild** (a replace with reason ``rebuild requested``) a microservice whose
+  desired state carries a ``rebuild: true`` request not yet carried out: the image
+  is obtained again and the workload recreated even though its hash matches. Each
+  request (see :func:`fogwire.resolve.rebuild_request`) is recorded when delivered
+  (:meth:`Reconciler.note_desired`) and marked done in the same store transaction
+  that records the outcome, so it is carried out once: again after a crash
+  mid-rebuild, never again after a restart or a resync.
 
 Actions run concurrently (bounded by ``concurrency``), each in its own ``try``: one
 microservice's failure never blocks another's. A failed action is retried with
@@ -37,16 +44,17 @@ import cattrs
 from fogwire.convert import make_converter
 from fogwire.engine import Engine, Health, PullPolicy, WorkloadInfo, WorkloadSpec, WorkloadState
 from fogwire.errors import EngineError, FogwireError
-from fogwire.model.desired import DesiredState
+from fogwire.model.desired import DesiredMicroservice, DesiredState
 from fogwire.resolve import (
     CONFIG_HASH_LABEL,
     DIGEST_LABEL,
     ResolvedMicroservice,
     ResolveError,
     diff_fields,
+    rebuild_request,
     resolve,
 )
-from fogwire.store import MicroserviceRecord, Store
+from fogwire.store import MicroserviceRecord, RebuildRecord, Store
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +85,8 @@ class Action:
     reason: str
     resolved: ResolvedMicroservice | None = None
     workload: WorkloadInfo | None = None
+    rebuild: str | None = None
+    """The rebuild request a create or replace carries out (marked done when it finishes)."""
 
 
 @attrs.frozen
@@ -169,6 +179,9 @@ class Reconciler:
         self.op_timeout_s = op_timeout_s
         self.stop_timeout_s = stop_timeout_s
         self.records: dict[str, MicroserviceRecord] = {}
+        self.rebuilds: dict[str, RebuildRecord] = {}
+        self._rebuild_lock = asyncio.Lock()
+        self._rebuild_seen: dict[str, str] = {}
         self._retry_at: dict[str, float] = {}
         self._crashes: dict[str, int] = {}
         self._problems: dict[str, str] = {}
@@ -182,6 +195,59 @@ class Reconciler:
     async def load(self) -> None:
         """Read the per-microservice records from the store (once, at start)."""
         self.records = await self.store.call(self.store.records)
+        self.rebuilds = await self.store.call(self.store.rebuilds)
+
+    # -- rebuild requests ---------------------------------------------------------------
+
+    async def note_desired(self, desired: DesiredState) -> list[str]:
+        """Record the rebuild requests ``desired`` carries; return the names with a new one.
+
+        Call it with every desired state delivered (each pass does too): a controller
+        sends ``rebuild: true`` once and ``false`` on the next delivery, so a request
+        must be kept from the delivery that carried it, not looked for at pass time.
+        A request already recorded or already done is not new; ``rebuild: false``
+        forgets the done one, so a later ``true`` is a new request. A pending request
+        stays pending until carried out, whatever later deliveries say.
+        """
+        new: list[str] = []
+        async with self._rebuild_lock:
+            for name, ms in desired.microservices.items():
+                request = rebuild_request(ms)
+                current = self.rebuilds.get(name)
+                if request is None:
+                    if current is not None and current.done is not None:
+                        await self._save_rebuild(attrs.evolve(current, done=None))
+                    continue
+                if current is not None and request in (current.done, current.requested):
+                    continue
+                await self._save_rebuild(RebuildRecord(name, requested=request, done=current.done if current else None))
+                new.append(name)
+        for name in new:
+            await self._event(name, "rebuild-requested", "re-pull the image and recreate the workload")
+        return new
+
+    async def _save_rebuild(self, rebuild: RebuildRecord) -> None:
+        self.rebuilds[rebuild.name] = rebuild
+        await self.store.call(self.store.put_rebuild, rebuild)
+
+    def pending_rebuild(self, ms: DesiredMicroservice) -> str | None:
+        """The rebuild request waiting for ``ms``: recorded, or carried by ``ms`` and not done yet."""
+        current = self.rebuilds.get(ms.name)
+        request = rebuild_request(ms)
+        if request is not None and (current is None or request not in (current.done, current.requested)):
+            return request
+        return current.requested if current is not None else None
+
+    async def _reset_for_rebuilds(self) -> None:
+        # A new request is a user's "try again": it clears the failure mark and backoff once.
+        for name, rebuild in list(self.rebuilds.items()):
+            if rebuild.requested is None or self._rebuild_seen.get(name) == rebuild.requested:
+                continue
+            self._rebuild_seen[name] = rebuild.requested
+            self._retry_at.pop(name, None)
+            record = self.records.get(name)
+            if record is not None and (record.failures or record.status in ("failed", "retrying")):
+                await self._put(attrs.evolve(record, failures=0, status="pending"))
 
     # -- planning -----------------------------------------------------------------------
 
@@ -213,12 +279,16 @@ class Reconciler:
         for name, r in resolved.items():
             record = self.records.get(name)
             w = by_name.get(name)
-            action = self._action_for(r, w, record)
+            action = self._action_for(r, w, record, self.pending_rebuild(desired.microservices[name]))
             if action is None:
                 unchanged.append(name)
                 continue
             if gate and record is not None and record.config_hash == r.config_hash:
-                if action.kind in ("create", "replace") and record.rejected_hash == r.config_hash:
+                if (
+                    action.kind in ("create", "replace")
+                    and action.rebuild is None
+                    and record.rejected_hash == r.config_hash
+                ):
                     if w is not None:
                         unchanged.append(name)
                         continue
@@ -236,15 +306,23 @@ class Reconciler:
         return Plan(tuple(actions), tuple(sorted(unchanged)), deferred, problems)
 
     def _action_for(
-        self, r: ResolvedMicroservice, w: WorkloadInfo | None, record: MicroserviceRecord | None
+        self,
+        r: ResolvedMicroservice,
+        w: WorkloadInfo | None,
+        record: MicroserviceRecord | None,
+        rebuild: str | None = None,
     ) -> Action | None:
         if w is None:
-            return Action("create", r.name, "no workload yet", r)
+            return Action("create", r.name, "no workload yet", r, rebuild=rebuild)
         current = w.labels.get(CONFIG_HASH_LABEL)
         if current != r.config_hash:
-            if record is not None and record.rejected_hash == r.config_hash:
+            if rebuild is None and record is not None and record.rejected_hash == r.config_hash:
                 return None
-            return Action("replace", r.name, self._why_changed(r, w, record), r, w)
+            why = self._why_changed(r, w, record) + ("; rebuild requested" if rebuild else "")
+            return Action("replace", r.name, why, r, w, rebuild=rebuild)
+        if rebuild is not None:
+            # Ahead of "verify" and "start": a rebuild recreates the workload anyway.
+            return Action("replace", r.name, "rebuild requested", r, w, rebuild=rebuild)
         if record is not None and record.intent == "replace" and record.intent_data:
             data = json.loads(record.intent_data)
             if data.get("new_hash") == r.config_hash and data.get("old_spec"):
@@ -297,6 +375,8 @@ class Reconciler:
             actual = await self.list_actual()
             resolved, problems = self.resolve_all(desired)
             await self._note_problems(problems)
+            await self.note_desired(desired)
+            await self._reset_for_rebuilds()
             if changed:
                 await self._reset_changed(resolved)
             plan = self.compute_plan(desired, actual)
@@ -364,18 +444,30 @@ class Reconciler:
         return extra
 
     async def _forget_gone(self, desired: DesiredState) -> None:
-        gone = [n for n in self.records if n not in desired.microservices and n not in self.last_actual]
+        known = sorted(set(self.records) | set(self.rebuilds))
+        gone = [n for n in known if n not in desired.microservices and n not in self.last_actual]
         if gone:
             await self.store.call(self.store.forget, gone)
             for name in gone:
                 self.records.pop(name, None)
+                self.rebuilds.pop(name, None)
                 self._retry_at.pop(name, None)
 
     # -- actions ------------------------------------------------------------------------
 
-    async def _put(self, record: MicroserviceRecord) -> None:
+    async def _put(self, record: MicroserviceRecord, rebuild: str | None = None) -> None:
+        """Save ``record``; with ``rebuild``, mark that request done in the same transaction."""
         self.records[record.name] = record
-        await self.store.call(self.store.put, record)
+        if rebuild is None:
+            await self.store.call(self.store.put, record)
+            return
+        async with self._rebuild_lock:
+            current = self.rebuilds.get(record.name, RebuildRecord(record.name))
+            # A newer request that arrived meanwhile stays pending.
+            requested = None if current.requested == rebuild else current.requested
+            done = attrs.evolve(current, requested=requested, done=rebuild)
+            self.rebuilds[record.name] = done
+            await self.store.call(self.store.put, record, done)
 
     async def _event(self, name: str | None, kind: str, message: str) -> None:
         log.info("%s %s: %s", kind, name or "-", message)
@@ -483,7 +575,8 @@ class Reconciler:
                 failures=0,
                 last_error=None,
                 intent=None,
-            )
+            ),
+            action.rebuild,
         )
         await self._event(r.name, "created", f"{spec.image} ({action.reason})")
         return "created"
@@ -494,6 +587,7 @@ class Reconciler:
         self.last_actual.pop(action.name, None)
         await self.store.call(self.store.forget, [action.name])
         self.records.pop(action.name, None)
+        self.rebuilds.pop(action.name, None)
         await self._event(action.name, "removed", action.reason)
         return "removed"
 
@@ -535,7 +629,7 @@ class Reconciler:
         spec = r.labelled(digest)
         await self._run_spec(spec)
         await self._event(r.name, "replaced", action.reason)
-        return await self._gate(r, spec, record, old_spec)
+        return await self._gate(r, spec, record, old_spec, action.rebuild)
 
     async def _verify_resumed(self, action: Action, record: MicroserviceRecord) -> str:
         r = action.resolved
@@ -546,7 +640,12 @@ class Reconciler:
         return await self._gate(r, spec, record, old_spec)
 
     async def _gate(
-        self, r: ResolvedMicroservice, spec: WorkloadSpec, record: MicroserviceRecord, old_spec: str | None
+        self,
+        r: ResolvedMicroservice,
+        spec: WorkloadSpec,
+        record: MicroserviceRecord,
+        old_spec: str | None,
+        rebuild: str | None = None,
     ) -> str:
         problem = await self.watch(r.name, spec, self.rollback_grace_s) if old_spec else None
         if problem is None:
@@ -563,7 +662,8 @@ class Reconciler:
                     last_error=None,
                     intent=None,
                     intent_data=None,
-                )
+                ),
+                rebuild,
             )
             return "replaced"
         assert old_spec is not None
@@ -579,7 +679,8 @@ class Reconciler:
                 last_error=message,
                 intent=None,
                 intent_data=None,
-            )
+            ),
+            rebuild,
         )
         await self._event(r.name, "rolled-back", message)
         return "rolled back"

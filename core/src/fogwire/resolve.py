@@ -9,6 +9,7 @@ whose labels carry the same hashes is left alone.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 import platform
@@ -104,12 +105,39 @@ def _canonical(value: Any) -> Any:
 
 
 def config_hash(spec: WorkloadSpec, auth: RegistryAuth | None = None) -> str:
-    """A hash over everything in ``spec`` that matters (labels aside) and the registry it pulls from."""
+    """A hash over everything in ``spec`` that matters (labels aside) and the registry it pulls from.
+
+    A microservice's ``rebuild`` flag is not part of the workload spec, so it is not
+    in this hash: toggling it is never a spec change (see :func:`rebuild_request`).
+    """
     data = _canonical(spec)
     data["labels"] = {k: v for k, v in data["labels"].items() if not k.startswith("io.fogwire.")}
     data["registry"] = [auth.server, auth.username, auth.insecure] if auth else None
     text = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def rebuild_request(ms: DesiredMicroservice) -> str | None:
+    """The identity of the rebuild request ``ms`` carries, or ``None`` if it says ``rebuild: false``.
+
+    ``rebuild: true`` asks for the image to be pulled again and the workload
+    recreated once, even though nothing else changed. A request is this
+    microservice *as delivered*: a hash of its name, application and whole
+    document spec (``rebuild`` included). The same document delivered again (a
+    periodic resync, a restart, ``rebuild: true`` left in a file) is the same
+    request, done once; a changed document that still says ``rebuild: true`` is a
+    new one. The reconciler records which request it last carried out.
+    """
+    if not ms.spec.rebuild:
+        return None
+    data = {"name": ms.name, "application": ms.application, "spec": _canonical(ms.spec)}
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=_json_scalar)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _json_scalar(value: Any) -> Any:
+    # Enums by value; anything else YAML may hold in a free-form ``config`` (dates) as text.
+    return value.value if isinstance(value, enum.Enum) else str(value)
 
 
 def spec_hash(config: str, digest: str | None) -> str:

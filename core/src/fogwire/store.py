@@ -7,6 +7,9 @@ It holds what must survive a crash or a reboot without network:
 * per microservice: status, the hashes and spec of the workload last known good,
   a rejected (rolled back) hash, failures, restarts, the last error, and the
   *intent* of an action in progress (so a restarted agent finishes it);
+* per microservice: the ``rebuild`` request waiting to be carried out and the
+  one last carried out (so a rebuild interrupted by a crash is done again, and a
+  finished one is not repeated after a restart);
 * an event log bounded to :attr:`Store.event_limit` rows.
 
 Writes are small and local; the reconciler calls them through
@@ -52,6 +55,12 @@ CREATE TABLE IF NOT EXISTS microservices (
     intent_data TEXT,
     updated_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS rebuilds (
+    name TEXT PRIMARY KEY,
+    requested TEXT,
+    done TEXT,
+    updated_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     time REAL NOT NULL,
@@ -90,6 +99,17 @@ class MicroserviceRecord:
     intent: str | None = None
     intent_data: str | None = None
     updated_at: float = 0.0
+
+
+@attrs.frozen
+class RebuildRecord:
+    """The rebuild requests of one microservice (see :func:`fogwire.resolve.rebuild_request`)."""
+
+    name: str
+    requested: str | None = None
+    """A request received and not yet carried out."""
+    done: str | None = None
+    """The request last carried out; cleared when the microservice says ``rebuild: false`` again."""
 
 
 @attrs.frozen
@@ -173,20 +193,48 @@ class Store:
         rows = self._execute(f"SELECT {', '.join(fields)} FROM microservices")
         return {row[0]: MicroserviceRecord(*row) for row in rows}
 
-    def put(self, record: MicroserviceRecord) -> None:
-        """Insert or replace one microservice's record."""
+    def put(self, record: MicroserviceRecord, rebuild: RebuildRecord | None = None) -> None:
+        """Insert or replace one microservice's record (and its rebuild record, in the same transaction)."""
         fields = [f.name for f in attrs.fields(MicroserviceRecord)]
         values = [getattr(record, f) for f in fields]
         values[fields.index("updated_at")] = time.time()
-        self._execute(
-            f"INSERT OR REPLACE INTO microservices ({', '.join(fields)}) VALUES ({', '.join('?' * len(fields))})",
-            values,
-        )
+        sql = f"INSERT OR REPLACE INTO microservices ({', '.join(fields)}) VALUES ({', '.join('?' * len(fields))})"
+        if rebuild is None:
+            self._execute(sql, values)
+            return
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(sql, values)
+                self._put_rebuild(rebuild)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     def forget(self, names: Sequence[str]) -> None:
-        """Drop the records of microservices no longer desired nor running."""
+        """Drop the records (and rebuild records) of microservices no longer desired nor running."""
         for name in names:
             self._execute("DELETE FROM microservices WHERE name = ?", (name,))
+            self._execute("DELETE FROM rebuilds WHERE name = ?", (name,))
+
+    # -- rebuild requests ---------------------------------------------------------------
+
+    def rebuilds(self) -> dict[str, RebuildRecord]:
+        """Every microservice's rebuild record, by name."""
+        rows = self._execute("SELECT name, requested, done FROM rebuilds")
+        return {row[0]: RebuildRecord(*row) for row in rows}
+
+    def put_rebuild(self, rebuild: RebuildRecord) -> None:
+        """Insert or replace one microservice's rebuild record."""
+        with self._lock:
+            self._put_rebuild(rebuild)
+
+    def _put_rebuild(self, rebuild: RebuildRecord) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO rebuilds (name, requested, done, updated_at) VALUES (?, ?, ?, ?)",
+            (rebuild.name, rebuild.requested, rebuild.done, time.time()),
+        )
 
     # -- events -------------------------------------------------------------------------
 
