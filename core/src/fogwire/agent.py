@@ -302,6 +302,8 @@ class Agent:
         self.desired = desired
         self.documents = documents
         self.applied_digest = snapshot.digest
+        if self.reconciler is not None:  # a one-shot rebuild request is kept from the delivery carrying it
+            await self.reconciler.note_desired(desired)
         await self.store.call(
             self.store.add_event,
             None,
@@ -532,6 +534,8 @@ class Agent:
         assert self.store is not None
         await self.store.call(self.store.save_applied, snapshot.origin, snapshot.digest, documents)
         self.desired, self.documents, self.applied_digest = desired, documents, snapshot.digest
+        if self.reconciler is not None:
+            await self.reconciler.note_desired(desired)
         await self.store.call(
             self.store.add_event,
             None,
