@@ -11,7 +11,9 @@ import json
 import os
 import socket
 import subprocess
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,7 @@ class Cni:
         self.bridge = bridge
         self.subnet = subnet
         self.network = network
+        self._rules = _GroupCommit(self._restore)
 
     def _bridge_conf(self) -> dict[str, Any]:
         return {
@@ -123,8 +126,8 @@ class Cni:
             raise EngineError(f"cannot enable route_localnet on {self.bridge}: {error}") from error
         Cni._ready.add(key)
 
-    def _port_rules(self, op: str, container_id: str, address: str, ports: Sequence[PortMapping]) -> str:
-        lines = ["*nat"]
+    def _port_rules(self, op: str, container_id: str, address: str, ports: Sequence[PortMapping]) -> list[str]:
+        lines = []
         for p in ports:
             dest = ["-d", f"{p.host_ip}/32"] if p.host_ip and p.host_ip != "0.0.0.0" else []
             rule = [
@@ -133,10 +136,10 @@ class Cni:
                 "-j", "DNAT", "--to-destination", f"{address}:{p.container_port}",
             ]  # fmt: skip
             lines.append(" ".join(rule))
-        lines.append("COMMIT\n")
-        return "\n".join(lines)
+        return lines
 
-    def _restore(self, script: str) -> None:
+    def _restore(self, rules: Sequence[str]) -> None:
+        script = "\n".join(["*nat", *rules, "COMMIT\n"])
         try:
             proc = subprocess.run(
                 ["iptables-restore", "-w", "--noflush"], input=script.encode(), capture_output=True, timeout=60
@@ -155,7 +158,7 @@ class Cni:
             if ports:
                 if address is None:
                     raise EngineError(f"CNI gave {container_id} no IPv4 address to publish ports to")
-                self._restore(self._port_rules("-A", container_id, address, ports))
+                self._rules.commit(self._port_rules("-A", container_id, address, ports))
         except EngineError:
             self.delete(container_id, netns, (), result)
             raise
@@ -171,7 +174,7 @@ class Cni:
         address = self.address(prev) if prev else None
         if ports and address:
             try:
-                self._restore(self._port_rules("-D", container_id, address, ports))
+                self._rules.commit(self._port_rules("-D", container_id, address, ports))
             except EngineError as error:
                 errors.append(str(error))
         try:
@@ -192,6 +195,57 @@ class Cni:
             if addr and ":" not in addr:
                 return addr
         return None
+
+
+class _GroupCommit:
+    """Rule changes requested by concurrent starts and removals, applied by one ``iptables-restore``.
+
+    The first caller commits what is pending; callers arriving meanwhile queue
+    up and the next commit takes them all, so 30 concurrent starts cost a few
+    restores instead of 30 (each one a process that rewrites the nat table under
+    the xtables lock). A failed batch is retried one change at a time, so a bad
+    change fails only its own caller.
+    """
+
+    def __init__(self, apply: Callable[[Sequence[str]], None]) -> None:
+        self._apply = apply
+        self._lock = threading.Lock()
+        self._pending: list[tuple[list[str], Future[None]]] = []
+        self._committing = False
+
+    def commit(self, rules: list[str]) -> None:
+        """Apply ``rules`` (with whatever else is pending); raise if they could not be applied."""
+        done: Future[None] = Future()
+        with self._lock:
+            self._pending.append((rules, done))
+            lead = not self._committing
+            self._committing = True
+        while lead:
+            with self._lock:
+                batch, self._pending = self._pending, []
+                if not batch:
+                    self._committing = False
+                    break
+            self._commit(batch)
+        done.result()
+
+    def _commit(self, batch: list[tuple[list[str], Future[None]]]) -> None:
+        try:
+            self._apply([rule for rules, _ in batch for rule in rules])
+        except Exception as error:
+            if len(batch) == 1:
+                batch[0][1].set_exception(error)
+                return
+            for rules, done in batch:
+                try:
+                    self._apply(rules)
+                except Exception as single:
+                    done.set_exception(single)
+                else:
+                    done.set_result(None)
+        else:
+            for _, done in batch:
+                done.set_result(None)
 
 
 def check_ports_free(name: str, ports: Sequence[PortMapping], taken: set[tuple[str, int, str]]) -> None:

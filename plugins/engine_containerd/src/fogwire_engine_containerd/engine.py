@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import json
 import logging
 import os
@@ -78,6 +79,8 @@ T = TypeVar("T")
 
 DEFAULT_SOCKET = "/run/containerd/containerd.sock"
 RUNTIME = "io.containerd.runc.v2"
+DEFAULT_SHIM_GROUPS = 4
+"""Shims the agent's workloads are spread over (see ``_shim_group_for_new_workload``)."""
 RUNC_OPTIONS_TYPE_URL = "containerd.runc.v1.Options"
 MARKER_TOPIC = "/fogwire/subscribed"
 MARKER_TYPE_URL = "fogwire.containerd/marker"
@@ -165,6 +168,8 @@ class ContainerdEngine(Engine):
         self.cgroup_parent = str(opts.get("cgroup_parent", "/fogwire"))
         group = opts.get("shim_group", True)
         self.shim_group = f"fogwire-{self.namespace}-{context.agent_id}" if group is True else str(group or "")
+        self.shim_groups = max(1, int(opts.get("shim_groups", DEFAULT_SHIM_GROUPS))) if group is True else 1
+        self._next_shim = itertools.count()
         self.start_timeout_s = float(opts.get("start_timeout_s", 30))
         self.daemon: EmbeddedContainerd | None = None
         self.client: Client | None = None
@@ -198,9 +203,9 @@ class ContainerdEngine(Engine):
         """Host ports of this engine's workloads with a network set up (see :meth:`_reserve_ports`)."""
         self._ports_lock = threading.Lock()
         self._attached: set[str] = set()
-        self._fresh: dict[str, list[Any]] = {}
-        """Snapshot mounts of containers this engine created and has not started yet."""
         """Workloads whose current task's FIFOs this engine drains."""
+        self._fresh: dict[str, tuple[Any, list[Any]]] = {}
+        """Containers this engine created and has not started yet, with their snapshot mounts."""
 
     # ------------------------------------------------------------------ plumbing
 
@@ -507,17 +512,11 @@ class ContainerdEngine(Engine):
 
     def _create(self, spec: WorkloadSpec, image_name: str) -> Any:
         c = self._c
-        try:
-            existing = c.containers.Get(containers_pb2.GetContainerRequest(id=spec.name), metadata=c.md(), timeout=30)
-        except grpc.RpcError as error:
-            if not is_not_found(error):
-                raise
-        else:
-            owner = existing.container.labels.get(MANAGED_LABEL)
-            whose = "this agent" if owner == self.context.agent_id else "another owner"
-            raise EngineError(
-                f"a container named {spec.name!r} already exists (managed by {whose}); remove it or choose another name"
-            )
+        files_existed = (self._files_dir / spec.name).exists()
+        if files_existed:  # an earlier create of this name: don't rewrite the files of a container that may run
+            with contextlib.suppress(grpc.RpcError):
+                got = c.containers.Get(containers_pb2.GetContainerRequest(id=spec.name), metadata=c.md(), timeout=30)
+                raise self._name_taken(spec.name, got.container)
         image = self._img.get(image_name)
         if image is None:
             raise ImageNotFoundError(
@@ -533,7 +532,7 @@ class ContainerdEngine(Engine):
             mounts=self._resolve_mounts(spec),
             host_files=self._host_files(spec),
             cgroup_parent=self.cgroup_parent,
-            shim_group=self.shim_group,
+            shim_group=self._shim_group_for_new_workload(),
         )
         labels = {
             **spec.labels,
@@ -565,7 +564,11 @@ class ContainerdEngine(Engine):
             ).container
         except grpc.RpcError as error:
             if error.code() is grpc.StatusCode.ALREADY_EXISTS:
-                raise EngineError(f"a container named {spec.name!r} already exists") from error
+                if not files_existed:
+                    import shutil  # only here: it pulls in bz2/lzma
+
+                    shutil.rmtree(self._files_dir / spec.name, ignore_errors=True)
+                raise self._name_taken(spec.name) from error
             raise
         prepare = snapshots_pb2.PrepareSnapshotRequest(snapshotter=self.snapshotter, key=spec.name, parent=chain)
         try:
@@ -581,8 +584,33 @@ class ContainerdEngine(Engine):
                 c.containers.Delete(containers_pb2.DeleteContainerRequest(id=spec.name), metadata=c.md(), timeout=30)
             raise
         # the first start needs neither a task lookup nor a Mounts call
-        self._fresh[spec.name] = list(prepared.mounts)
+        self._fresh[spec.name] = (created, list(prepared.mounts))
         return created
+
+    def _name_taken(self, name: str, existing: Any | None = None) -> EngineError:
+        """The error for creating ``name`` when a container of that name exists, saying whose it is."""
+        if existing is None:
+            try:
+                existing = self._c.containers.Get(
+                    containers_pb2.GetContainerRequest(id=name), metadata=self._c.md(), timeout=30
+                ).container
+            except grpc.RpcError:
+                return EngineError(f"a container named {name!r} already exists; remove it or choose another name")
+        whose = "this agent" if existing.labels.get(MANAGED_LABEL) == self.context.agent_id else "another owner"
+        return EngineError(
+            f"a container named {name!r} already exists (managed by {whose}); remove it or choose another name"
+        )
+
+    def _shim_group_for_new_workload(self) -> str:
+        """The shim group of a workload being created: round robin over ``shim_groups`` shims.
+
+        One runc shim creates its tasks one at a time (it holds its lock across
+        ``runc create``), so a single shim for every workload serialises
+        concurrent starts; a few shims keep most of the saving in processes.
+        """
+        if not self.shim_group or self.shim_groups == 1:
+            return self.shim_group
+        return f"{self.shim_group}-{next(self._next_shim) % self.shim_groups}"
 
     def _remove_snapshot(self, key: str) -> None:
         with contextlib.suppress(grpc.RpcError):
@@ -597,7 +625,8 @@ class ContainerdEngine(Engine):
     async def start_workload(self, name: str) -> None:
         """Start the workload's task (a no-op if it runs); clears a user stop."""
         async with self._lock(name):
-            container = await self._run(self._get_container, name)
+            fresh = self._fresh.get(name)
+            container = fresh[0] if fresh is not None else await self._run(self._get_container, name)
             if container is None:
                 raise WorkloadNotFoundError(f"no managed workload named {name!r}")
             self._cancel_restart(name)
@@ -646,7 +675,8 @@ class ContainerdEngine(Engine):
     def _launch_sync(self, container: Any) -> tuple[int, datetime] | None:
         c = self._c
         name = container.id
-        fresh_mounts = self._fresh.pop(name, None)
+        fresh = self._fresh.pop(name, None)
+        fresh_mounts = fresh[1] if fresh is not None else None
         task = None if fresh_mounts is not None else self._get_task(name)
         if task is not None:
             if task.status in (2, 4, 5):  # running, paused, pausing
