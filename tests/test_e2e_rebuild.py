@@ -74,7 +74,7 @@ class Env:
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
 
-    def agent(self) -> Agent:
+    def agent(self, **kwargs: Any) -> Agent:
         profile = Profile(
             container_engine=self.kind,
             container_engine_url=self.url,
@@ -89,6 +89,7 @@ class Env:
             rollback_grace_s=1.0,
             backoff_cap_s=1.0,
             control_socket=False,
+            **kwargs,
         )
 
     def engine(self) -> Engine:
@@ -286,3 +287,24 @@ async def test_a_request_cut_short_is_carried_out_after_a_restart(env: Env) -> N
         again = await agent.reconcile_now(changed=True)
         assert (again.plan.actions, again.engine_writes) == ((), 0)
     assert identity((await env.actual())[web]) == identity(after)
+
+
+async def test_a_request_retries_a_failed_microservice(env: Env) -> None:
+    # The image was missing, so the microservice failed and waits for a change. The user
+    # pushes it and presses "rebuild": not a spec change, yet it is tried again, once.
+    late = env.name("late")
+    ref = env.ref("late")
+    async with running(env.agent(max_failures=2)) as agent:
+        await agent.apply(env.documents([microservice(late, ref, False)]))
+        deadline = asyncio.get_running_loop().time() + 20
+        while agent.reconciler is not None and agent.reconciler.records[late].status != "failed":
+            assert asyncio.get_running_loop().time() < deadline, "never marked failed"
+            await asyncio.sleep(0.2)
+        env.point(ref, "1")
+        waiting = await agent.reconcile_now(changed=True)
+        assert late in waiting.plan.deferred
+        result = await agent.apply(env.documents([microservice(late, ref, True)]))
+        assert [(a["action"], a["name"], a["ok"]) for a in result["actions"]] == [("create", late, True)]
+        assert (await env.actual())[late].state is WorkloadState.RUNNING
+        again = await agent.reconcile_now(changed=True)
+        assert (again.plan.actions, again.engine_writes) == ((), 0)
