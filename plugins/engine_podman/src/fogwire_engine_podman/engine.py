@@ -34,7 +34,7 @@ import re
 import select
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -72,13 +72,14 @@ from fogwire.errors import (
     WorkloadNotFoundError,
 )
 from fogwire.streams import (
-    close_response,
+    Opener,
     iter_log_frames,
     parse_time,
     stream_in_thread,
     time_from_nanos,
 )
 from fogwire_engine_podman.service import PodmanService, default_sockets, socket_answers
+from fogwire_engine_podman.streaming import DedicatedStream
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +223,7 @@ class PodmanEngine(Engine):
         self.service: PodmanService | None = None
         self._locks: dict[str, asyncio.Lock] = {}
         self._subscribers: set[asyncio.Queue[EngineEvent | BaseException]] = set()
+        self._streams: set[DedicatedStream] = set()
         self._oom: dict[str, float] = {}
         self._health: dict[str, tuple[float, float, Health]] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -249,6 +251,42 @@ class PodmanEngine(Engine):
             return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
         except requests.exceptions.ConnectionError as error:
             raise EngineError(f"cannot reach the podman service at {self.url}: {error}; is it running?") from error
+
+    def _stream(
+        self,
+        path: str,
+        params: Mapping[str, Any],
+        what: str,
+        read: Callable[[Any], Iterable[T]],
+        missing: Callable[[], EngineError] | None = None,
+        headers_within: bool = True,
+    ) -> Opener[T]:
+        """An opener for :func:`~fogwire.streams.stream_in_thread`: ``path`` streamed on a client of its own.
+
+        Never the shared client: see :mod:`fogwire_engine_podman.streaming` for the
+        race that turned into ``ResponseNotReady`` on other calls. ``headers_within``:
+        see :meth:`DedicatedStream.open`.
+        """
+        url = self.url
+        if url is None or self._client is None:
+            raise EngineError("the podman engine is not started: call start() first")
+        timeout_s = float(self.options.timeout_s)
+
+        def opener() -> tuple[Iterator[T], Callable[[], None]]:
+            stream = DedicatedStream(url, timeout_s, self._streams.discard)
+            self._streams.add(stream)
+            response = stream.open(path, params, headers_within)
+            try:
+                if response.status_code == 404 and missing is not None:
+                    raise missing()
+                if response.status_code >= 400:
+                    raise EngineError(f"cannot read {what} from podman at {url}: {_body_message(response)}")
+            except BaseException:
+                stream.release()
+                raise
+            return stream.items(read(response), what), stream.close
+
+        return opener
 
     def _lock(self, name: str) -> asyncio.Lock:
         return self._locks.setdefault(name, asyncio.Lock())
@@ -300,6 +338,8 @@ class PodmanEngine(Engine):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        for stream in list(self._streams):  # streams callers left open; their readers end
+            stream.close()
         if self._client is not None:
             client, self._client = self._client, None
             await asyncio.get_running_loop().run_in_executor(self._executor, client.close)
@@ -679,19 +719,10 @@ class PodmanEngine(Engine):
 
     async def _watch(self) -> None:
         """Keep :attr:`_cache` current from podman's events; drop it while they can't be read."""
-        api = self.api
         while True:
             since = datetime.fromtimestamp(time.time() - 0.05, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
             params = {"stream": True, "since": since, "filters": json.dumps({"type": ["container"]})}
-
-            def opener(params: dict[str, Any] = params) -> tuple[Iterator[bytes], Callable[[], None]]:
-                response = api.get("/events", params=params, stream=True)
-                if response.status_code >= 400:
-                    message = _body_message(response)
-                    response.close()
-                    raise EngineError(f"cannot read podman's events: {message}")
-                return response.iter_lines(), functools.partial(close_response, response)
-
+            opener = self._stream("/events", params, "the event stream", _lines)
             try:
                 self._cache = {info.id: info for info in await self._call(self._list)}
                 async for line in stream_in_thread(opener, "fogwire-podman-watch"):
@@ -805,40 +836,27 @@ class PodmanEngine(Engine):
         found = await self._call(self._require, name)
         if tail == 0 and not follow:
             return
-        api = self.api
         params: dict[str, Any] = {"stdout": True, "stderr": True, "follow": follow}
         if tail is not None:
             params["tail"] = str(max(0, tail))
-
-        def opener() -> tuple[Iterator[tuple[str, str]], Callable[[], None]]:
-            response = api.get(f"/containers/{found['Id']}/logs", params=params, stream=True)
-            if response.status_code == 404:
-                response.close()
-                raise WorkloadNotFoundError(f"workload {name!r} disappeared")
-            if response.status_code >= 400:
-                message = _body_message(response)
-                response.close()
-                raise EngineError(f"cannot read the logs of workload {name!r}: {message}")
-            return iter_log_frames(response.raw), functools.partial(close_response, response)
-
+        opener = self._stream(
+            f"/containers/{found['Id']}/logs",
+            params,
+            f"the logs of workload {name!r}",
+            lambda response: iter_log_frames(response.raw),
+            lambda: WorkloadNotFoundError(f"workload {name!r} disappeared"),
+            headers_within=not follow,  # podman sends them with the first line
+        )
         async for stream, text in stream_in_thread(opener, f"fogwire-podman-logs-{name}"):
             yield LogLine(stream, text)  # type: ignore[arg-type]
 
     async def events(self) -> AsyncIterator[EngineEvent]:
         """start/die/oom/health events of this agent's workloads, from the first ``__anext__`` on."""
+        since = datetime.fromtimestamp(time.time() - 0.05, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        params = {"stream": True, "since": since, "filters": json.dumps({"type": ["container"]})}
+        opener = self._stream("/events", params, "the event stream", _lines)
         queue: asyncio.Queue[EngineEvent | BaseException] = asyncio.Queue()
         self._subscribers.add(queue)
-        since = datetime.fromtimestamp(time.time() - 0.05, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        api = self.api
-        params = {"stream": True, "since": since, "filters": json.dumps({"type": ["container"]})}
-
-        def opener() -> tuple[Iterator[bytes], Callable[[], None]]:
-            response = api.get("/events", params=params, stream=True)
-            if response.status_code >= 400:
-                message = _body_message(response)
-                response.close()
-                raise EngineError(f"cannot read podman's events: {message}")
-            return response.iter_lines(), functools.partial(close_response, response)
 
         async def pump() -> None:
             try:
@@ -881,6 +899,12 @@ class PodmanEngine(Engine):
         if action == "health_status" and not self._drive_health:
             return EngineEvent(EventKind.HEALTH, name, when, health=_health(attributes.get("health_status")))
         return None
+
+
+def _lines(response: Any) -> Iterator[bytes]:
+    """The lines of a JSON-lines stream (podman's events)."""
+    lines: Iterator[bytes] = response.iter_lines()
+    return lines
 
 
 def _body_message(response: Any) -> str:
