@@ -453,14 +453,21 @@ class PodmanEngine(Engine):
             image_id = _image_id(image.get("Id"))
             if image_id in used or image_id in kept:
                 continue
-            response = self.api.delete(f"/images/{image['Id']}", params={"force": False})
-            if response.status_code >= 400:
-                log.warning("prune: could not remove image %s: %s", image_id, _body_message(response))
-                continue
             tags = [t for t in image.get("Names") or image.get("RepoTags") or [] if "<none>" not in t]
-            removed.extend(tags or [str(image_id)])
-            reclaimed += int(image.get("Size") or 0)
+            # by name, one tag at a time: podman refuses to delete an image with several tags by id
+            # unless forced, and forcing also removes containers (created since the list above)
+            gone = [ref for ref in tags or [image["Id"]] if self._remove_image(ref, image_id)]
+            removed.extend(gone if tags else [str(image_id)] * len(gone))
+            if len(gone) == len(tags or [image["Id"]]):
+                reclaimed += int(image.get("Size") or 0)
         return PruneResult(tuple(removed), reclaimed)
+
+    def _remove_image(self, ref: str, image_id: str | None) -> bool:
+        response = self.api.delete(f"/images/{ref}", params={"force": False})
+        if response.status_code >= 400 and response.status_code != 404:
+            log.warning("prune: could not remove image %s (%s): %s", ref, image_id, _body_message(response))
+            return False
+        return True
 
     async def prune_images(self, keep: Collection[str] = ()) -> PruneResult:
         """Remove every image no container (managed or not) uses, except ``keep``."""
