@@ -2,10 +2,23 @@
 
 Everything that discovers installed plugins goes through :func:`find`; tests
 replace it to fake entry points without installing distributions.
+
+:func:`find` reads ``entry_points.txt`` and the ``Name``/``Version`` headers of
+the ``*.dist-info`` / ``*.egg-info`` directories on ``sys.path`` itself, the way
+``importlib.metadata``'s path finder does (same order, the first distribution of a
+name wins). It does so because ``importlib_metadata`` imports ``email``,
+``zipfile`` and ``zipp`` (about 2.5 MiB of the idle daemon's RSS) only to read
+two header lines. Whenever that short path could differ from ``importlib.metadata``
+(a zip archive on ``sys.path``, an import hook that provides distributions),
+:func:`find` asks ``importlib_metadata`` instead.
 """
 
 from __future__ import annotations
 
+import importlib
+import os
+import re
+import sys
 from collections.abc import Callable
 
 import attrs
@@ -25,6 +38,13 @@ class EntryPointRecord:
 
 def find(group: str) -> list[EntryPointRecord]:
     """Every entry point in ``group`` across installed distributions, sorted by name."""
+    records = _scan(group)
+    if records is None:
+        records = _find_with_importlib_metadata(group)
+    return sorted(records, key=lambda r: (r.name, r.distribution))
+
+
+def _find_with_importlib_metadata(group: str) -> list[EntryPointRecord]:
     import importlib_metadata
 
     records = []
@@ -40,4 +60,113 @@ def find(group: str) -> list[EntryPointRecord]:
                 load=entry_point.load,
             )
         )
-    return sorted(records, key=lambda r: (r.name, r.distribution))
+    return records
+
+
+_VALUE = re.compile(r"(?P<module>[\w.]+)\s*(:\s*(?P<attr>[\w.]+)\s*)?((?P<extras>\[.*\])\s*)?$")
+"""An entry point's value, as ``importlib.metadata.EntryPoint.pattern`` reads it."""
+
+
+def _scan(group: str) -> list[EntryPointRecord] | None:
+    """The entry points of ``group`` from the metadata directories on ``sys.path``.
+
+    ``None`` when something on ``sys.path`` or ``sys.meta_path`` needs ``importlib.metadata``.
+    """
+    from importlib.machinery import PathFinder
+
+    for finder in sys.meta_path:
+        if getattr(finder, "find_distributions", None) is None or finder is PathFinder:
+            continue
+        if getattr(finder, "__module__", None) == "importlib_metadata":
+            continue  # importlib_metadata's own path finder (added when it is imported) reads what we read
+        return None
+    seen: set[str] = set()
+    records: list[EntryPointRecord] = []
+    for entry in sys.path:
+        root = entry or "."
+        if not os.path.isdir(root):
+            if os.path.exists(root):
+                return None  # a zip archive: importlib_metadata reads those
+            continue
+        if root.lower().endswith(".egg"):
+            return None  # an unpacked egg: its metadata is in EGG-INFO, leave it to importlib_metadata
+        try:
+            children = os.listdir(root)
+        except OSError:
+            continue
+        infos: list[tuple[str, str]] = []
+        for child in children:
+            low = child.lower()
+            if low.endswith((".dist-info", ".egg-info")):
+                infos.append((_normalize(low.rpartition(".")[0].partition("-")[0]), os.path.join(root, child)))
+        for normalized, path in infos:
+            if normalized in seen:
+                continue
+            seen.add(normalized)
+            text = _read(os.path.join(path, "entry_points.txt"))
+            if text is None:
+                continue
+            pairs = _section(text, group)
+            if not pairs:
+                continue
+            if path.lower().endswith(".egg-info"):
+                headers = _read(os.path.join(path, "PKG-INFO")) or ""
+            else:
+                headers = _read(os.path.join(path, "METADATA")) or ""
+            name, version = _name_version(headers)
+            for ep_name, value in pairs:
+                records.append(EntryPointRecord(group, ep_name, value, name, version, _loader(value)))
+    return records
+
+
+def _normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as file:
+            return file.read()
+    except OSError:
+        return None
+
+
+def _section(text: str, group: str) -> list[tuple[str, str]]:
+    """The ``name = value`` pairs of section ``[group]`` of an ``entry_points.txt``."""
+    pairs: list[tuple[str, str]] = []
+    current = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = line[1:-1].strip()
+        elif current == group:
+            name, _, value = line.partition("=")
+            pairs.append((name.strip(), value.strip()))
+    return pairs
+
+
+def _name_version(headers: str) -> tuple[str, str]:
+    """``Name`` and ``Version`` from the header block of a ``METADATA``/``PKG-INFO`` file."""
+    found: dict[str, str] = {}
+    for line in headers.splitlines():
+        if not line.strip():
+            break
+        key, sep, value = line.partition(":")
+        if sep and key.lower() in ("name", "version") and key.lower() not in found:
+            found[key.lower()] = value.strip()
+    return found.get("name", "?"), found.get("version", "?")
+
+
+def _loader(value: str) -> Callable[[], object]:
+    def load() -> object:
+        match = _VALUE.match(value)
+        if match is None:
+            raise ValueError(f"entry point value {value!r} is not 'module:attribute'")
+        target: object = importlib.import_module(match.group("module"))
+        for attribute in filter(None, (match.group("attr") or "").split(".")):
+            target = getattr(target, attribute)
+        return target
+
+    return load
