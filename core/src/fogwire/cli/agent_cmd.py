@@ -78,6 +78,13 @@ def _client(paths: Paths) -> Any:
     return client if client.available() else None
 
 
+TRIM_AFTER_START_S = 5.0
+"""How long after start-up the daemon first hands freed C-heap pages back (start-up's imports are done by then)."""
+
+TRIM_EVERY_S = 600.0
+"""How often the daemon hands freed C-heap pages back afterwards (after a burst of work)."""
+
+
 def _daemon(args: argparse.Namespace, paths: Paths) -> int:
     agent = _agent(paths, rollback_grace_s=args.rollback_grace, control_socket=not args.no_control_socket)
 
@@ -85,10 +92,41 @@ def _daemon(args: argparse.Namespace, paths: Paths) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, agent.stop)
-        await agent.run()
+        trimmer = asyncio.create_task(_trim_memory(agent), name="fogwire-trim")
+        try:
+            await agent.run()
+        finally:
+            trimmer.cancel()
 
     asyncio.run(main())
     return 0
+
+
+async def _trim_memory(agent: Agent) -> None:
+    """Return the C heap's free pages to the kernel after start-up, then now and then.
+
+    Start-up (imports, compiling attrs/cattrs code, the first pass) frees a few MiB
+    in the middle of glibc's heap that ``free`` never gives back; ``malloc_trim``
+    does. Process-wide, so only ``fogwire daemon`` does it, never :class:`Agent`.
+    """
+    trim = _malloc_trim()
+    if trim is None:
+        return
+    await agent.started.wait()
+    await asyncio.sleep(TRIM_AFTER_START_S)
+    while True:
+        trim(0)
+        await asyncio.sleep(TRIM_EVERY_S)
+
+
+def _malloc_trim() -> Any:
+    """glibc's ``malloc_trim``, or ``None`` (musl, macOS, no ctypes)."""
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None).malloc_trim
+    except (ImportError, OSError, AttributeError):
+        return None
 
 
 def _read_documents(name: str) -> tuple[list[Any], str]:
