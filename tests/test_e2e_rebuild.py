@@ -56,6 +56,7 @@ class Env:
         self.desired_file = tmp / "desired.yaml"
         self.host = PluginHost()
         self.repository = f"{test_images.registry}/rebuild-{self.id}"
+        self.references: set[str] = set()
 
     def name(self, short: str) -> str:
         return f"fwrb{self.id}-{short}"
@@ -65,6 +66,7 @@ class Env:
 
     def point(self, reference: str, tag: str) -> None:
         """Make ``reference`` name the harness image ``fogwire/busybox:<tag>`` in the registry."""
+        self.references.add(reference)
         creds = f"{self.images.username}:{self.images.password}"
         done = subprocess.run(
             ["skopeo", "copy", "--quiet", "--src-tls-verify=false", "--dest-tls-verify=false",
@@ -73,6 +75,25 @@ class Env:
             capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
+
+    def forget_images(self) -> None:
+        """Untag this test's references in the engine's store (the engines are shared by every test)."""
+        if self.kind == "docker":
+            cli = ["docker", "-H", self.url, "rmi"]
+        elif self.kind == "podman":
+            cli = ["podman", *services.start_podman().cli_args, "rmi"]
+        else:
+            cli = ["ctr", "-a", services.start_containerd().address, "-n", "fogwire", "images", "rm"]
+        names = sorted(self.references)
+        if self.kind == "docker":  # a re-pointed tag leaves the old image under its repository digest
+            listed = subprocess.run(
+                [*cli[:-1], "images", "--digests", "--format", "{{.Repository}}@{{.Digest}}",
+                 "--filter", f"reference={self.repository}/*"],
+                capture_output=True, text=True, timeout=60, check=False,
+            )  # fmt: skip
+            names += [line for line in listed.stdout.split() if "@sha256:" in line]
+        if names:
+            subprocess.run([*cli, *names], capture_output=True, timeout=120, check=False)
 
     def agent(self, **kwargs: Any) -> Agent:
         profile = Profile(
@@ -143,6 +164,7 @@ async def env(request: pytest.FixtureRequest, tmp_path: Path, harness_images: im
     async with e.engine_session() as engine:
         for w in await engine.list_managed():
             await engine.remove(w.name)
+    e.forget_images()
 
 
 @contextlib.asynccontextmanager
