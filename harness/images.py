@@ -147,7 +147,7 @@ def _tarinfo(name: str, kind: bytes, mode: int, size: int = 0, link: str = "") -
     return ti
 
 
-def _layer_tar(marker: str) -> bytes:
+def _layer_tar(marker: str, with_staff: bool = False) -> bytes:
     """The uncompressed layer: deterministic entry order, owners and mtimes."""
     busybox = BUSYBOX.read_bytes()
     html = "<html><body><h1>fogwire busybox</h1>"
@@ -168,7 +168,7 @@ def _layer_tar(marker: str) -> bytes:
         files.append((_tarinfo(f"bin/{applet}", tarfile.SYMTYPE, 0o777, link="busybox"), None))
     add_dir("etc")
     add_file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n")
-    add_file("etc/group", b"root:x:0:\nnogroup:x:65534:\n")
+    add_file("etc/group", b"root:x:0:\nnogroup:x:65534:\n" + (b"staff:x:50:nobody\n" if with_staff else b""))
     add_file("etc/fogwire-image", f"fogwire busybox test image{(' ' + marker) if marker else ''}\n".encode())
     for d in ("dev", "proc", "sys", "var", "run"):
         add_dir(d)
@@ -214,18 +214,22 @@ def _read_blob(layout: Path, digest: str) -> bytes:
     return (layout / "blobs" / "sha256" / digest.removeprefix("sha256:")).read_bytes()
 
 
-def build_busybox_layout(dest_dir: str | os.PathLike[str], tag: str = "1", marker: str = "") -> LayoutImage:
+def build_busybox_layout(
+    dest_dir: str | os.PathLike[str], tag: str = "1", marker: str = "", user: str = ""
+) -> LayoutImage:
     """Write (or add to) an OCI image layout at ``dest_dir`` holding ``tag``.
 
     The image is busybox from the host with ``Cmd ["/bin/sh"]``; its
     ``/www/index.html`` carries ``marker``, so a different marker gives a
     different digest while the same marker always gives the same one. Calling
     this again with another tag adds that tag to the same ``index.json``;
-    the same tag is replaced.
+    the same tag is replaced. ``user`` becomes the config's ``User``; the image's
+    ``/etc/passwd`` has ``root`` and ``nobody`` (65534), ``/etc/group`` ``root``
+    and ``nogroup`` (65534), and with a ``user`` also ``staff`` (50, member ``nobody``).
     """
     layout = Path(dest_dir)
     layout.mkdir(parents=True, exist_ok=True)
-    tar = _layer_tar(marker)
+    tar = _layer_tar(marker, with_staff=bool(user))
     diff_id = _digest(tar)
     layer = _gzip(tar)
     layer_digest = _write_blob(layout, layer)
@@ -239,6 +243,7 @@ def build_busybox_layout(dest_dir: str | os.PathLike[str], tag: str = "1", marke
             "Cmd": ["/bin/sh"],
             "WorkingDir": "/",
             "Labels": {"org.opencontainers.image.title": "fogwire busybox test image"},
+            **({"User": user} if user else {}),
         },
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
         "history": [{"created": CREATED, "created_by": "harness.images.build_busybox_layout"}],

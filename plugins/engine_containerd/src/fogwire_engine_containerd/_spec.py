@@ -121,7 +121,11 @@ def process_env(spec: WorkloadSpec, image_config: dict[str, Any]) -> list[str]:
 
 
 def user_ids(spec: WorkloadSpec, image_config: dict[str, Any]) -> tuple[int, int]:
-    """The numeric ``uid:gid`` of the image's ``User`` (names are not resolved: root)."""
+    """The numeric ``uid:gid`` of the image's ``User``; ``0:0`` while a name in it awaits resolution.
+
+    Names are resolved from the image's own files once its snapshot exists
+    (:mod:`._users`), and the container's spec is updated then.
+    """
     user = str((image_config.get("config") or {}).get("User") or "")
     uid_s, _, gid_s = user.partition(":")
     try:

@@ -32,7 +32,7 @@ from typing import Any, ClassVar, TypeVar
 
 import attrs
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, field_mask_pb2
 
 from fogwire.engine import (
     MANAGED_LABEL,
@@ -72,6 +72,7 @@ from fogwire_engine_containerd._daemon import EmbeddedContainerd
 from fogwire_engine_containerd._images import ImageStore
 from fogwire_engine_containerd._logs import LogPump
 from fogwire_engine_containerd._spec import PROCESS_TYPE_URL, SPEC_TYPE_URL, build_spec, exec_process
+from fogwire_engine_containerd._users import layer_dirs, needs_lookup, resolve_user
 
 log = logging.getLogger("fogwire.engine.containerd")
 
@@ -583,9 +584,42 @@ class ContainerdEngine(Engine):
             with contextlib.suppress(grpc.RpcError):
                 c.containers.Delete(containers_pb2.DeleteContainerRequest(id=spec.name), metadata=c.md(), timeout=30)
             raise
+        user = str((config.get("config") or {}).get("User") or "")
+        if needs_lookup(user):
+            try:
+                created = self._set_named_user(created, runtime_spec, user, prepared.mounts)
+            except (EngineError, grpc.RpcError) as error:
+                with contextlib.suppress(grpc.RpcError):
+                    c.containers.Delete(
+                        containers_pb2.DeleteContainerRequest(id=spec.name), metadata=c.md(), timeout=30
+                    )
+                self._remove_snapshot(spec.name)
+                import shutil  # only here: it pulls in bz2/lzma
+
+                shutil.rmtree(self._files_dir / spec.name, ignore_errors=True)
+                if isinstance(error, EngineError):
+                    raise EngineError(f"workload {spec.name!r} (image {spec.image!r}): {error}") from error
+                raise
         # the first start needs neither a task lookup nor a Mounts call
         self._fresh[spec.name] = (created, list(prepared.mounts))
         return created
+
+    def _set_named_user(self, container: Any, runtime_spec: dict[str, Any], user: str, mounts: Any) -> Any:
+        """Resolve the image's named ``user`` in its snapshot and store the numeric ids in the spec."""
+        resolved = resolve_user(user, layer_dirs(mounts))
+        process_user: dict[str, Any] = {"uid": resolved.uid, "gid": resolved.gid}
+        if resolved.additional_gids:
+            process_user["additionalGids"] = list(resolved.additional_gids)
+        runtime_spec["process"]["user"] = process_user
+        container.spec.value = json.dumps(runtime_spec).encode()
+        c = self._c
+        return c.containers.Update(
+            containers_pb2.UpdateContainerRequest(
+                container=container, update_mask=field_mask_pb2.FieldMask(paths=["spec"])
+            ),
+            metadata=c.md(),
+            timeout=30,
+        ).container
 
     def _name_taken(self, name: str, existing: Any | None = None) -> EngineError:
         """The error for creating ``name`` when a container of that name exists, saying whose it is."""
