@@ -127,6 +127,12 @@ class WorkloadSpec:
     ``entrypoint`` replaces the image's entrypoint when given; ``command`` replaces
     its command (the arguments). ``memory_limit_mib`` is in MiB, as the controller
     sends it; ``cpu_limit`` is in cores (0.5 = half a core).
+
+    ``user`` replaces the image's ``User`` exactly as ``docker run --user`` does:
+    ``name``, ``uid``, ``name:group`` or ``uid:gid``; names are looked up in the
+    image's ``/etc/passwd`` and ``/etc/group``. ``None`` keeps the image's user.
+    ``cpuset_cpus`` pins the workload to CPUs, in the kernel's list form
+    (``"0"``, ``"0-2"``, ``"0,3"``); ``None`` leaves every CPU allowed.
     """
 
     name: str
@@ -146,6 +152,8 @@ class WorkloadSpec:
     cap_add: tuple[str, ...] = ()
     cap_drop: tuple[str, ...] = ()
     health_check: HealthCheck | None = None
+    user: str | None = None
+    cpuset_cpus: str | None = None
 
 
 @attrs.frozen
