@@ -2,7 +2,9 @@
 
 :func:`resolve` picks the image (by catalog item or by the device's architecture),
 the registry and its credentials, and maps every container field of the ioFog
-document onto a :class:`~fogwire.engine.WorkloadSpec`. :func:`config_hash` and
+document onto a :class:`~fogwire.engine.WorkloadSpec`. A container field fogwire
+can't honour (:data:`UNSUPPORTED_CONTAINER_FIELDS`) is never dropped silently: a
+microservice that sets one is rejected with the field's path. :func:`config_hash` and
 :func:`spec_hash` give the identity the reconciler compares: a running workload
 whose labels carry the same hashes is left alone.
 """
@@ -13,11 +15,13 @@ import enum
 import hashlib
 import json
 import platform
+import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
 import attrs
 
+from fogwire.convert import to_camel
 from fogwire.engine import (
     SPEC_HASH_LABEL,
     HealthCheck,
@@ -28,7 +32,7 @@ from fogwire.engine import (
     VolumeMount,
     WorkloadSpec,
 )
-from fogwire.errors import FogwireError
+from fogwire.errors import FogwireError, Problem
 from fogwire.model.desired import LOCAL_REGISTRY_ID, REMOTE_REGISTRY_ID, DesiredMicroservice, DesiredState, registry_id
 from fogwire.model.iofog import AccessMode, VolumeType
 
@@ -50,8 +54,58 @@ ARCH_FIELDS: dict[str, Literal["x86", "arm"]] = {
 """Device architecture → the image field of a microservice or catalog item it runs."""
 
 
+UNSUPPORTED_CONTAINER_FIELDS: dict[str, str] = {
+    "pid_mode": "the workload always gets a PID namespace of its own",
+    "ipc_mode": "the workload always gets an IPC namespace of its own",
+    "runtime": "the engine's default OCI runtime always runs the workload",
+    "platform": "the image is chosen by the device's architecture (images.x86 / images.arm)",
+    "cdi_devices": "CDI device injection is not implemented",
+    "annotations": "container annotations are not passed to the engine",
+}
+"""Container fields of the ioFog document fogwire does not support, and what it does instead.
+
+A microservice that sets one of them to a non-empty value is rejected (its
+workload is not created or changed) rather than run without it.
+"""
+
+_CPUSET_RE = re.compile(r"\d+(-\d+)?(,\d+(-\d+)?)*")
+
+
 class ResolveError(FogwireError):
     """A desired microservice can't be turned into a workload on this device."""
+
+
+def unsupported_fields(ms: DesiredMicroservice) -> list[Problem]:
+    """One :class:`~fogwire.errors.Problem` per container field of ``ms`` that fogwire can't honour.
+
+    Empty and null values are fine; the problem's path is the field's path in its
+    document (``spec.microservices[1].container.pidMode``).
+    """
+    container = ms.spec.container
+    problems = []
+    for field, instead in UNSUPPORTED_CONTAINER_FIELDS.items():
+        if getattr(container, field):
+            key = to_camel(field)
+            problems.append(
+                Problem(
+                    ms.origin,
+                    ms.index,
+                    f"{ms.path}.container.{key}",
+                    f"fogwire doesn't support {key} ({instead}); remove it or leave it empty "
+                    f"(microservice {ms.name!r} is not run)",
+                )
+            )
+    cpuset = container.cpu_set_cpus
+    if cpuset and not _CPUSET_RE.fullmatch(cpuset):
+        problems.append(
+            Problem(
+                ms.origin,
+                ms.index,
+                f"{ms.path}.container.cpuSetCpus",
+                f"expected a CPU list such as '0', '0-2' or '0,3', got {cpuset!r} (microservice {ms.name!r} is not run)",
+            )
+        )
+    return problems
 
 
 def device_arch(configured: str = "auto") -> str:
@@ -104,13 +158,22 @@ def _canonical(value: Any) -> Any:
     return value
 
 
+_LATER_FIELDS = ("user", "cpuset_cpus")
+# WorkloadSpec fields hashed only when set: hashes from before they existed stay valid.
+
+
 def config_hash(spec: WorkloadSpec, auth: RegistryAuth | None = None) -> str:
     """A hash over everything in ``spec`` that matters (labels aside) and the registry it pulls from.
 
     A microservice's ``rebuild`` flag is not part of the workload spec, so it is not
     in this hash: toggling it is never a spec change (see :func:`rebuild_request`).
+    Spec fields added after workloads were already labelled (:data:`_LATER_FIELDS`)
+    count only when set, so an agent upgrade leaves those workloads alone.
     """
     data = _canonical(spec)
+    for name in _LATER_FIELDS:
+        if data.get(name) is None:
+            data.pop(name, None)
     data["labels"] = {k: v for k, v in data["labels"].items() if not k.startswith("io.fogwire.")}
     data["registry"] = [auth.server, auth.username, auth.insecure] if auth else None
     text = json.dumps(data, sort_keys=True, separators=(",", ":"))
@@ -187,8 +250,13 @@ def _registry(
 def resolve(ms: DesiredMicroservice, desired: DesiredState, arch: str) -> ResolvedMicroservice:
     """Turn one desired microservice into a :class:`ResolvedMicroservice`.
 
-    Raises :class:`ResolveError` when no image fits ``arch`` or its registry is unknown.
+    Raises :class:`ResolveError` when it sets a container field fogwire doesn't
+    support (:func:`unsupported_fields`), when no image fits ``arch`` or when its
+    registry is unknown.
     """
+    unsupported = unsupported_fields(ms)
+    if unsupported:
+        raise ResolveError("; ".join(str(p) for p in unsupported))
     images = ms.spec.images
     field = image_field(arch)
     registry_ref: int | str | None = images.registry
@@ -248,5 +316,7 @@ def resolve(ms: DesiredMicroservice, desired: DesiredState, arch: str) -> Resolv
         cap_add=tuple(c.cap_add),
         cap_drop=tuple(c.cap_drop),
         health_check=health,
+        user=c.run_as_user or None,
+        cpuset_cpus=c.cpu_set_cpus or None,
     )
     return ResolvedMicroservice(ms.name, spec, auth, policy, config_hash(spec, auth))

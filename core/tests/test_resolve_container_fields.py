@@ -1,0 +1,128 @@
+"""Container fields beyond the basics: runAsUser and cpuSetCpus reach the spec; the unsupported ones are rejected."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from fogwire.convert import make_converter
+from fogwire.engine import WorkloadSpec
+from fogwire.model.desired import DesiredState, assemble
+from fogwire.resolve import UNSUPPORTED_CONTAINER_FIELDS, ResolveError, config_hash, diff_fields, resolve
+
+
+def state(*microservices: dict[str, Any]) -> DesiredState:
+    docs: list[dict[str, Any]] = [
+        {"apiVersion": "iofog.org/v3", "kind": "Registry", "spec": {"id": 5, "url": "r.example"}},
+        {
+            "apiVersion": "iofog.org/v3",
+            "kind": "Application",
+            "metadata": {"name": "app"},
+            "spec": {"microservices": list(microservices)},
+        },
+    ]
+    return assemble(make_converter(), docs, "app.yaml")
+
+
+def ms(name: str = "web", **container: Any) -> dict[str, Any]:
+    return {"name": name, "images": {"x86": "x86/img:1", "arm": "arm/img:1"}, "container": container}
+
+
+def spec_of(**container: Any) -> WorkloadSpec:
+    desired = state(ms(**container))
+    return resolve(desired.microservices["web"], desired, "amd64").spec
+
+
+def test_run_as_user_and_cpuset_map_onto_the_spec() -> None:
+    spec = spec_of(runAsUser="1000:1000", cpuSetCpus="0-1")
+    assert (spec.user, spec.cpuset_cpus) == ("1000:1000", "0-1")
+    assert (spec_of(runAsUser="nobody").user, spec_of(runAsUser="1000").user) == ("nobody", "1000")
+
+
+@pytest.mark.parametrize("value", [None, ""])
+def test_unset_or_empty_keeps_the_image_user_and_every_cpu(value: str | None) -> None:
+    spec = spec_of(runAsUser=value, cpuSetCpus=value)
+    assert (spec.user, spec.cpuset_cpus) == (None, None)
+
+
+def test_run_as_user_and_cpuset_change_the_hash() -> None:
+    hashes = {
+        config_hash(WorkloadSpec(name="w", image="i:1")),
+        config_hash(WorkloadSpec(name="w", image="i:1", user="1000")),
+        config_hash(WorkloadSpec(name="w", image="i:1", user="1000:1000")),
+        config_hash(WorkloadSpec(name="w", image="i:1", cpuset_cpus="0")),
+        config_hash(WorkloadSpec(name="w", image="i:1", cpuset_cpus="1")),
+    }
+    assert len(hashes) == 5
+    old = WorkloadSpec(name="w", image="i:1")
+    assert diff_fields(old, WorkloadSpec(name="w", image="i:1", user="1000", cpuset_cpus="0")) == [
+        "user",
+        "cpuset_cpus",
+    ]
+
+
+def test_hashes_of_workloads_labelled_before_the_fields_existed_still_match() -> None:
+    # Values computed by fogwire before WorkloadSpec had user/cpuset_cpus: an agent
+    # upgrade must not replace every running workload.
+    assert config_hash(WorkloadSpec(name="w", image="i:1")) == "sha256:b4210a9a0c758b5b179c0123adae590d"
+    spec = WorkloadSpec(name="w", image="i:1", env={"A": "1"}, cap_add=("NET_ADMIN",), memory_limit_mib=64)
+    assert config_hash(spec) == "sha256:37ed4b5d287c5f279867df099073ae4e"
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("pidMode", "host"),
+        ("ipcMode", "host"),
+        ("runtime", "nvidia"),
+        ("platform", "linux/arm64"),
+        ("cdiDevices", ["nvidia.com/gpu=all"]),
+        ("annotations", {"a": "b"}),
+    ],
+)
+def test_an_unsupported_field_rejects_the_microservice_with_its_path(key: str, value: Any) -> None:
+    desired = state(ms("good"), ms("bad", **{key: value}))
+    with pytest.raises(ResolveError) as caught:
+        resolve(desired.microservices["bad"], desired, "amd64")
+    message = str(caught.value)
+    assert message.startswith(f"app.yaml:DOC#2: spec.microservices[1].container.{key}: fogwire doesn't support {key}")
+    assert "'bad'" in message
+    assert resolve(desired.microservices["good"], desired, "amd64").spec.name == "good"
+
+
+def test_every_unsupported_model_field_is_checked() -> None:
+    assert set(UNSUPPORTED_CONTAINER_FIELDS) == {
+        "pid_mode",
+        "ipc_mode",
+        "runtime",
+        "platform",
+        "cdi_devices",
+        "annotations",
+    }
+
+
+def test_empty_unsupported_fields_are_fine() -> None:
+    spec = spec_of(pidMode="", ipcMode=None, runtime="", platform=None, cdiDevices=[], annotations={})
+    assert spec.name == "web"
+
+
+def test_several_unsupported_fields_are_all_named() -> None:
+    desired = state(ms(pidMode="host", annotations={"a": "b"}))
+    with pytest.raises(ResolveError) as caught:
+        resolve(desired.microservices["web"], desired, "amd64")
+    message = str(caught.value)
+    assert "spec.microservices[0].container.pidMode" in message
+    assert "spec.microservices[0].container.annotations" in message
+
+
+@pytest.mark.parametrize("value", ["0", "0-1", "0,3", "0-2,5,7-8"])
+def test_cpu_lists_are_accepted(value: str) -> None:
+    assert spec_of(cpuSetCpus=value).cpuset_cpus == value
+
+
+@pytest.mark.parametrize("value", ["a", "0-", "0;1", " 0", "-1"])
+def test_a_malformed_cpu_list_is_rejected_with_its_path(value: str) -> None:
+    desired = state(ms(cpuSetCpus=value))
+    with pytest.raises(ResolveError, match=r"spec\.microservices\[0\]\.container\.cpuSetCpus: expected a CPU list"):
+        resolve(desired.microservices["web"], desired, "amd64")
