@@ -74,6 +74,9 @@ SERVE = "mkdir -p /tmp/www && echo fogwire-ok > /tmp/www/index.html && exec http
 SHOW_CAPS = ("sh", "-c", "grep -E '^Cap(Eff|Bnd):' /proc/self/status; echo caps-end")
 """A command printing the workload's capability masks."""
 
+SHOW_IDS = ("sh", "-c", "id -u; id -g; echo ids-end")
+"""A command printing the workload's uid and gid, one a line."""
+
 CHOWN_BIT = 1 << 0
 NET_ADMIN_BIT = 1 << 12
 
@@ -683,6 +686,50 @@ class EngineContract:
         quota, period = (int(v) for v in values["cpu"])
         assert quota / period == pytest.approx(0.5)
         assert int(values["mem"][0]) == 48 * 1024 * 1024
+
+    async def test_user_as_numeric_uid_and_gid(
+        self, fogwire_engine: Engine, fogwire_registry: ContractRegistry
+    ) -> None:
+        """``user="uid:gid"`` runs the process as those ids, whatever the image says."""
+        await ensure_image(fogwire_engine, fogwire_registry)
+        spec = WorkloadSpec(name=unique("uid"), image=fogwire_registry.image, command=SHOW_IDS, user="65534:65534")
+        info, lines = await run_to_exit(fogwire_engine, spec, "ids-end")
+        assert info.exit_code == 0, texts(lines)
+        assert texts(lines, "stdout")[:2] == ["65534", "65534"]
+
+    async def test_user_by_name_is_resolved_from_the_image(
+        self, fogwire_engine: Engine, fogwire_registry: ContractRegistry
+    ) -> None:
+        """``user="nobody"`` takes uid and gid from the image's own ``/etc/passwd``."""
+        await ensure_image(fogwire_engine, fogwire_registry)
+        spec = WorkloadSpec(name=unique("uname"), image=fogwire_registry.image, command=SHOW_IDS, user="nobody")
+        info, lines = await run_to_exit(fogwire_engine, spec, "ids-end")
+        assert info.exit_code == 0, texts(lines)
+        assert texts(lines, "stdout")[:2] == ["65534", "65534"]
+
+    async def test_without_user_the_image_user_runs(
+        self, fogwire_engine: Engine, fogwire_registry: ContractRegistry
+    ) -> None:
+        """No ``user``: the image's ``User`` (root for the test image), not some engine default."""
+        await ensure_image(fogwire_engine, fogwire_registry)
+        spec = WorkloadSpec(name=unique("uimg"), image=fogwire_registry.image, command=SHOW_IDS)
+        info, lines = await run_to_exit(fogwire_engine, spec, "ids-end")
+        assert info.exit_code == 0, texts(lines)
+        assert texts(lines, "stdout")[:2] == ["0", "0"]
+
+    async def test_cpuset_pins_the_workload(self, fogwire_engine: Engine, fogwire_registry: ContractRegistry) -> None:
+        """``cpuset_cpus="0"`` leaves the process only CPU 0."""
+        await ensure_image(fogwire_engine, fogwire_registry)
+        spec = WorkloadSpec(
+            name=unique("cpuset"),
+            image=fogwire_registry.image,
+            command=("sh", "-c", "grep Cpus_allowed_list /proc/self/status; echo cpuset-end"),
+            cpuset_cpus="0",
+        )
+        info, lines = await run_to_exit(fogwire_engine, spec, "cpuset-end")
+        assert info.exit_code == 0, texts(lines)
+        allowed = [t.split(":", 1)[1].strip() for t in texts(lines) if t.startswith("Cpus_allowed_list:")]
+        assert allowed == ["0"]
 
     async def test_restart_policy_on_failure(self, fogwire_engine: Engine, fogwire_registry: ContractRegistry) -> None:
         await ensure_image(fogwire_engine, fogwire_registry)

@@ -120,13 +120,21 @@ def process_env(spec: WorkloadSpec, image_config: dict[str, Any]) -> list[str]:
     return [f"{k}={v}" for k, v in env.items()]
 
 
-def user_ids(spec: WorkloadSpec, image_config: dict[str, Any]) -> tuple[int, int]:
-    """The numeric ``uid:gid`` of the image's ``User``; ``0:0`` while a name in it awaits resolution.
+def workload_user(spec: WorkloadSpec, image_config: dict[str, Any]) -> str:
+    """The user the workload runs as: the spec's ``user`` when set, else the image's ``User`` (may be empty)."""
+    if spec.user:
+        return spec.user
+    return str((image_config.get("config") or {}).get("User") or "")
 
-    Names are resolved from the image's own files once its snapshot exists
-    (:mod:`._users`), and the container's spec is updated then.
+
+def user_ids(spec: WorkloadSpec, image_config: dict[str, Any]) -> tuple[int, int]:
+    """The numeric ``uid:gid`` of :func:`workload_user`; ``0:0`` while a name in it awaits resolution.
+
+    Names (and a bare uid, whose gid comes from ``/etc/passwd``) are resolved
+    from the image's own files once its snapshot exists (:mod:`._users`), and
+    the container's spec is updated then.
     """
-    user = str((image_config.get("config") or {}).get("User") or "")
+    user = workload_user(spec, image_config)
     uid_s, _, gid_s = user.partition(":")
     try:
         uid = int(uid_s) if uid_s else 0
@@ -198,9 +206,14 @@ def build_spec(
         limit = int(spec.memory_limit_mib) * 1024 * 1024
         # memory+swap = the limit (no swap), as the other engines do, where the kernel accounts swap
         resources["memory"] = {"limit": limit, "swap": limit} if swap_accounting() else {"limit": limit}
+    cpu: dict[str, Any] = {}
     if spec.cpu_limit:
         period = 100_000
-        resources["cpu"] = {"quota": max(1000, int(spec.cpu_limit * period)), "period": period}
+        cpu.update(quota=max(1000, int(spec.cpu_limit * period)), period=period)
+    if spec.cpuset_cpus:
+        cpu["cpus"] = spec.cpuset_cpus
+    if cpu:
+        resources["cpu"] = cpu
     linux: dict[str, Any] = {
         "namespaces": namespaces,
         "resources": resources,

@@ -71,7 +71,7 @@ from fogwire_engine_containerd._cni import Cni, check_ports_free
 from fogwire_engine_containerd._daemon import EmbeddedContainerd
 from fogwire_engine_containerd._images import ImageStore
 from fogwire_engine_containerd._logs import LogPump
-from fogwire_engine_containerd._spec import PROCESS_TYPE_URL, SPEC_TYPE_URL, build_spec, exec_process
+from fogwire_engine_containerd._spec import PROCESS_TYPE_URL, SPEC_TYPE_URL, build_spec, exec_process, workload_user
 from fogwire_engine_containerd._users import layer_dirs, needs_lookup, resolve_user
 
 log = logging.getLogger("fogwire.engine.containerd")
@@ -584,7 +584,7 @@ class ContainerdEngine(Engine):
             with contextlib.suppress(grpc.RpcError):
                 c.containers.Delete(containers_pb2.DeleteContainerRequest(id=spec.name), metadata=c.md(), timeout=30)
             raise
-        user = str((config.get("config") or {}).get("User") or "")
+        user = workload_user(spec, config)
         if needs_lookup(user):
             try:
                 created = self._set_named_user(created, runtime_spec, user, prepared.mounts)
@@ -598,14 +598,15 @@ class ContainerdEngine(Engine):
 
                 shutil.rmtree(self._files_dir / spec.name, ignore_errors=True)
                 if isinstance(error, EngineError):
-                    raise EngineError(f"workload {spec.name!r} (image {spec.image!r}): {error}") from error
+                    whose = f"user {spec.user!r} of the spec" if spec.user else "the image's User"
+                    raise EngineError(f"workload {spec.name!r} (image {spec.image!r}, {whose}): {error}") from error
                 raise
         # the first start needs neither a task lookup nor a Mounts call
         self._fresh[spec.name] = (created, list(prepared.mounts))
         return created
 
     def _set_named_user(self, container: Any, runtime_spec: dict[str, Any], user: str, mounts: Any) -> Any:
-        """Resolve the image's named ``user`` in its snapshot and store the numeric ids in the spec."""
+        """Resolve ``user`` (the spec's or the image's) in the snapshot's files; store the numeric ids in the spec."""
         resolved = resolve_user(user, layer_dirs(mounts))
         process_user: dict[str, Any] = {"uid": resolved.uid, "gid": resolved.gid}
         if resolved.additional_gids:

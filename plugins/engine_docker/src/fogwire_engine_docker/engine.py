@@ -400,6 +400,10 @@ class DockerEngine(Engine):
             kwargs["extra_hosts"] = dict(spec.extra_hosts)
         if spec.restart.name != "no":
             kwargs["restart_policy"] = {"Name": spec.restart.name, "MaximumRetryCount": spec.restart.max_retries}
+        if spec.user is not None:
+            kwargs["user"] = spec.user
+        if spec.cpuset_cpus is not None:
+            kwargs["cpuset_cpus"] = spec.cpuset_cpus
         if spec.cpu_limit is not None:
             kwargs["nano_cpus"] = int(spec.cpu_limit * 1e9)
         if spec.memory_limit_mib is not None:

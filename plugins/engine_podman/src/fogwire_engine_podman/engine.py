@@ -507,6 +507,10 @@ class PodmanEngine(Engine):
             kwargs["extra_hosts"] = dict(spec.extra_hosts)
         if spec.restart.name != "no":
             kwargs["restart_policy"] = {"Name": spec.restart.name, "MaximumRetryCount": spec.restart.max_retries}
+        if spec.user is not None:
+            kwargs["user"] = spec.user  # the libpod body's "user"
+        if spec.cpuset_cpus is not None:
+            kwargs["cpuset_cpus"] = spec.cpuset_cpus  # resource_limits.cpu.cpus
         if spec.cpu_limit is not None:
             kwargs["cpu_period"] = 100_000
             kwargs["cpu_quota"] = int(spec.cpu_limit * 100_000)
