@@ -707,6 +707,17 @@ class EngineContract:
         assert info.exit_code == 0, texts(lines)
         assert texts(lines, "stdout")[:2] == ["65534", "65534"]
 
+    async def test_a_user_the_image_lacks_fails_create_or_start(
+        self, fogwire_engine: Engine, fogwire_registry: ContractRegistry
+    ) -> None:
+        """An unknown user name never runs as root: ``create`` or ``start_workload`` raises, naming it."""
+        await ensure_image(fogwire_engine, fogwire_registry)
+        spec = WorkloadSpec(name=unique("ghost"), image=fogwire_registry.image, command=SHOW_IDS, user="fwghost")
+        with pytest.raises(EngineError, match="fwghost"):
+            await fogwire_engine.create(spec)
+            await fogwire_engine.start_workload(spec.name)
+        await fogwire_engine.remove(spec.name)
+
     async def test_without_user_the_image_user_runs(
         self, fogwire_engine: Engine, fogwire_registry: ContractRegistry
     ) -> None:
