@@ -70,7 +70,7 @@ from fogwire_engine_containerd._client import (
 from fogwire_engine_containerd._cni import Cni, check_ports_free
 from fogwire_engine_containerd._daemon import EmbeddedContainerd
 from fogwire_engine_containerd._images import ImageStore
-from fogwire_engine_containerd._logs import LogPump
+from fogwire_engine_containerd._logs import DEFAULT_MAX_BYTES, DEFAULT_MAX_FILES, LogPump, LogReader, remove_logs
 from fogwire_engine_containerd._spec import PROCESS_TYPE_URL, SPEC_TYPE_URL, build_spec, exec_process, workload_user
 from fogwire_engine_containerd._users import layer_dirs, needs_lookup, resolve_user
 
@@ -172,6 +172,8 @@ class ContainerdEngine(Engine):
         self.shim_groups = max(1, int(opts.get("shim_groups", DEFAULT_SHIM_GROUPS))) if group is True else 1
         self._next_shim = itertools.count()
         self.start_timeout_s = float(opts.get("start_timeout_s", 30))
+        self.log_max_bytes = int(opts.get("log_max_bytes", DEFAULT_MAX_BYTES))
+        self.log_max_files = max(1, int(opts.get("log_max_files", DEFAULT_MAX_FILES)))
         self.daemon: EmbeddedContainerd | None = None
         self.client: Client | None = None
         self.images: ImageStore | None = None
@@ -256,7 +258,7 @@ class ContainerdEngine(Engine):
                 "or leave it unset to use the embedded containerd"
             ) from error
         self.images = ImageStore(self.client, self.snapshotter)
-        self._pump = LogPump()
+        self._pump = LogPump(self.log_max_bytes, self.log_max_files)
         self._load_records()
         self._events_thread = threading.Thread(target=self._events_loop, name="fogwire-containerd-events", daemon=True)
         self._events_thread.start()
@@ -910,7 +912,7 @@ class ContainerdEngine(Engine):
 
                 shutil.rmtree(self._files_dir / name, ignore_errors=True)
                 (self._records_dir / f"{name}.json").unlink(missing_ok=True)
-                (self._logs_dir / f"{name}.log").unlink(missing_ok=True)
+                remove_logs(self._logs_dir / f"{name}.log")
 
             try:
                 await self._run(remove_sync)
@@ -1002,24 +1004,8 @@ class ContainerdEngine(Engine):
         """Lines from the workload's log file; with ``follow``, new ones until it stops."""
         if await self.inspect(name) is None:
             raise WorkloadNotFoundError(f"no managed workload named {name!r}")
-        path = self._logs_dir / f"{name}.log"
-
-        def read_from(offset: int) -> tuple[list[LogLine], int]:
-            try:
-                with open(path, "rb") as f:
-                    f.seek(offset)
-                    data = f.read()
-            except FileNotFoundError:
-                return [], offset
-            end = data.rfind(b"\n") + 1
-            lines = []
-            for raw in data[:end].splitlines():
-                with contextlib.suppress(ValueError, KeyError):
-                    doc = json.loads(raw)
-                    lines.append(LogLine(doc["s"], doc["l"]))
-            return lines, offset + end
-
-        lines, offset = await self._run(read_from, 0)
+        reader = LogReader(self._logs_dir / f"{name}.log")
+        lines = [LogLine(stream, text) for stream, text in await self._run(reader.read_all)]
         if tail is not None:
             lines = lines[-tail:] if tail > 0 else []
         for line in lines:
@@ -1028,7 +1014,7 @@ class ContainerdEngine(Engine):
             return
         idle_checks = 0
         while not self._closing.is_set():
-            lines, offset = await self._run(read_from, offset)
+            lines = [LogLine(stream, text) for stream, text in await self._run(reader.read_new)]
             for line in lines:
                 yield line
             if lines:
