@@ -41,6 +41,16 @@ def ms(name: str = "web", images: str = "{x86: 'nginx:1'}", extra: str = "") -> 
 # (id, file text, expected problem lines with {f} for the file name)
 BAD_INPUTS: list[tuple[str, str, list[str]]] = [
     (
+        "unsupported-container-fields",
+        ms(extra="container:\n  pidMode: host\n  cpuSetCpus: all\n"),
+        [
+            "{f}:DOC#1: spec.container.pidMode: fogwire doesn't support pidMode (the workload always gets a PID "
+            "namespace of its own); remove it or leave it empty (microservice 'web' is not run)",
+            "{f}:DOC#1: spec.container.cpuSetCpus: expected a CPU list such as '0', '0-2' or '0,3', got 'all' "
+            "(microservice 'web' is not run)",
+        ],
+    ),
+    (
         "port-as-name",
         ms(extra="container:\n  ports:\n    - {internal: 80, external: 8080}\n    - {internal: 81, external: http}\n"),
         ["{f}:DOC#1: spec.container.ports[1].external: expected an integer 1-65535, got 'http'"],

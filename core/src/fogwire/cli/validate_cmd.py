@@ -71,9 +71,14 @@ def validate_file(path: Path) -> list[Problem]:
             problems.extend(error.problems)
     if iofog:
         try:
-            assemble(converter, [doc for _, doc in iofog], origin, indices=[i for i, _ in iofog])
+            desired = assemble(converter, [doc for _, doc in iofog], origin, indices=[i for i, _ in iofog])
         except ConfigError as error:
             problems.extend(error.problems)
+        else:
+            from fogwire.resolve import unsupported_fields
+
+            for microservice in desired.microservices.values():
+                problems.extend(unsupported_fields(microservice))
     return problems
 
 

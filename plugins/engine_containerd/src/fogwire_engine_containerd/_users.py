@@ -127,7 +127,7 @@ def resolve_user(user: str, layers: Sequence[Path]) -> ProcessUser:
     else:
         account = next((e for e in passwd if e[0] == name), None)
         if account is None:
-            raise EngineError(f"the image's user {name!r} is not in the image's /etc/passwd")
+            raise EngineError(f"user {name!r} is not in the image's /etc/passwd")
         if not (account[2].isdigit() and account[3].isdigit()):
             raise EngineError(f"the image's /etc/passwd entry of {name!r} has no numeric uid and gid")
         uid, gid, username = int(account[2]), int(account[3]), name
@@ -137,7 +137,7 @@ def resolve_user(user: str, layers: Sequence[Path]) -> ProcessUser:
         else:
             entry = next((g for g in groups if g[0] == group), None)
             if entry is None or not entry[2].isdigit():
-                raise EngineError(f"the image's group {group!r} is not in the image's /etc/group")
+                raise EngineError(f"group {group!r} is not in the image's /etc/group")
             gid = int(entry[2])
     additional: list[int] = []
     if username is not None and not group:
