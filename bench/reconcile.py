@@ -45,14 +45,6 @@ from harness import images, services  # noqa: E402
 COMMAND = "trap 'exit 0' TERM; sleep 3600 & wait"
 
 
-def engine_url(kind: str) -> str:
-    if kind == "docker":
-        return services.start_dockerd().host
-    if kind == "containerd":
-        return services.start_containerd().url
-    return services.start_podman().url
-
-
 def documents(image: str, names: list[str]) -> list[dict[str, Any]]:
     return [
         {
@@ -119,7 +111,7 @@ def prepare_cli_image(kind: str, test_images: images.TestImages) -> None:
 async def bench_apply(
     kind: str, count: int, test_images: images.TestImages, work: Path, concurrency: int = 8
 ) -> dict[str, Any]:
-    url = engine_url(kind)
+    url = services.engine_url(kind)
     agent_id = f"bench-{uuid.uuid4().hex[:6]}"
     paths = Paths(work / "config.yaml", work / "state", work / "log", work / "run")
     host = PluginHost()

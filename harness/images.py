@@ -26,6 +26,7 @@ import platform
 import shutil
 import subprocess
 import tarfile
+import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -117,6 +118,22 @@ class TestImages:
                 "insecure": True,
             },
         }
+
+    def push_variant(self, repository: str, tag: str, *, marker: str, user: str = "") -> str:
+        """Build a busybox variant (``marker``, image ``User``) and push it as ``repository:tag``; its reference."""
+        reference = f"{self.registry}/{repository}:{tag}"
+        with tempfile.TemporaryDirectory(prefix="fwvariant-") as tmp:
+            build_busybox_layout(tmp, tag, marker=marker, user=user)
+            _skopeo(
+                "copy",
+                "--quiet",
+                "--dest-tls-verify=false",
+                "--dest-creds",
+                f"{self.username}:{self.password}",
+                f"oci:{tmp}:{tag}",
+                f"docker://{reference}",
+            )
+        return reference
 
 
 def machine_arch() -> str:

@@ -544,6 +544,17 @@ def _containerd_paths() -> dict[str, Path]:
     }
 
 
+def engine_url(kind: str) -> str:
+    """The URL an engine plugin (``docker``, ``podman`` or ``containerd``) uses for the harness engine of ``kind``."""
+    if kind == "docker":
+        return start_dockerd().host
+    if kind == "containerd":
+        return start_containerd().url
+    if kind == "podman":
+        return start_podman().url
+    raise ValueError(f"the harness runs no engine {kind!r}")
+
+
 def start_containerd() -> Containerd:
     """An external containerd with a config.toml of its own and no CRI plugin."""
     p = _containerd_paths()

@@ -8,8 +8,6 @@ the engine's actual workloads, not only what the agent reports.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import importlib.metadata
 import socket
 import time
 import urllib.request
@@ -25,22 +23,12 @@ from fogwire.engine import Engine, EngineContext, WorkloadSpec, WorkloadState
 from fogwire.model.agent_config import PluginSelection, Profile
 from fogwire.paths import Paths
 from fogwire.plugins import PluginHost
-from harness import images, services
+from harness import agents, images, services
 
-ENGINES = sorted(
-    {ep.name for ep in importlib.metadata.entry_points(group="fogwire.engines")} & {"docker", "containerd", "podman"}
-)
+ENGINES = agents.installed_engines()
 
 SLEEP = ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]
 """A long-running command that stops at once on SIGTERM (busybox as PID 1 ignores it otherwise)."""
-
-
-def engine_url(kind: str) -> str:
-    if kind == "docker":
-        return services.start_dockerd().host
-    if kind == "containerd":
-        return services.start_containerd().url
-    return services.start_podman().url
 
 
 def free_port() -> int:
@@ -77,7 +65,7 @@ class Env:
 
     def __init__(self, kind: str, tmp: Path, test_images: images.TestImages) -> None:
         self.kind = kind
-        self.url = engine_url(kind)
+        self.url = services.engine_url(kind)
         self.images = test_images
         self.id = uuid.uuid4().hex[:6]
         self.agent_id = f"t6-{self.id}"
@@ -132,21 +120,6 @@ async def env(request: pytest.FixtureRequest, tmp_path: Path, harness_images: im
     await e.cleanup()
 
 
-@contextlib.asynccontextmanager
-async def running(agent: Agent) -> AsyncIterator[Agent]:
-    task = asyncio.create_task(agent.run())
-    started = asyncio.create_task(agent.started.wait())
-    done, _ = await asyncio.wait({task, started}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
-    if task in done:
-        started.cancel()
-        task.result()
-    try:
-        yield agent
-    finally:
-        agent.stop()
-        await asyncio.wait_for(task, 60)
-
-
 def fetch(port: int, timeout: float = 20.0) -> str:
     deadline = time.monotonic() + timeout
     while True:
@@ -189,7 +162,7 @@ async def test_apply_replace_remove(env: Env) -> None:
             )
         return documents(env.images, ms)
 
-    async with running(env.agent()) as agent:
+    async with agents.running(env.agent()) as agent:
         result = await agent.apply(state("hello"))
         assert sorted((a["action"], a["name"], a["ok"]) for a in result["actions"]) == [
             ("create", web, True),
@@ -224,7 +197,7 @@ async def test_one_bad_microservice_does_not_block_the_others(env: Env) -> None:
     bad = env.name("bad")
     ms = [microservice(n, env.images.ref_v1, SLEEP) for n in good]
     ms.append(microservice(bad, f"{env.images.repository}-does-not-exist:1", SLEEP))
-    async with running(env.agent(max_failures=2)) as agent:
+    async with agents.running(env.agent(max_failures=2)) as agent:
         result = await agent.apply(documents(env.images, ms))
         outcomes = {a["name"]: a["ok"] for a in result["actions"]}
         assert outcomes == {good[0]: True, good[1]: True, bad: False}
@@ -250,7 +223,7 @@ async def test_health_gated_rollback(env: Env) -> None:
     good = documents(env.images, [microservice(name, env.images.ref_v1, SLEEP)])
     broken = documents(env.images, [microservice(name, env.images.ref_v1, ["sh", "-c", "sleep 0.3; exit 3"])])
     fixed = documents(env.images, [microservice(name, env.images.ref_v2, SLEEP)])
-    async with running(env.agent()) as agent:
+    async with agents.running(env.agent()) as agent:
         await agent.apply(good)
         before = (await env.actual())[name]
         result = await agent.apply(broken)
@@ -275,11 +248,11 @@ async def test_health_gated_rollback(env: Env) -> None:
 async def test_adoption_after_restart_recreates_nothing(env: Env) -> None:
     names = [env.name(f"a{i}") for i in range(3)]
     state = documents(env.images, [microservice(n, env.images.ref_v1, SLEEP) for n in names])
-    async with running(env.agent()) as agent:
+    async with agents.running(env.agent()) as agent:
         await agent.apply(state)
     before = await env.actual()
     assert set(before) == set(names)
-    async with running(env.agent()) as agent:
+    async with agents.running(env.agent()) as agent:
         result = await agent.reconcile_now()
         assert result.plan.actions == ()
         assert result.engine_writes == 0
@@ -294,7 +267,7 @@ async def test_offline_start_runs_the_last_applied_state(env: Env) -> None:
     state = documents(env.images, [microservice(n, env.images.ref_v1, SLEEP) for n in names])
     write_documents(desired_file, state)
     profile = env.profile(config_source=PluginSelection("file", {"path": str(desired_file)}))
-    async with running(env.agent(profile=profile)) as agent:
+    async with agents.running(env.agent(profile=profile)) as agent:
         await agent.reconcile_now()
         assert set(await env.actual()) == set(names)
     # The device reboots with no source: the file is gone and a workload was lost.
@@ -304,7 +277,7 @@ async def test_offline_start_runs_the_last_applied_state(env: Env) -> None:
     await engine.remove(names[0])
     await engine.close()
     restarted = time.time()
-    async with running(env.agent(profile=profile)) as agent:
+    async with agents.running(env.agent(profile=profile)) as agent:
         await agent.reconcile_now()
         assert set(await env.actual()) == set(names)
         events = [(e["kind"], e["microservice"]) for e in (await agent.status())["events"] if e["time"] >= restarted]
@@ -322,7 +295,7 @@ async def test_unmanaged_workloads_are_never_touched(env: Env) -> None:
         await other.create(WorkloadSpec(name=stranger, image=env.images.ref_v1, command=tuple(SLEEP)))
         await other.start_workload(stranger)
         mine = env.name("mine")
-        async with running(env.agent()) as agent:
+        async with agents.running(env.agent()) as agent:
             await agent.apply(documents(env.images, [microservice(mine, env.images.ref_v1, SLEEP)]))
             result = await agent.apply([])
             assert [(a["action"], a["name"]) for a in result["actions"]] == [("remove", mine)]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.metadata
 import json
 import signal
 import socket
@@ -31,22 +30,12 @@ from fogwire.engine import Engine, EngineContext, WorkloadInfo, WorkloadState
 from fogwire.model.agent_config import Profile
 from fogwire.paths import Paths
 from fogwire.plugins import PluginHost
-from harness import images, services
+from harness import agents, images, services
 
-ENGINES = sorted(
-    {ep.name for ep in importlib.metadata.entry_points(group="fogwire.engines")} & {"docker", "containerd", "podman"}
-)
+ENGINES = agents.installed_engines()
 
 SHOW = "id -u; id -g; grep Cpus_allowed_list /proc/self/status; echo shown; trap 'exit 0' TERM; sleep 3600 & wait"
 """Print uid, gid and allowed CPUs, then run until SIGTERM."""
-
-
-def engine_url(kind: str) -> str:
-    if kind == "docker":
-        return services.start_dockerd().host
-    if kind == "containerd":
-        return services.start_containerd().url
-    return services.start_podman().url
 
 
 def documents(test_images: images.TestImages, microservices: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -74,7 +63,7 @@ class Env:
 
     def __init__(self, kind: str, tmp: Path, test_images: images.TestImages) -> None:
         self.kind = kind
-        self.url = engine_url(kind)
+        self.url = services.engine_url(kind)
         self.images = test_images
         self.id = uuid.uuid4().hex[:6]
         self.agent_id = f"cf-{self.id}"
@@ -140,21 +129,6 @@ async def env(request: pytest.FixtureRequest, tmp_path: Path, harness_images: im
     await e.cleanup()
 
 
-@contextlib.asynccontextmanager
-async def running(agent: Agent) -> AsyncIterator[Agent]:
-    task = asyncio.create_task(agent.run())
-    started = asyncio.create_task(agent.started.wait())
-    done, _ = await asyncio.wait({task, started}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
-    if task in done:
-        started.cancel()
-        task.result()
-    try:
-        yield agent
-    finally:
-        agent.stop()
-        await asyncio.wait_for(task, 60)
-
-
 def status_of(status: dict[str, Any], name: str) -> dict[str, Any]:
     return next(m for m in status["microservices"] if m["name"] == name)
 
@@ -168,7 +142,7 @@ async def test_run_as_user_and_cpuset_and_unsupported_fields(env: Env) -> None:
         microservice(plain, image, pidMode="", annotations={}, cdiDevices=[]),  # empty values are fine
         microservice(bad, image, runAsUser="65534", pidMode="host"),
     ]
-    async with running(env.agent()) as agent:
+    async with agents.running(env.agent()) as agent:
         result = await agent.apply(documents(env.images, ms))
         assert sorted((a["action"], a["name"], a["ok"]) for a in result["actions"]) == sorted(
             ("create", n, True) for n in (uid, named, plain)
@@ -204,7 +178,7 @@ async def test_a_field_set_on_a_running_microservice_leaves_its_workload_alone(e
     name = env.name("svc")
     good = documents(env.images, [microservice(name, env.images.ref_v1)])
     tagged = documents(env.images, [microservice(name, env.images.ref_v1, annotations={"team": "edge"})])
-    async with running(env.agent()) as agent:
+    async with agents.running(env.agent()) as agent:
         await agent.apply(good)
         before = (await env.actual())[name]
         result = await agent.apply(tagged)

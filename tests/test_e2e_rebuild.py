@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.metadata
 import subprocess
 import uuid
 from collections.abc import AsyncIterator
@@ -27,21 +26,11 @@ from fogwire.model.agent_config import PluginSelection, Profile
 from fogwire.paths import Paths
 from fogwire.plugins import PluginHost
 from fogwire.resolve import DIGEST_LABEL
-from harness import images, services
+from harness import agents, images, services
 
-ENGINES = sorted(
-    {ep.name for ep in importlib.metadata.entry_points(group="fogwire.engines")} & {"docker", "containerd", "podman"}
-)
+ENGINES = agents.installed_engines()
 
 SLEEP = ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]
-
-
-def engine_url(kind: str) -> str:
-    if kind == "docker":
-        return services.start_dockerd().host
-    if kind == "containerd":
-        return services.start_containerd().url
-    return services.start_podman().url
 
 
 class Env:
@@ -49,7 +38,7 @@ class Env:
 
     def __init__(self, kind: str, tmp: Path, test_images: images.TestImages) -> None:
         self.kind = kind
-        self.url = engine_url(kind)
+        self.url = services.engine_url(kind)
         self.images = test_images
         self.id = uuid.uuid4().hex[:6]
         self.paths = Paths(tmp / "config.yaml", tmp / "state", tmp / "log", tmp / "run")
@@ -167,21 +156,6 @@ async def env(request: pytest.FixtureRequest, tmp_path: Path, harness_images: im
     e.forget_images()
 
 
-@contextlib.asynccontextmanager
-async def running(agent: Agent) -> AsyncIterator[Agent]:
-    task = asyncio.create_task(agent.run())
-    started = asyncio.create_task(agent.started.wait())
-    done, _ = await asyncio.wait({task, started}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
-    if task in done:
-        started.cancel()
-        task.result()
-    try:
-        yield agent
-    finally:
-        agent.stop()
-        await asyncio.wait_for(task, 60)
-
-
 def identity(w: WorkloadInfo) -> tuple[str, Any]:
     """What tells one container from its replacement (containerd's ids are the names)."""
     return (w.id, w.started_at)
@@ -214,7 +188,7 @@ async def test_rebuild_repulls_recreates_once_and_again_after_a_toggle(env: Env)
         )
 
     v1, v2 = env.images.config_digest_v1, env.images.config_digest_v2
-    async with running(env.agent()) as agent:
+    async with agents.running(env.agent()) as agent:
         result = await agent.apply(state(False))
         assert [(a["action"], a["ok"]) for a in result["actions"]] == [("create", True)] * 2
         first = await env.actual()
@@ -250,7 +224,7 @@ async def test_rebuild_repulls_recreates_once_and_again_after_a_toggle(env: Env)
         assert await rebuilds_in_events(agent, web) == 1
 
     # A restart with the same file: nothing to do.
-    async with running(env.agent()) as agent:
+    async with agents.running(env.agent()) as agent:
         again = await agent.reconcile_now(changed=True)
         assert (again.plan.actions, again.engine_writes) == ((), 0)
         assert {n: identity(w) for n, w in (await env.actual()).items()} == {n: identity(w) for n, w in second.items()}
@@ -271,7 +245,7 @@ async def test_rebuild_repulls_recreates_once_and_again_after_a_toggle(env: Env)
         assert again.plan.actions == ()
         assert await rebuilds_in_events(agent, web) == 2
 
-    async with running(env.agent()) as agent:
+    async with agents.running(env.agent()) as agent:
         again = await agent.reconcile_now(changed=True)
         assert (again.plan.actions, again.engine_writes) == ((), 0)
     assert identity((await env.actual())[web]) == identity(third[web])
@@ -283,7 +257,7 @@ async def test_a_request_cut_short_is_carried_out_after_a_restart(env: Env) -> N
     web = env.name("web")
     ref = env.ref("web")
     env.point(ref, "1")
-    async with running(env.agent()) as agent:
+    async with agents.running(env.agent()) as agent:
         await agent.apply(env.documents([microservice(web, ref, False)]))
     before = (await env.actual())[web]
     env.point(ref, "2")
@@ -296,7 +270,7 @@ async def test_a_request_cut_short_is_carried_out_after_a_restart(env: Env) -> N
     assert identity((await env.actual())[web]) == identity(before)
 
     write_documents(env.desired_file, env.documents([microservice(web, ref, False)]))
-    async with running(env.agent()) as agent:
+    async with agents.running(env.agent()) as agent:
         await agent.reconcile_now(changed=True)
         after = (await env.actual())[web]
         assert identity(after) != identity(before)
@@ -305,7 +279,7 @@ async def test_a_request_cut_short_is_carried_out_after_a_restart(env: Env) -> N
         assert await rebuilds_in_events(agent, web) == 1
         again = await agent.reconcile_now(changed=True)
         assert again.plan.actions == ()
-    async with running(env.agent()) as agent:
+    async with agents.running(env.agent()) as agent:
         again = await agent.reconcile_now(changed=True)
         assert (again.plan.actions, again.engine_writes) == ((), 0)
     assert identity((await env.actual())[web]) == identity(after)
@@ -316,7 +290,7 @@ async def test_a_request_retries_a_failed_microservice(env: Env) -> None:
     # pushes it and presses "rebuild": not a spec change, yet it is tried again, once.
     late = env.name("late")
     ref = env.ref("late")
-    async with running(env.agent(max_failures=2)) as agent:
+    async with agents.running(env.agent(max_failures=2)) as agent:
         await agent.apply(env.documents([microservice(late, ref, False)]))
         deadline = asyncio.get_running_loop().time() + 20
         while agent.reconciler is not None and agent.reconciler.records[late].status != "failed":

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Iterator
+import secrets
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from fogwire.engine import Engine, RegistryAuth, WorkloadSpec
+from fogwire.engine import Engine, EngineContext, RegistryAuth, WorkloadSpec
 from fogwire.testing import ContractArchives, ContractRegistry
 from harness import images, services
 
@@ -144,3 +149,39 @@ def fogwire_unmanaged(fogwire_engine: Engine) -> RawContainers:
 def harness_containerd_url(harness_containerd: services.Containerd) -> Iterator[str]:
     """The external harness containerd's ``unix://`` URL."""
     yield harness_containerd.url
+
+
+@pytest.fixture
+def harness_engine(
+    harness_containerd_url: str, fogwire_registry: ContractRegistry
+) -> Callable[..., contextlib.AbstractAsyncContextManager[Any]]:
+    """Make a started engine on the harness containerd with the given options and the test image pulled.
+
+    Its workloads are removed and the engine closed when the ``async with`` ends.
+    """
+
+    @contextlib.asynccontextmanager
+    async def make(agent_prefix: str, **options: Any) -> AsyncIterator[Any]:
+        from fogwire_engine_containerd.engine import ContainerdEngine
+
+        with tempfile.TemporaryDirectory(prefix="fwce-") as tmp:
+            base = Path(tmp)
+            context = EngineContext(
+                agent_id=f"{agent_prefix}-{secrets.token_hex(3)}",
+                data_dir=base / "data",
+                run_dir=base / "run",
+                log_dir=base / "log",
+                url=harness_containerd_url,
+                options=options,
+            )
+            engine = ContainerdEngine(context)
+            await engine.start()
+            try:
+                await engine.pull(fogwire_registry.image, fogwire_registry.auth)
+                yield engine
+            finally:
+                for workload in await engine.list_managed():
+                    await engine.remove(workload.name)
+                await engine.close()
+
+    return make

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fogwire_engine_containerd._cni import _GroupCommit
 from fogwire_engine_containerd.engine import ContainerdEngine
 
-from fogwire.engine import EngineContext, PortMapping, WorkloadSpec
+from fogwire.engine import PortMapping, WorkloadSpec
 from fogwire.errors import EngineError
 from fogwire.testing import ContractRegistry
 
@@ -87,28 +86,9 @@ def _nat_rules() -> str:
 
 
 @pytest.fixture
-async def two_shim_engine(
-    harness_containerd_url: str, fogwire_registry: ContractRegistry
-) -> AsyncIterator[ContainerdEngine]:
-    with tempfile.TemporaryDirectory(prefix="fwcs-") as tmp:
-        base = Path(tmp)
-        context = EngineContext(
-            agent_id=f"shims-{secrets.token_hex(3)}",
-            data_dir=base / "data",
-            run_dir=base / "run",
-            log_dir=base / "log",
-            url=harness_containerd_url,
-            options={"shim_groups": 2},
-        )
-        engine = ContainerdEngine(context)
-        await engine.start()
-        try:
-            await engine.pull(fogwire_registry.image, fogwire_registry.auth)
-            yield engine
-        finally:
-            for workload in await engine.list_managed():
-                await engine.remove(workload.name)
-            await engine.close()
+async def two_shim_engine(harness_engine: Callable[..., Any]) -> AsyncIterator[ContainerdEngine]:
+    async with harness_engine("shims", shim_groups=2) as engine:
+        yield engine
 
 
 async def test_concurrent_starts_use_the_configured_shims_and_publish_every_port(

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import secrets
-import tempfile
-from collections.abc import AsyncIterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 from fogwire_engine_containerd.engine import ContainerdEngine
 
-from fogwire.engine import EngineContext, WorkloadSpec
+from fogwire.engine import WorkloadSpec
 from fogwire.testing import ContractRegistry
 
 LINES = 2500
@@ -20,28 +19,9 @@ CHATTY = f"i=0; while [ $i -lt {LINES} ]; do echo line-$i; i=$((i+1)); usleep 10
 
 
 @pytest.fixture
-async def rotating_engine(
-    harness_containerd_url: str, fogwire_registry: ContractRegistry
-) -> AsyncIterator[ContainerdEngine]:
-    with tempfile.TemporaryDirectory(prefix="fwlog-") as tmp:
-        base = Path(tmp)
-        context = EngineContext(
-            agent_id=f"logs-{secrets.token_hex(3)}",
-            data_dir=base / "data",
-            run_dir=base / "run",
-            log_dir=base / "log",
-            url=harness_containerd_url,
-            options={"log_max_bytes": MAX_BYTES, "log_max_files": 3},
-        )
-        engine = ContainerdEngine(context)
-        await engine.start()
-        try:
-            await engine.pull(fogwire_registry.image, fogwire_registry.auth)
-            yield engine
-        finally:
-            for workload in await engine.list_managed():
-                await engine.remove(workload.name)
-            await engine.close()
+async def rotating_engine(harness_engine: Callable[..., Any]) -> AsyncIterator[ContainerdEngine]:
+    async with harness_engine("logs", log_max_bytes=MAX_BYTES, log_max_files=3) as engine:
+        yield engine
 
 
 async def test_a_chatty_workload_is_followed_across_rotations_and_bounded_on_disk(

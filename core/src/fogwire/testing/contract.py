@@ -687,22 +687,13 @@ class EngineContract:
         assert quota / period == pytest.approx(0.5)
         assert int(values["mem"][0]) == 48 * 1024 * 1024
 
-    async def test_user_as_numeric_uid_and_gid(
-        self, fogwire_engine: Engine, fogwire_registry: ContractRegistry
+    @pytest.mark.parametrize("user", ["65534:65534", "nobody"])
+    async def test_user_runs_the_process_as_that_user(
+        self, fogwire_engine: Engine, fogwire_registry: ContractRegistry, user: str
     ) -> None:
-        """``user="uid:gid"`` runs the process as those ids, whatever the image says."""
+        """``user="uid:gid"`` runs as those ids; ``user="nobody"`` takes them from the image's ``/etc/passwd``."""
         await ensure_image(fogwire_engine, fogwire_registry)
-        spec = WorkloadSpec(name=unique("uid"), image=fogwire_registry.image, command=SHOW_IDS, user="65534:65534")
-        info, lines = await run_to_exit(fogwire_engine, spec, "ids-end")
-        assert info.exit_code == 0, texts(lines)
-        assert texts(lines, "stdout")[:2] == ["65534", "65534"]
-
-    async def test_user_by_name_is_resolved_from_the_image(
-        self, fogwire_engine: Engine, fogwire_registry: ContractRegistry
-    ) -> None:
-        """``user="nobody"`` takes uid and gid from the image's own ``/etc/passwd``."""
-        await ensure_image(fogwire_engine, fogwire_registry)
-        spec = WorkloadSpec(name=unique("uname"), image=fogwire_registry.image, command=SHOW_IDS, user="nobody")
+        spec = WorkloadSpec(name=unique("user"), image=fogwire_registry.image, command=SHOW_IDS, user=user)
         info, lines = await run_to_exit(fogwire_engine, spec, "ids-end")
         assert info.exit_code == 0, texts(lines)
         assert texts(lines, "stdout")[:2] == ["65534", "65534"]
