@@ -193,3 +193,17 @@ def test_a_state_file_without_the_rebuilds_table_gains_it(tmp_path: Path) -> Non
         assert reopened.records()["web"].status == "running"
     finally:
         reopened.close()
+
+
+async def test_resolving_is_reused_for_the_same_desired_state_only(store: Store) -> None:
+    r = await reconciler(store)
+    desired = state(False)
+    first, _ = r.resolve_all(desired)
+    again, _ = r.resolve_all(desired)
+    assert again["web"] is first["web"], "the same desired state is not resolved twice"
+    changed = state(False, env="2")
+    fresh, _ = r.resolve_all(changed)
+    assert fresh["web"] is not first["web"]
+    assert fresh["web"].config_hash != first["web"].config_hash
+    again["web"] = None  # type: ignore[assignment]  # callers get copies: the cache stays whole
+    assert r.resolve_all(changed)[0]["web"] is fresh["web"]

@@ -189,6 +189,8 @@ class Reconciler:
         self._lock = asyncio.Lock()
         self._converter = make_converter(cattrs.Converter(forbid_extra_keys=True))
         self.last_actual: dict[str, WorkloadInfo] = {}
+        self._resolved: tuple[DesiredState, dict[str, ResolvedMicroservice], dict[str, str]] | None = None
+        """The last :meth:`resolve_all` result and the desired state it was for."""
         self.progress = time.monotonic()
         """Monotonic time of the last step of progress (the watchdog reads it)."""
 
@@ -252,7 +254,15 @@ class Reconciler:
     # -- planning -----------------------------------------------------------------------
 
     def resolve_all(self, desired: DesiredState) -> tuple[dict[str, ResolvedMicroservice], dict[str, str]]:
-        """Resolve every desired microservice; failures are returned by name, not raised."""
+        """Resolve every desired microservice; failures are returned by name, not raised.
+
+        Resolving is a pure function of the (frozen) desired state, and hashing 30
+        specs costs milliseconds on the event loop, so the result for the same
+        ``desired`` object is reused: every pass and plan between two deliveries.
+        """
+        cached = self._resolved
+        if cached is not None and cached[0] is desired:
+            return dict(cached[1]), dict(cached[2])
         resolved: dict[str, ResolvedMicroservice] = {}
         problems: dict[str, str] = {}
         for name, ms in desired.microservices.items():
@@ -260,7 +270,8 @@ class Reconciler:
                 resolved[name] = resolve(ms, desired, self.arch)
             except ResolveError as error:
                 problems[name] = str(error)
-        return resolved, problems
+        self._resolved = (desired, resolved, problems)
+        return dict(resolved), dict(problems)
 
     def compute_plan(
         self, desired: DesiredState, actual: list[WorkloadInfo], *, now: float | None = None, gate: bool = True
