@@ -4,6 +4,12 @@ For engine plugins whose SDK reads streams with blocking calls (the docker and
 podman SDKs, and any third party's like them). Each stream gets its own
 daemon thread that hands items to the event loop; closing the async iterator
 shuts the HTTP connection down, which ends the thread's blocking read.
+
+Only the reader thread closes (releases) a response: closing it from the loop
+while the reader is still inside urllib3 hands the connection back to the
+shared pool too early, and the reader, woken up, then closes it under a request
+another thread has just sent on it (``http.client.ResponseNotReady``). So an
+opener may return a separate ``interrupt`` that only wakes the reader.
 """
 
 from __future__ import annotations
@@ -20,16 +26,25 @@ T = TypeVar("T")
 
 _ITEM, _ERROR, _END = 0, 1, 2
 
-Opener = Callable[[], tuple[Iterable[T], Callable[[], None]]]
-"""Runs in the stream's thread: opens the stream, returns ``(items, close)``."""
+Opener = Callable[
+    [], tuple[Iterable[T], Callable[[], None]] | tuple[Iterable[T], Callable[[], None], Callable[[], None]]
+]
+"""Runs in the stream's thread: opens the stream, returns ``(items, close)`` or ``(items, release, interrupt)``.
+
+With two elements, ``close`` is called from the loop's side when the consumer
+stops, so it must be safe from any thread. With three, ``interrupt`` (any
+thread: e.g. :func:`shutdown_response`) wakes the reader, and ``release`` is
+called by the reader thread itself once it has stopped reading.
+"""
 
 
 async def stream_in_thread(opener: Opener[T], name: str) -> AsyncIterator[T]:
     """Iterate what ``opener`` opens, in a thread of its own, without blocking the loop.
 
     An exception raised while opening or reading is re-raised here. When the
-    consumer stops (``break``, ``aclose()``, cancellation) the stream's ``close``
-    is called from the loop's side to unblock the thread.
+    consumer stops (``break``, ``aclose()``, cancellation) the stream's
+    ``interrupt`` (or ``close``) is called from the loop's side to unblock the
+    thread; see :data:`Opener`.
     """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
@@ -41,11 +56,18 @@ async def stream_in_thread(opener: Opener[T], name: str) -> AsyncIterator[T]:
             loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
 
     def run() -> None:
+        release: Callable[[], None] | None = None
         try:
-            items, close = opener()
-            closers.append(close)
+            opened = opener()
+            items = opened[0]
+            if len(opened) == 3:
+                release = opened[1]
+                closers.append(opened[2])
+            else:
+                closers.append(opened[1])
             if cancelled.is_set():
-                close()
+                if release is None:
+                    opened[1]()
                 return
             for item in items:
                 if cancelled.is_set():
@@ -55,6 +77,9 @@ async def stream_in_thread(opener: Opener[T], name: str) -> AsyncIterator[T]:
             if not cancelled.is_set():
                 put(_ERROR, error)
         finally:
+            if release is not None:
+                with contextlib.suppress(Exception):
+                    release()
             put(_END, None)
 
     threading.Thread(target=run, name=name, daemon=True).start()
@@ -74,11 +99,11 @@ async def stream_in_thread(opener: Opener[T], name: str) -> AsyncIterator[T]:
                 close()
 
 
-def close_response(response: Any) -> None:
-    """Shut down the socket under a streaming ``requests`` response, then close it.
+def shutdown_response(response: Any) -> None:
+    """Shut down the socket under a streaming ``requests`` response (from any thread).
 
     A plain ``close()`` does not wake a thread blocked reading the socket;
-    ``shutdown`` does.
+    ``shutdown`` does, and leaves the response for its reader to close.
     """
     fp = getattr(getattr(response, "raw", None), "_fp", None)
     raw = getattr(getattr(fp, "fp", None), "raw", None)
@@ -86,7 +111,6 @@ def close_response(response: Any) -> None:
     if isinstance(sock, socket.socket):
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
-    response.close()
 
 
 def _read_exact(raw: Any, size: int) -> bytes:

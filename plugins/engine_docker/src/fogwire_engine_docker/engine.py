@@ -62,9 +62,9 @@ from fogwire.errors import (
     WorkloadNotFoundError,
 )
 from fogwire.streams import (
-    close_response,
     iter_log_frames,
     parse_time,
+    shutdown_response,
     stream_in_thread,
     time_from_nanos,
 )
@@ -586,14 +586,14 @@ class DockerEngine(Engine):
             "tail": "all" if tail is None else str(max(0, tail)),
         }
 
-        def opener() -> tuple[Iterator[tuple[str, str]], Callable[[], None]]:
+        def opener() -> tuple[Iterator[tuple[str, str]], Callable[[], None], Callable[[], None]]:
             response = api._get(api._url("/containers/{0}/logs", found["Id"]), params=params, stream=True)
             try:
                 api._raise_for_status(response)
             except docker.errors.NotFound:
                 response.close()
                 raise WorkloadNotFoundError(f"workload {name!r} disappeared") from None
-            return iter_log_frames(response.raw), functools.partial(close_response, response)
+            return iter_log_frames(response.raw), response.close, functools.partial(shutdown_response, response)
 
         async for stream, text in stream_in_thread(opener, f"fogwire-docker-logs-{name}"):
             yield LogLine(stream, text)  # type: ignore[arg-type]
@@ -604,9 +604,10 @@ class DockerEngine(Engine):
         client = self.client
         filters = {"type": "container", "label": [f"{MANAGED_LABEL}={self.context.agent_id}"]}
 
-        def opener() -> tuple[Iterator[dict[str, Any]], Callable[[], None]]:
+        def opener() -> tuple[Iterator[dict[str, Any]], Callable[[], None], Callable[[], None]]:
             stream = client.events(since=f"{since:.6f}", filters=filters, decode=True)
-            return stream, stream.close
+            # the reader releases the response; the loop's side only wakes it (see fogwire.streams)
+            return stream, stream.close, functools.partial(shutdown_response, stream._response)
 
         async for raw in stream_in_thread(opener, "fogwire-docker-events"):
             event = self._event(raw)
