@@ -1134,8 +1134,8 @@ class ContainerdEngine(Engine):
 
     def _on_oom(self, name: str, when: datetime) -> None:
         rec = self._records.get(name)
-        if rec is None:
-            return
+        if rec is None or rec.oom_killed:
+            return  # already reported for this run (by the event or by the cgroup, see _after_exit)
         rec.oom_killed = True
         self._emit(EngineEvent(EventKind.OOM, name, when))
 
@@ -1158,6 +1158,8 @@ class ContainerdEngine(Engine):
         if container is None:
             return
         rec = self._record(name)
+        if status == 128 + signal.SIGKILL and not rec.oom_killed and await self._run(self._cgroup_oom_kills, name):
+            self._on_oom(name, _now())
         await self._run(self._save, name)
         if rec.user_stopped:
             return  # stop/remove delete the task and its network themselves
@@ -1168,6 +1170,28 @@ class ContainerdEngine(Engine):
                         await self._run(self._teardown_network, name)
             return
         self._schedule_restart(name, rec)
+
+    def _cgroup_oom_kills(self, name: str) -> bool:
+        """Whether the kernel OOM-killed a process in the workload's cgroup (it lives until the task is deleted).
+
+        The shim watches for OOM only once the task has started, so a workload that
+        hits its limit at once can be killed before that and no ``TaskOOM`` event
+        comes; the cgroup's own counter still tells.
+        """
+        path = f"{self.cgroup_parent}/{self.namespace}/{name}".strip("/")
+        for counters in (
+            Path("/sys/fs/cgroup/memory") / path / "memory.oom_control",  # cgroup v1
+            Path("/sys/fs/cgroup") / path / "memory.events",  # cgroup v2
+        ):
+            try:
+                text = counters.read_text()
+            except OSError:
+                continue
+            for line in text.splitlines():
+                key, _, value = line.partition(" ")
+                if key == "oom_kill" and value.strip().isdigit():
+                    return int(value) > 0
+        return False
 
     @staticmethod
     def _policy(container: Any) -> RestartPolicy:
