@@ -96,13 +96,12 @@ class RawContainers:
         """containerd's own status word of the task (``running``…), or ``None``."""
         import asyncio
 
-        import grpc
-        from fogwire_engine_containerd._client import tasks_pb2
+        from fogwire_engine_containerd._client import RpcError, tasks_pb2
 
         c = self.engine.client  # type: ignore[attr-defined]
         try:
             resp = await asyncio.to_thread(c.tasks.Get, tasks_pb2.GetRequest(container_id=name), metadata=c.md())
-        except grpc.RpcError:
+        except RpcError:
             return None
         return {1: "created", 2: "running", 3: "stopped", 4: "paused"}.get(resp.process.status, "unknown")
 
@@ -111,27 +110,26 @@ class RawContainers:
         import asyncio
         import contextlib
 
-        import grpc
-        from fogwire_engine_containerd._client import containers_pb2, snapshots_pb2, tasks_pb2
+        from fogwire_engine_containerd._client import RpcError, StatusCode, containers_pb2, snapshots_pb2, tasks_pb2
 
         c = self.engine.client  # type: ignore[attr-defined]
 
         def remove() -> None:
-            with contextlib.suppress(grpc.RpcError):
+            with contextlib.suppress(RpcError):
                 c.tasks.Kill(tasks_pb2.KillRequest(container_id=name, signal=9, all=True), metadata=c.md())
             for _ in range(100):
                 try:
                     c.tasks.Delete(tasks_pb2.DeleteTaskRequest(container_id=name), metadata=c.md())
                     break
-                except grpc.RpcError as error:
-                    if error.code() is grpc.StatusCode.NOT_FOUND:
+                except RpcError as error:
+                    if error.code() is StatusCode.NOT_FOUND:
                         break
                     import time
 
                     time.sleep(0.05)
-            with contextlib.suppress(grpc.RpcError):
+            with contextlib.suppress(RpcError):
                 c.containers.Delete(containers_pb2.DeleteContainerRequest(id=name), metadata=c.md())
-            with contextlib.suppress(grpc.RpcError):
+            with contextlib.suppress(RpcError):
                 c.snapshots.Remove(
                     snapshots_pb2.RemoveSnapshotRequest(snapshotter="overlayfs", key=name), metadata=c.md()
                 )

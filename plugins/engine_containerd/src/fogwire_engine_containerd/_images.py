@@ -17,12 +17,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-import grpc
-
 from fogwire.errors import EngineError, ImageNotFoundError
 from fogwire_engine_containerd import _ref
 from fogwire_engine_containerd._client import (
     Client,
+    RpcError,
+    StatusCode,
     content_pb2,
     details,
     diff_pb2,
@@ -76,7 +76,7 @@ class Lease:
     def __exit__(self, *exc: object) -> None:
         try:
             self.client.leases.Delete(leases_pb2.DeleteRequest(id=self.id), metadata=self.client.md(), timeout=30)
-        except grpc.RpcError:
+        except RpcError:
             pass  # the gc.expire label lets containerd drop it later
 
 
@@ -95,7 +95,7 @@ class ImageStore:
         """True if the content store holds ``digest``."""
         try:
             self.client.content.Info(content_pb2.InfoRequest(digest=digest), metadata=self.client.md(), timeout=30)
-        except grpc.RpcError as error:
+        except RpcError as error:
             if is_not_found(error):
                 return False
             raise
@@ -148,8 +148,8 @@ class ImageStore:
         try:
             for _resp in self.client.content.Write(requests(), metadata=self.client.md(lease), timeout=600):
                 pass
-        except grpc.RpcError as error:
-            if error.code() is grpc.StatusCode.ALREADY_EXISTS:
+        except RpcError as error:
+            if error.code() is StatusCode.ALREADY_EXISTS:
                 return
             self._abort(ref)
             raise EngineError(f"writing {what or digest} into containerd failed: {details(error)}") from error
@@ -163,7 +163,7 @@ class ImageStore:
     def _abort(self, ref: str) -> None:
         try:
             self.client.content.Abort(content_pb2.AbortRequest(ref=ref), metadata=self.client.md(), timeout=30)
-        except grpc.RpcError:
+        except RpcError:
             pass
 
     def write_bytes(self, data: bytes, lease: str, labels: dict[str, str] | None = None, what: str = "") -> str:
@@ -187,7 +187,7 @@ class ImageStore:
                 )
                 parent = chain
                 continue
-            except grpc.RpcError as error:
+            except RpcError as error:
                 if not is_not_found(error):
                     raise EngineError(f"image {what!r}: snapshot lookup failed: {details(error)}") from error
             key = f"extract-{os.urandom(16).hex()} {chain}"
@@ -220,9 +220,9 @@ class ImageStore:
             except EngineError:
                 self._remove_snapshot(key)
                 raise
-            except grpc.RpcError as error:
+            except RpcError as error:
                 self._remove_snapshot(key)
-                if error.code() is grpc.StatusCode.ALREADY_EXISTS:
+                if error.code() is StatusCode.ALREADY_EXISTS:
                     parent = chain
                     continue
                 raise EngineError(
@@ -238,7 +238,7 @@ class ImageStore:
                 metadata=self.client.md(),
                 timeout=30,
             )
-        except grpc.RpcError:
+        except RpcError:
             pass
 
     # ------------------------------------------------------------------ store an image
@@ -302,8 +302,8 @@ class ImageStore:
         md = self.client.md(lease)
         try:
             self.client.images.Create(images_pb2.CreateImageRequest(image=image), metadata=md, timeout=30)
-        except grpc.RpcError as error:
-            if error.code() is not grpc.StatusCode.ALREADY_EXISTS:
+        except RpcError as error:
+            if error.code() is not StatusCode.ALREADY_EXISTS:
                 raise EngineError(f"recording image {name!r} failed: {details(error)}") from error
             self.client.images.Update(images_pb2.UpdateImageRequest(image=image), metadata=md, timeout=30)
 
@@ -478,7 +478,7 @@ class ImageStore:
         """The image record ``name`` (normalised), or ``None``."""
         try:
             resp = self.client.images.Get(images_pb2.GetImageRequest(name=name), metadata=self.client.md(), timeout=30)
-        except grpc.RpcError as error:
+        except RpcError as error:
             if is_not_found(error):
                 return None
             raise
@@ -525,6 +525,6 @@ class ImageStore:
             self.client.images.Delete(
                 images_pb2.DeleteImageRequest(name=name, sync=True), metadata=self.client.md(), timeout=120
             )
-        except grpc.RpcError as error:
+        except RpcError as error:
             if not is_not_found(error):
                 raise EngineError(f"removing image {name!r} failed: {details(error)}") from error

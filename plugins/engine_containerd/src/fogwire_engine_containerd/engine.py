@@ -1,9 +1,9 @@
 """The containerd engine: containerd's gRPC API driven directly, external or embedded.
 
-This module imports ``grpc`` and the generated stubs; the entry-point module
-(:mod:`fogwire_engine_containerd.plugin`) imports it only when the engine is
-selected. gRPC calls block, so they run on the engine's own thread pool; events
-arrive on a subscriber thread and are handed to the event loop.
+This module imports the gRPC client (over h2) and the generated stubs; the
+entry-point module (:mod:`fogwire_engine_containerd.plugin`) imports it only when
+the engine is selected. The client's calls block, so they run on the engine's own
+thread pool; events arrive on a subscriber thread and are handed to the event loop.
 
 What the plugin does itself, because containerd's core API leaves it to clients:
 pulling (see :mod:`._images`), the OCI runtime spec (:mod:`._spec`), networking
@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import attrs
-import grpc
 from google.protobuf import any_pb2, field_mask_pb2
 
 from fogwire.engine import (
@@ -57,6 +56,8 @@ from fogwire.errors import EngineError, ImageNotFoundError, WorkloadNotFoundErro
 from fogwire_engine_containerd import _ref
 from fogwire_engine_containerd._client import (
     Client,
+    RpcError,
+    StatusCode,
     containers_pb2,
     details,
     events_pb2,
@@ -252,7 +253,7 @@ class ContainerdEngine(Engine):
         self.client = Client(address, self.namespace)
         try:
             await self._run(self.client.wait_ready, self.start_timeout_s)
-        except grpc.RpcError as error:
+        except RpcError as error:
             raise EngineError(
                 f"containerd at {address} does not answer ({details(error)}); check containerEngineUrl "
                 "or leave it unset to use the embedded containerd"
@@ -277,7 +278,7 @@ class ContainerdEngine(Engine):
             try:
                 probe.ping(0.5)
                 return probe.address
-            except grpc.RpcError:
+            except RpcError:
                 pass
             finally:
                 probe.close()
@@ -311,7 +312,7 @@ class ContainerdEngine(Engine):
         if self._pump is not None:
             await self._run(self._pump.close)
         if self.client is not None:
-            self.client.close()
+            await self._run(self.client.close)
         if self.daemon is not None:
             await self._run(self.daemon.stop)
         for queue in list(self._subscribers):
@@ -354,7 +355,7 @@ class ContainerdEngine(Engine):
             raise ImageNotFoundError(str(error)) from error
         try:
             return await self._run(self._img.pull, reference, auth)
-        except grpc.RpcError as error:
+        except RpcError as error:
             raise self._unavailable(error, f"pulling {reference!r}") from error
 
     async def image_digest(self, reference: str) -> str | None:
@@ -370,7 +371,7 @@ class ContainerdEngine(Engine):
 
         try:
             return await self._run(lookup)
-        except grpc.RpcError as error:
+        except RpcError as error:
             if is_not_found(error):
                 return None
             raise self._unavailable(error, f"looking up image {reference!r}") from error
@@ -379,7 +380,7 @@ class ContainerdEngine(Engine):
         """Import a docker-archive or OCI-layout tarball into the namespace."""
         try:
             names = await self._run(self._img.load_archive, Path(path))
-        except grpc.RpcError as error:
+        except RpcError as error:
             raise self._unavailable(error, f"importing {path}") from error
         return LoadResult(tuple(names))
 
@@ -406,7 +407,7 @@ class ContainerdEngine(Engine):
 
         try:
             return await self._run(prune)
-        except grpc.RpcError as error:
+        except RpcError as error:
             raise self._unavailable(error, "pruning images") from error
 
     # ------------------------------------------------------------------ containers
@@ -426,7 +427,7 @@ class ContainerdEngine(Engine):
             resp = self._c.containers.Get(
                 containers_pb2.GetContainerRequest(id=name), metadata=self._c.md(), timeout=30
             )
-        except grpc.RpcError as error:
+        except RpcError as error:
             if is_not_found(error):
                 return None
             raise
@@ -443,7 +444,7 @@ class ContainerdEngine(Engine):
     def _get_task(self, name: str) -> Any | None:
         try:
             return self._c.tasks.Get(tasks_pb2.GetRequest(container_id=name), metadata=self._c.md(), timeout=30).process
-        except grpc.RpcError as error:
+        except RpcError as error:
             if is_not_found(error):
                 return None
             raise
@@ -462,7 +463,7 @@ class ContainerdEngine(Engine):
         async with self._lock(spec.name):
             try:
                 container = await self._run(self._create, spec, image_name)
-            except grpc.RpcError as error:
+            except RpcError as error:
                 raise self._unavailable(error, f"creating workload {spec.name!r}") from error
             self._records[spec.name] = _Record()
             await self._run(self._save, spec.name)
@@ -517,7 +518,7 @@ class ContainerdEngine(Engine):
         c = self._c
         files_existed = (self._files_dir / spec.name).exists()
         if files_existed:  # an earlier create of this name: don't rewrite the files of a container that may run
-            with contextlib.suppress(grpc.RpcError):
+            with contextlib.suppress(RpcError):
                 got = c.containers.Get(containers_pb2.GetContainerRequest(id=spec.name), metadata=c.md(), timeout=30)
                 raise self._name_taken(spec.name, got.container)
         image = self._img.get(image_name)
@@ -565,8 +566,8 @@ class ContainerdEngine(Engine):
             created = c.containers.Create(
                 containers_pb2.CreateContainerRequest(container=container), metadata=c.md(), timeout=30
             ).container
-        except grpc.RpcError as error:
-            if error.code() is grpc.StatusCode.ALREADY_EXISTS:
+        except RpcError as error:
+            if error.code() is StatusCode.ALREADY_EXISTS:
                 if not files_existed:
                     import shutil  # only here: it pulls in bz2/lzma
 
@@ -577,21 +578,21 @@ class ContainerdEngine(Engine):
         try:
             try:
                 prepared = c.snapshots.Prepare(prepare, metadata=c.md(), timeout=60)
-            except grpc.RpcError as error:
-                if error.code() is not grpc.StatusCode.ALREADY_EXISTS:
+            except RpcError as error:
+                if error.code() is not StatusCode.ALREADY_EXISTS:
                     raise
                 self._remove_snapshot(spec.name)  # left over from a crashed create
                 prepared = c.snapshots.Prepare(prepare, metadata=c.md(), timeout=60)
-        except grpc.RpcError:
-            with contextlib.suppress(grpc.RpcError):
+        except RpcError:
+            with contextlib.suppress(RpcError):
                 c.containers.Delete(containers_pb2.DeleteContainerRequest(id=spec.name), metadata=c.md(), timeout=30)
             raise
         user = workload_user(spec, config)
         if needs_lookup(user):
             try:
                 created = self._set_named_user(created, runtime_spec, user, prepared.mounts)
-            except (EngineError, grpc.RpcError) as error:
-                with contextlib.suppress(grpc.RpcError):
+            except (EngineError, RpcError) as error:
+                with contextlib.suppress(RpcError):
                     c.containers.Delete(
                         containers_pb2.DeleteContainerRequest(id=spec.name), metadata=c.md(), timeout=30
                     )
@@ -631,7 +632,7 @@ class ContainerdEngine(Engine):
                 existing = self._c.containers.Get(
                     containers_pb2.GetContainerRequest(id=name), metadata=self._c.md(), timeout=30
                 ).container
-            except grpc.RpcError:
+            except RpcError:
                 return EngineError(f"a container named {name!r} already exists; remove it or choose another name")
         whose = "this agent" if existing.labels.get(MANAGED_LABEL) == self.context.agent_id else "another owner"
         return EngineError(
@@ -650,7 +651,7 @@ class ContainerdEngine(Engine):
         return f"{self.shim_group}-{next(self._next_shim) % self.shim_groups}"
 
     def _remove_snapshot(self, key: str) -> None:
-        with contextlib.suppress(grpc.RpcError):
+        with contextlib.suppress(RpcError):
             self._c.snapshots.Remove(
                 snapshots_pb2.RemoveSnapshotRequest(snapshotter=self.snapshotter, key=key),
                 metadata=self._c.md(),
@@ -677,7 +678,7 @@ class ContainerdEngine(Engine):
         rec = self._record(name)
         try:
             launched = await self._run(self._launch_sync, container)
-        except grpc.RpcError as error:
+        except RpcError as error:
             raise self._unavailable(error, f"starting workload {name!r}") from error
         if launched is None:
             return  # already running
@@ -767,7 +768,7 @@ class ContainerdEngine(Engine):
             started = _now()
             c.tasks.Start(tasks_pb2.StartRequest(container_id=name), metadata=c.md(), timeout=60)
             return int(created.pid), started
-        except grpc.RpcError as error:
+        except RpcError as error:
             self._kill_and_delete(name)
             raise EngineError(f"starting workload {name!r} failed: {details(error)}") from error
         finally:
@@ -798,7 +799,7 @@ class ContainerdEngine(Engine):
             resp = self._c.tasks.Delete(
                 tasks_pb2.DeleteTaskRequest(container_id=name), metadata=self._c.md(), timeout=60
             )
-        except grpc.RpcError as error:
+        except RpcError as error:
             if is_not_found(error):
                 return None
             raise
@@ -823,7 +824,7 @@ class ContainerdEngine(Engine):
                     timeout=30,
                 )
                 waiter.result(timeout=10)
-            except (grpc.RpcError, grpc.FutureTimeoutError):
+            except (RpcError, TimeoutError):
                 pass
             finally:
                 waiter.cancel()
@@ -832,7 +833,7 @@ class ContainerdEngine(Engine):
             try:
                 self._delete_task(name)
                 return
-            except grpc.RpcError:
+            except RpcError:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
@@ -850,14 +851,14 @@ class ContainerdEngine(Engine):
                     tasks_pb2.KillRequest(container_id=name, signal=signal.SIGTERM), metadata=c.md(), timeout=30
                 )
                 waiter.result(timeout=max(timeout_s, 0.01))
-            except grpc.FutureTimeoutError:
+            except TimeoutError:
                 c.tasks.Kill(
                     tasks_pb2.KillRequest(container_id=name, signal=signal.SIGKILL, all=True),
                     metadata=c.md(),
                     timeout=30,
                 )
                 waiter.result(timeout=30)
-            except grpc.RpcError as error:
+            except RpcError as error:
                 if not is_not_found(error):
                     raise
             finally:
@@ -877,7 +878,7 @@ class ContainerdEngine(Engine):
             self._stop_health(name)
             try:
                 status = await self._run(self._stop_sync, name, timeout_s)
-            except grpc.RpcError as error:
+            except RpcError as error:
                 raise self._unavailable(error, f"stopping workload {name!r}") from error
             if rec.running or status is not None:
                 rec.running = False
@@ -904,7 +905,7 @@ class ContainerdEngine(Engine):
                     self._c.containers.Delete(
                         containers_pb2.DeleteContainerRequest(id=name), metadata=self._c.md(), timeout=30
                     )
-                except grpc.RpcError as error:
+                except RpcError as error:
                     if not is_not_found(error):
                         raise
                 self._remove_snapshot(name)
@@ -916,7 +917,7 @@ class ContainerdEngine(Engine):
 
             try:
                 await self._run(remove_sync)
-            except grpc.RpcError as error:
+            except RpcError as error:
                 raise self._unavailable(error, f"removing workload {name!r}") from error
             self._records.pop(name, None)
             self._health.pop(name, None)
@@ -982,7 +983,7 @@ class ContainerdEngine(Engine):
 
         try:
             return await self._run(inspect_sync)
-        except grpc.RpcError as error:
+        except RpcError as error:
             raise self._unavailable(error, f"inspecting workload {name!r}") from error
 
     async def list_managed(self) -> list[WorkloadInfo]:
@@ -995,7 +996,7 @@ class ContainerdEngine(Engine):
 
         try:
             return await self._run(list_sync)
-        except grpc.RpcError as error:
+        except RpcError as error:
             raise self._unavailable(error, "listing workloads") from error
 
     # ------------------------------------------------------------------ logs
@@ -1082,12 +1083,10 @@ class ContainerdEngine(Engine):
                             first = False
                         continue
                     self._dispatch(envelope)
-            except grpc.RpcError as error:
+            except RpcError as error:
                 if self._closing.is_set():
                     return
                 log.debug("containerd event stream ended: %s", details(error))
-            except ValueError:  # channel closed
-                return
             finally:
                 live.set()  # stops the marker thread
             if self._closing.wait(backoff):
@@ -1098,7 +1097,7 @@ class ContainerdEngine(Engine):
         """Publish the marker event until the subscriber thread has seen it."""
         event = any_pb2.Any(type_url=MARKER_TYPE_URL, value=token.encode())
         while not live.is_set() and not self._closing.is_set():
-            with contextlib.suppress(grpc.RpcError, ValueError):
+            with contextlib.suppress(RpcError, ValueError):
                 self._c.events.Publish(
                     events_pb2.PublishRequest(topic=MARKER_TOPIC, event=event), metadata=self._c.md(), timeout=5
                 )
@@ -1166,7 +1165,7 @@ class ContainerdEngine(Engine):
         if not self._should_restart(container, rec, status):
             async with self._lock(name):
                 if not rec.running:  # unless a new task was started meanwhile
-                    with contextlib.suppress(grpc.RpcError):
+                    with contextlib.suppress(RpcError):
                         await self._run(self._teardown_network, name)
             return
         self._schedule_restart(name, rec)
@@ -1267,7 +1266,7 @@ class ContainerdEngine(Engine):
         try:
             containers = await self._run(self._list_containers)
             tasks = await self._run(self._list_tasks)
-        except grpc.RpcError as error:
+        except RpcError as error:
             log.warning("reconcile after reconnect failed: %s", details(error))
             return
         for container in containers:
@@ -1338,7 +1337,7 @@ class ContainerdEngine(Engine):
             while not self._closing.is_set():
                 try:
                     ok = await self._run(self._exec_check, name, args, check.timeout_s)
-                except (grpc.RpcError, EngineError) as error:
+                except (RpcError, EngineError) as error:
                     log.debug("health check of %s could not run: %s", name, error)
                     ok = False
                 if ok:
@@ -1369,8 +1368,8 @@ class ContainerdEngine(Engine):
             c.tasks.Start(tasks_pb2.StartRequest(container_id=name, exec_id=exec_id), metadata=c.md(), timeout=30)
             try:
                 status = int(waiter.result(timeout=timeout_s).exit_status)
-            except grpc.FutureTimeoutError:
-                with contextlib.suppress(grpc.RpcError):
+            except TimeoutError:
+                with contextlib.suppress(RpcError):
                     c.tasks.Kill(
                         tasks_pb2.KillRequest(container_id=name, exec_id=exec_id, signal=signal.SIGKILL),
                         metadata=c.md(),
@@ -1379,7 +1378,7 @@ class ContainerdEngine(Engine):
                 return False
             return status == 0
         finally:
-            with contextlib.suppress(grpc.RpcError):
+            with contextlib.suppress(RpcError):
                 c.tasks.DeleteProcess(
                     tasks_pb2.DeleteProcessRequest(container_id=name, exec_id=exec_id), metadata=c.md(), timeout=30
                 )

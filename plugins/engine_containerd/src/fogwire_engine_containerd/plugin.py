@@ -1,6 +1,6 @@
 """Entry-point module of ``fogwire-engine-containerd``: registers the engine, imports nothing heavy.
 
-``grpc``, protobuf and the generated stubs are imported by the factory only, when
+h2, protobuf and the generated stubs are imported by the factory only, when
 the agent selects ``containerd`` (or its alias ``edgelet``), so ``fogwire --help``
 and every other engine pay nothing for them.
 """
