@@ -158,6 +158,29 @@ def test_a_blob_larger_than_every_window_goes_in_and_comes_back_whole(client: Cl
     assert _open_streams(client) == 0
 
 
+def test_a_bidirectional_call_stops_drawing_requests_once_the_server_fails_it(client: Client) -> None:
+    """containerd rejects a write at the wrong offset at once; the rest (downloads, in a pull) is never drawn."""
+    ref = f"grpc-test-{secrets.token_hex(4)}"
+    chunk = os.urandom(64 * 1024)
+    drawn = 0
+
+    def requests() -> Iterator[content_pb2.WriteContentRequest]:
+        nonlocal drawn
+        for i in range(100):
+            drawn += 1
+            offset = i * len(chunk) if i != 1 else 10 * len(chunk)  # the second one is out of place
+            yield content_pb2.WriteContentRequest(action=content_pb2.WRITE, ref=ref, offset=offset, data=chunk)
+            time.sleep(0.005)
+
+    with pytest.raises(RpcError) as caught:
+        client.content.Write(requests(), metadata=client.md(), timeout=30)
+    assert caught.value.code() is StatusCode.OUT_OF_RANGE
+    assert "must occur at current offset" in caught.value.details()
+    assert drawn < 50
+    assert _open_streams(client) == 0
+    client.content.Abort(content_pb2.AbortRequest(ref=ref), metadata=client.md())
+
+
 def test_many_calls_at_once_from_many_threads_share_a_pool_of_connections(client: Client) -> None:
     def call(i: int) -> StatusCode:
         try:

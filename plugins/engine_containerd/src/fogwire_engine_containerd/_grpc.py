@@ -379,6 +379,11 @@ class Call:
             self._write(_frame(_DATA, _END_STREAM, self.stream_id))
             self._local_ended = True
 
+    @property
+    def answered(self) -> bool:
+        """Has the server ended the call (its status is what ``recv`` reports next)?"""
+        return self._remote_ended or self._error is not None
+
     def drain(self) -> None:
         """Take in what already arrived, without blocking (a bidirectional call between sends)."""
         with self._io() as connection:
@@ -664,6 +669,8 @@ class Channel:
             for request in requests:
                 call.send(request)
                 call.drain()
+                if call.answered:
+                    break  # an early error status: draw no more requests (they may be downloads)
             call.end()
             while (reply := call.recv()) is not None:
                 replies.append(reply)
