@@ -101,6 +101,7 @@ _DEFAULT_WINDOW = 65535
 _RECEIVE_WINDOW = 4 * 1024 * 1024
 """What the server may send ahead of our reading, per stream and for the connection."""
 _MAX_STREAM_ID = 2**31 - 1
+_SERVER_DEADLINE_MARGIN_S = 0.1
 _MESSAGE = struct.Struct(">?I")
 
 # What a RST_STREAM from the server means (gRPC's HTTP/2 error code mapping).
@@ -631,7 +632,9 @@ class Channel:
             ("content-type", "application/grpc"),
         ]
         if timeout is not None:
-            headers.append(("grpc-timeout", _timeout_header(timeout)))
+            # the server's copy of the deadline runs a little longer, so our own decides the status
+            # (else containerd may answer first, e.g. UNKNOWN "subscription error: context deadline exceeded")
+            headers.append(("grpc-timeout", _timeout_header(timeout + _SERVER_DEADLINE_MARGIN_S)))
         headers.extend(metadata)
         return hpack_literals(headers)
 
