@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+import gc
+import warnings
+from collections.abc import Callable, Iterator
 
 import podman
 import podman.errors
@@ -44,6 +46,25 @@ def fogwire_registry(harness_images: images.TestImages) -> ContractRegistry:
 def fogwire_image_archives(harness_images: images.TestImages) -> ContractArchives:
     """The harness's docker-archive and OCI-layout tarballs."""
     return ContractArchives(harness_images.docker_archive, harness_images.oci_archive)
+
+
+def collect_unclosed() -> list[str]:
+    """The ``ResourceWarning`` messages (unclosed sockets, files) a full garbage collection produces now."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        gc.collect()
+    return [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+
+
+@pytest.fixture
+def unclosed_after_gc() -> Callable[[], list[str]]:
+    """:func:`collect_unclosed`: a test asserts it leaves nothing for the garbage collector to close.
+
+    Without it, what the collector finalises surfaces in whichever test runs when
+    it happens to collect.
+    """
+    gc.collect()  # earlier tests' garbage is theirs
+    return collect_unclosed
 
 
 @pytest.fixture

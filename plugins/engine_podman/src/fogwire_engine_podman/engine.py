@@ -80,6 +80,7 @@ from fogwire.streams import (
 )
 from fogwire_engine_podman.service import PodmanService, default_sockets, socket_answers
 from fogwire_engine_podman.streaming import DedicatedStream
+from fogwire_engine_podman.transport import close_failed_connects, unreachable
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +250,9 @@ class PodmanEngine(Engine):
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
-        except requests.exceptions.ConnectionError as error:
+        except (requests.exceptions.ConnectionError, podman.errors.APIError) as error:
+            if not unreachable(error):
+                raise
             raise EngineError(f"cannot reach the podman service at {self.url}: {error}; is it running?") from error
 
     def _stream(
@@ -308,13 +311,22 @@ class PodmanEngine(Engine):
                 )
                 await self.service.start()
                 self.url = self.service.url
+        client = None
         try:
-            self._client = podman.PodmanClient(
+            client = podman.PodmanClient(
                 base_url=self.url, timeout=self.options.timeout_s, max_pool_size=self.options.workers + 2
             )
-            await self._call(self._client.ping)
-        except (podman.errors.PodmanError, ValueError) as error:
-            raise EngineError(f"cannot connect to the podman service at {self.url}: {error}") from error
+            close_failed_connects(client.api)
+            answered = await asyncio.get_running_loop().run_in_executor(self._executor, client.ping)
+            if not answered:
+                raise EngineError(f"the service at {self.url} does not answer podman's ping; is it podman's socket?")
+        except BaseException as error:
+            if client is not None:
+                client.close()  # no request is under way: this only drops the pool
+            if isinstance(error, podman.errors.PodmanError | podman.errors.APIError | ValueError):
+                raise EngineError(f"cannot connect to the podman service at {self.url}: {error}") from error
+            raise
+        self._client = client
         self._tasks.append(asyncio.create_task(self._watch(), name="fogwire-podman-watch"))
         local = bool(self.url and self.url.startswith("unix:"))
         mode = self.options.healthchecks

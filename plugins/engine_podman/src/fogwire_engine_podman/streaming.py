@@ -28,9 +28,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import podman.api
-import requests.exceptions
 
 from fogwire.errors import EngineError
+from fogwire_engine_podman.transport import close_failed_connects, unreachable
 
 T = TypeVar("T")
 
@@ -48,6 +48,7 @@ class DedicatedStream:
         self.timeout_s = timeout_s
         self._on_release = on_release
         self._client = podman.api.APIClient(base_url=url)
+        close_failed_connects(self._client)
         self._lock = threading.Lock()
         self._response: Any = None
         self._sock: socket.socket | None = None
@@ -69,11 +70,10 @@ class DedicatedStream:
         timeout = (self.timeout_s, self.timeout_s) if headers_within else (self.timeout_s, None)
         try:
             response = self._client.get(path, params=params, stream=True, timeout=timeout)
-        except requests.exceptions.ConnectionError as error:
+        except BaseException as error:
             self.release()
-            raise EngineError(f"cannot reach the podman service at {self.url}: {error}; is it running?") from error
-        except BaseException:
-            self.release()
+            if unreachable(error):
+                raise EngineError(f"cannot reach the podman service at {self.url}: {error}; is it running?") from error
             raise
         sock = getattr(getattr(response.raw, "_connection", None), "sock", None)
         with self._lock:
