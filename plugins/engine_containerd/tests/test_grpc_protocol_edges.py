@@ -129,6 +129,20 @@ def ok_headers() -> list[tuple[str, str]]:
     return [(":status", "200"), ("content-type", "application/grpc")]
 
 
+def call_error(channel: Channel) -> RpcError:
+    """The error a unary call to the peer ends with."""
+    with pytest.raises(RpcError) as caught:
+        channel.unary(PATH, b"", [], 5)
+    return caught.value
+
+
+def answer(conn: h2.connection.H2Connection, sid: int, payload: bytes) -> None:
+    """A well-formed answer: headers, one message, trailers with status OK."""
+    conn.send_headers(sid, ok_headers())
+    conn.send_data(sid, message(payload))
+    conn.send_headers(sid, [("grpc-status", "0")], end_stream=True)
+
+
 def test_padded_frames_and_a_trailer_block_split_over_continuation_frames(serve: Any) -> None:
     long_value = "x" * 40000  # more than one 16 KiB frame: h2 sends HEADERS + CONTINUATION
 
@@ -152,9 +166,7 @@ def test_a_request_header_block_over_one_frame_goes_out_as_continuation_frames(s
 
     def respond(conn: h2.connection.H2Connection, sid: int, headers: dict[str, str], body: bytes) -> None:
         seen.update(headers)
-        conn.send_headers(sid, ok_headers())
-        conn.send_data(sid, message(body[5:]))
-        conn.send_headers(sid, [("grpc-status", "0")], end_stream=True)
+        answer(conn, sid, body[5:])
 
     _, channel = serve(respond)
     big = "v" * 50000
@@ -170,10 +182,9 @@ def test_a_trailers_only_error_and_its_percent_encoded_message(serve: Any) -> No
         )
 
     _, channel = serve(respond)
-    with pytest.raises(RpcError) as caught:
-        channel.unary(PATH, b"", [], 5)
-    assert caught.value.code() is Status.NOT_FOUND
-    assert caught.value.details() == "no such thing: x"
+    error = call_error(channel)
+    assert error.code() is Status.NOT_FOUND
+    assert error.details() == "no such thing: x"
     assert channel.active == 0
 
 
@@ -182,10 +193,9 @@ def test_an_http_error_without_a_grpc_status_maps_to_a_grpc_code(serve: Any) -> 
         conn.send_headers(sid, [(":status", "503")], end_stream=True)
 
     _, channel = serve(respond)
-    with pytest.raises(RpcError) as caught:
-        channel.unary(PATH, b"", [], 5)
-    assert caught.value.code() is Status.UNAVAILABLE
-    assert "503" in caught.value.details()
+    error = call_error(channel)
+    assert error.code() is Status.UNAVAILABLE
+    assert "503" in error.details()
 
 
 def test_a_refused_stream_is_unavailable_and_the_connection_stays_usable(serve: Any) -> None:
@@ -195,14 +205,11 @@ def test_a_refused_stream_is_unavailable_and_the_connection_stays_usable(serve: 
         if next(answers) == "refuse":
             conn.reset_stream(sid, h2.errors.ErrorCodes.REFUSED_STREAM)
             return
-        conn.send_headers(sid, ok_headers())
-        conn.send_data(sid, message(b"fine"))
-        conn.send_headers(sid, [("grpc-status", "0")], end_stream=True)
+        answer(conn, sid, b"fine")
 
     peer, channel = serve(respond)
-    with pytest.raises(RpcError) as caught:
-        channel.unary(PATH, b"", [], 5)
-    assert caught.value.code() is Status.UNAVAILABLE
+    error = call_error(channel)
+    assert error.code() is Status.UNAVAILABLE
     assert channel.unary(PATH, b"", [], 5) == b"fine"
     assert peer.connections == 1
 
@@ -214,16 +221,13 @@ def test_goaway_below_our_stream_fails_the_call_and_retires_the_connection(serve
         if next(calls) == "goaway":
             conn.close_connection(last_stream_id=sid - 2)  # the server never took this call
             return
-        conn.send_headers(sid, ok_headers())
-        conn.send_data(sid, message(b"fine"))
-        conn.send_headers(sid, [("grpc-status", "0")], end_stream=True)
+        answer(conn, sid, b"fine")
 
     peer, channel = serve(respond)
     assert channel.unary(PATH, b"", [], 5) == b"fine"
-    with pytest.raises(RpcError) as caught:
-        channel.unary(PATH, b"", [], 5)
-    assert caught.value.code() is Status.UNAVAILABLE
-    assert "going away" in caught.value.details()
+    error = call_error(channel)
+    assert error.code() is Status.UNAVAILABLE
+    assert "going away" in error.details()
     assert channel.unary(PATH, b"", [], 5) == b"fine"  # on a new connection
     assert peer.connections == 2 and channel.connections_made == 2
 
@@ -235,17 +239,14 @@ def test_a_compressed_message_is_refused(serve: Any) -> None:
         conn.send_headers(sid, [("grpc-status", "0")], end_stream=True)
 
     _, channel = serve(respond)
-    with pytest.raises(RpcError) as caught:
-        channel.unary(PATH, b"", [], 5)
-    assert caught.value.code() is Status.INTERNAL
-    assert "compressed" in caught.value.details()
+    error = call_error(channel)
+    assert error.code() is Status.INTERNAL
+    assert "compressed" in error.details()
 
 
 def test_a_ping_that_came_while_idle_is_answered_with_the_next_call(serve: Any) -> None:
     def respond(conn: h2.connection.H2Connection, sid: int, headers: dict[str, str], body: bytes) -> None:
-        conn.send_headers(sid, ok_headers())
-        conn.send_data(sid, message(b"fine"))
-        conn.send_headers(sid, [("grpc-status", "0")], end_stream=True)
+        answer(conn, sid, b"fine")
         conn.ping(b"idle-png")  # arrives after the call ended: the connection sits in the pool
 
     peer, channel = serve(respond)
