@@ -153,13 +153,15 @@ def harness_containerd_url(harness_containerd: services.Containerd) -> Iterator[
 def harness_engine(
     harness_containerd_url: str, fogwire_registry: ContractRegistry
 ) -> Callable[..., contextlib.AbstractAsyncContextManager[Any]]:
-    """Make a started engine on the harness containerd with the given options and the test image pulled.
+    """Make a started engine with the given options and the test image pulled.
 
-    Its workloads are removed and the engine closed when the ``async with`` ends.
+    The engine uses the harness containerd, or with ``own_containerd=True`` an
+    embedded containerd of its own. Its workloads are removed and the engine
+    closed when the ``async with`` ends.
     """
 
     @contextlib.asynccontextmanager
-    async def make(agent_prefix: str, **options: Any) -> AsyncIterator[Any]:
+    async def make(agent_prefix: str, *, own_containerd: bool = False, **options: Any) -> AsyncIterator[Any]:
         from fogwire_engine_containerd.engine import ContainerdEngine
 
         with tempfile.TemporaryDirectory(prefix="fwce-") as tmp:
@@ -169,8 +171,8 @@ def harness_engine(
                 data_dir=base / "data",
                 run_dir=base / "run",
                 log_dir=base / "log",
-                url=harness_containerd_url,
-                options=options,
+                url=None if own_containerd else harness_containerd_url,
+                options={**options, "embedded": True} if own_containerd else options,
             )
             engine = ContainerdEngine(context)
             await engine.start()

@@ -13,8 +13,9 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fogwire_engine_containerd.engine import ContainerdEngine
@@ -70,15 +71,9 @@ async def _engine(workdir: Path, **options: object) -> ContainerdEngine:
 
 
 @pytest.fixture
-async def embedded(workdir: Path, fogwire_registry: ContractRegistry) -> AsyncIterator[ContainerdEngine]:
-    engine = await _engine(workdir, embedded=True)
-    try:
-        await engine.pull(fogwire_registry.image, fogwire_registry.auth)
+async def embedded(harness_engine: Callable[..., Any]) -> AsyncIterator[ContainerdEngine]:
+    async with harness_engine("faults", own_containerd=True) as engine:
         yield engine
-    finally:
-        for workload in await engine.list_managed():
-            await engine.remove(workload.name)
-        await engine.close()
 
 
 async def test_embedded_daemon_lives_under_the_agent_dirs_and_stops_on_close(workdir: Path) -> None:
