@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import types
 import typing
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, NewType, TypeVar
 
@@ -101,8 +102,14 @@ def to_camel(name: str) -> str:
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
+_CAMEL_CLASSES: weakref.WeakSet[type[Any]] = weakref.WeakSet()
+"""Plugin classes registered with :func:`register_options_class` (spelled camelCase like core's models)."""
+
+
 def _is_model_class(cls: Any) -> bool:
-    return attrs.has(cls) and getattr(cls, "__module__", "").startswith("fogwire.model.")
+    if not attrs.has(cls):
+        return False
+    return getattr(cls, "__module__", "").startswith("fogwire.model.") or cls in _CAMEL_CLASSES
 
 
 def _camel_structure(converter: cattrs.Converter) -> Callable[[Any], Any]:
@@ -247,6 +254,60 @@ def make_renaming_hook(converter: cattrs.Converter, cls: type[Any], **renames: s
     overrides = {attr: override(rename=key) for attr, key in renames.items()}
     converter.register_structure_hook(cls, make_dict_structure_fn(cls, converter, **overrides))  # type: ignore[arg-type]
     converter.register_unstructure_hook(cls, make_dict_unstructure_fn(cls, converter, **overrides))  # type: ignore[arg-type]
+
+
+def register_options_class(converter: cattrs.Converter, cls: type[Any]) -> None:
+    """Structure and unstructure a plugin's attrs class the way core's models are.
+
+    Keys are the camelCase of the attribute names (``log_max_bytes`` → ``logMaxBytes``),
+    scalars are strict, an unknown key is an error, and errors carry camelCase field
+    paths. Call it from ``fogwire_configure_converter`` for every options class a
+    plugin structures (nested attrs classes included), then structure with
+    :func:`structure_options`.
+    """
+    _register_camel(converter, cls, set())
+
+
+def _register_camel(converter: cattrs.Converter, cls: type[Any], seen: set[type[Any]]) -> None:
+    seen.add(cls)
+    _CAMEL_CLASSES.add(cls)
+    attrs.resolve_types(cls)
+    for field in attrs.fields(cls):
+        for inner in (field.type, *typing.get_args(field.type)):
+            if attrs.has(inner) and inner not in seen and not str(inner.__module__).startswith("fogwire.model."):
+                _register_camel(converter, inner, seen)
+    converter.register_structure_hook(cls, _camel_structure(converter)(cls))
+    converter.register_unstructure_hook(cls, _camel_unstructure(converter)(cls))
+
+
+def structure_options(
+    converter: cattrs.Converter, data: Any, cls: type[T], *, plugin: str, key: str = "engineOptions"
+) -> T:
+    """A plugin's options from the agent config, or :class:`ConfigError` naming every bad key.
+
+    ``plugin`` names the plugin in the error's document (``engine options (docker)``);
+    ``key`` is the config key the options sit under, the base of every field path.
+    ``None`` means no options. A snake_case key whose camelCase form is a field gets a
+    hint with the right spelling.
+    """
+    register_options_class(converter, cls)
+    document = f"{key} ({plugin})"
+    mapping = {} if data is None else data
+    try:
+        return structure(converter, mapping, cls, document, 1, key)
+    except ConfigError as error:
+        raise ConfigError([_with_spelling_hint(problem, cls) for problem in error.problems]) from error
+
+
+def _with_spelling_hint(problem: Problem, cls: type[Any]) -> Problem:
+    if problem.message != "unknown field (check the spelling)":
+        return problem
+    last = problem.path.rsplit(".", 1)[-1]
+    camel = to_camel(last)
+    names = {to_camel(a.name) for a in attrs.fields(cls)}
+    if camel != last and camel in names:
+        return attrs.evolve(problem, message=f"unknown field: it is spelled {camel!r}")
+    return problem
 
 
 def problems_from(error: BaseException, document: str, index: int, base: str = "") -> list[Problem]:

@@ -23,11 +23,22 @@ import enum
 from collections.abc import AsyncIterator, Collection, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import attrs
 
 from fogwire.errors import EngineError, ImageNotFoundError
+
+if TYPE_CHECKING:
+    import cattrs
+
+
+def _core_converter() -> cattrs.Converter:
+    """A plain core converter, for contexts built without one (tests, tools)."""
+    from fogwire.convert import make_converter
+
+    return make_converter()
+
 
 MANAGED_LABEL = "io.fogwire.managed"
 """Label whose value is the id of the agent managing the workload."""
@@ -230,7 +241,10 @@ class EngineContext:
 
     ``url`` is ``containerEngineUrl`` (``None``: the engine's default or embedded
     mode). The directories are the agent's own; an engine keeps its files there.
-    ``options`` are the engine-specific keys of the agent config.
+    ``options`` are the engine-specific keys of the agent config (``engineOptions``),
+    still plain data: structure them with
+    :func:`fogwire.convert.structure_options` on ``converter``, the consumer's one
+    converter, on which every loaded plugin's ``fogwire_configure_converter`` ran.
     """
 
     agent_id: str
@@ -239,6 +253,7 @@ class EngineContext:
     log_dir: Path
     url: str | None = None
     options: Mapping[str, Any] = attrs.field(factory=dict)
+    converter: cattrs.Converter = attrs.field(factory=_core_converter, repr=False, eq=False)
 
 
 class PullPolicy(enum.Enum):
