@@ -21,6 +21,7 @@ import pytest
 from fogwire import _entrypoints
 from fogwire.errors import DuplicatePluginError, PluginLoadError, UnknownPluginError
 from fogwire.hookspecs import hookimpl
+from fogwire.payloads import ANY, DESIRED_STATE, IOFOG_DOCUMENTS
 from fogwire.plugins import LoadPolicy, PluginHost
 
 ENGINES = "fogwire.engines"
@@ -70,7 +71,7 @@ class InProcessPlugin:
 
     @hookimpl
     def fogwire_register_reload_sinks(self, registry: Any) -> None:
-        registry.add("inproc-sink", _engine_factory("inproc-sink"))
+        registry.add("inproc-sink", _engine_factory("inproc-sink"), consumes=DESIRED_STATE)
 
 
 def test_in_process_plugin_registers_into_a_fresh_host() -> None:
@@ -78,7 +79,7 @@ def test_in_process_plugin_registers_into_a_fresh_host() -> None:
     factory = plugin_host.engine_factory("inproc")
     assert factory("ctx") == ("inproc", "ctx")
     assert plugin_host.resolve("engine", "inproc").description == "an in-process engine"
-    assert plugin_host.sink_factory("inproc-sink")("c") == ("inproc-sink", "c")
+    assert plugin_host.sink_factory("inproc-sink", DESIRED_STATE, "the agent")("c") == ("inproc-sink", "c")
 
 
 def test_hosts_are_independent() -> None:
@@ -311,8 +312,8 @@ def test_empty_allow_list_refuses_every_third_party_plugin_but_keeps_builtins(fa
     plugin_host = host(fake_eps, {"FOGWIRE_LOAD_PLUGINS": ""})
     with pytest.raises(PluginLoadError, match="not in FOGWIRE_LOAD_PLUGINS"):
         plugin_host.engine_factory("alpha")
-    assert plugin_host.source_factory("file")
-    assert plugin_host.sink_factory("log")
+    assert plugin_host.source_factory("file", IOFOG_DOCUMENTS, "the agent")
+    assert plugin_host.sink_factory("log", DESIRED_STATE, "the agent")
 
 
 def test_load_policy_from_environ() -> None:
@@ -418,7 +419,7 @@ def test_one_module_serving_two_kinds_is_registered_once(fake_eps: Any) -> None:
         registry.add("both-engine", _engine_factory("both-engine"))
 
     def fogwire_register_reload_sinks(registry: Any) -> None:
-        registry.add("both-sink", _engine_factory("both-sink"))
+        registry.add("both-sink", _engine_factory("both-sink"), consumes=ANY)
 
     module = plugin_module(
         "p_both",
@@ -429,7 +430,7 @@ def test_one_module_serving_two_kinds_is_registered_once(fake_eps: Any) -> None:
     fake_eps.add(SINKS, "both-sink", module, distribution="fogwire-both")
     plugin_host = host(fake_eps)
     assert plugin_host.engine_factory("both-engine")("c") == ("both-engine", "c")
-    assert plugin_host.sink_factory("both-sink")("c") == ("both-sink", "c")
+    assert plugin_host.sink_factory("both-sink", DESIRED_STATE, "the agent")("c") == ("both-sink", "c")
     assert plugin_host.resolve("reload_sink", "both-sink").owner == "fogwire-both"
     statuses = {(s.kind, s.name): s.status for s in plugin_host.discover() if s.distribution == "fogwire-both"}
     assert statuses == {("engine", "both-engine"): "ok", ("reload_sink", "both-sink"): "ok"}

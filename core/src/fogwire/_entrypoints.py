@@ -19,21 +19,88 @@ import importlib
 import os
 import re
 import sys
-from collections.abc import Callable
-
-import attrs
+from collections.abc import Callable, Mapping
 
 
-@attrs.frozen
 class EntryPointRecord:
-    """One entry point of one installed distribution."""
+    """One entry point of one installed distribution.
 
-    group: str
-    name: str
-    value: str
-    distribution: str
-    version: str
-    load: Callable[[], object] = attrs.field(eq=False, repr=False)
+    A plain class, not attrs: ``fogwire --help`` reads entry points to list the
+    commands distributions add, and must not pay for importing attrs.
+    """
+
+    __slots__ = ("distribution", "group", "load", "name", "value", "version")
+
+    def __init__(
+        self, group: str, name: str, value: str, distribution: str, version: str, load: Callable[[], object]
+    ) -> None:
+        self.group = group
+        self.name = name
+        self.value = value
+        self.distribution = distribution
+        self.version = version
+        self.load = load
+
+    def _key(self) -> tuple[str, str, str, str, str]:
+        return (self.group, self.name, self.value, self.distribution, self.version)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, EntryPointRecord) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (
+            f"EntryPointRecord(group={self.group!r}, name={self.name!r}, value={self.value!r}, "
+            f"distribution={self.distribution!r}, version={self.version!r})"
+        )
+
+
+class LoadPolicy:
+    """The environment's say on which plugins load (a plain class for the same reason)."""
+
+    __slots__ = ("allowed", "disabled", "strict")
+
+    def __init__(
+        self, disabled: frozenset[str] = frozenset(), allowed: frozenset[str] | None = None, strict: bool = False
+    ) -> None:
+        self.disabled = disabled
+        self.allowed = allowed
+        self.strict = strict
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LoadPolicy) and (self.disabled, self.allowed, self.strict) == (
+            other.disabled,
+            other.allowed,
+            other.strict,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.disabled, self.allowed, self.strict))
+
+    def __repr__(self) -> str:
+        return f"LoadPolicy(disabled={self.disabled!r}, allowed={self.allowed!r}, strict={self.strict!r})"
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> LoadPolicy:
+        """Read ``FOGWIRE_DISABLE_PLUGINS``, ``FOGWIRE_LOAD_PLUGINS`` and ``FOGWIRE_STRICT_PLUGINS``."""
+
+        def names(key: str) -> frozenset[str]:
+            return frozenset(n.strip() for n in environ.get(key, "").split(",") if n.strip())
+
+        allowed = names("FOGWIRE_LOAD_PLUGINS") if "FOGWIRE_LOAD_PLUGINS" in environ else None
+        strict = environ.get("FOGWIRE_STRICT_PLUGINS", "").lower() in ("1", "true", "yes")
+        return cls(names("FOGWIRE_DISABLE_PLUGINS"), allowed, strict)
+
+    def refusal(self, record: EntryPointRecord) -> str | None:
+        """Why ``record`` may not load, or ``None`` if it may."""
+        keys = {record.name, record.distribution}
+        if keys & self.disabled:
+            return "disabled by FOGWIRE_DISABLE_PLUGINS"
+        if self.allowed is not None and not keys & self.allowed:
+            return "not in FOGWIRE_LOAD_PLUGINS"
+        return None
 
 
 def find(group: str) -> list[EntryPointRecord]:

@@ -14,6 +14,10 @@
 ``fogwire daemon`` is a thin shell around this class: it builds one from the
 agent config (:meth:`Agent.from_config`) and runs it until SIGTERM. Stopping
 leaves every workload running; the next start adopts them.
+
+The parts that exist only while the agent runs (engine, store, reconciler, source,
+sinks, services, the desired state) live in one :class:`Running` object, made by
+:meth:`Agent.session` and gone after it.
 """
 
 from __future__ import annotations
@@ -29,22 +33,76 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import cattrs
 import yaml
 
+from fogwire.converge import SinkSet
 from fogwire.engine import Engine, EngineContext, EventKind, Health, LogLine
-from fogwire.errors import ConfigError, FogwireError, SourceError
+from fogwire.errors import ConfigError, FogwireError, PluginLoadError, SourceError
 from fogwire.model.agent_config import AgentConfig, Profile
 from fogwire.model.desired import DesiredState, assemble
 from fogwire.paths import Paths, default_paths
-from fogwire.plugins import PluginHost
-from fogwire.reconcile import PassResult, Plan, Reconciler, bounded
+from fogwire.payloads import DESIRED_STATE, IOFOG_DOCUMENTS, Documents
+from fogwire.plugins import Kind, PluginHost
+from fogwire.reconcile import Outcome, PassResult, Plan, Reconciler
 from fogwire.resolve import device_arch
+from fogwire.services import AgentService, ServiceContext
 from fogwire.sinks import ReloadSink, SinkContext
 from fogwire.sources import ConfigSnapshot, ConfigSource, SourceContext
 from fogwire.store import Store
 from fogwire.supervise import jittered, sd_notify, watchdog_interval
 
 log = logging.getLogger(__name__)
+
+SinkSpec = str | ReloadSink[DesiredState] | tuple[str, Mapping[str, Any]]
+"""A reload sink given to :class:`Agent`: a plugin name, a name with options, or a sink object."""
+
+AGENT = "the agent (fogwire daemon)"
+"""How load-time errors name the agent as the consumer of a source or sink."""
+
+
+@attrs.define
+class Running:
+    """The agent's parts while it runs: made by :meth:`Agent.session`, gone after it.
+
+    ``desired`` is the desired state the reconciler works towards; ``documents``
+    and ``applied_digest`` are the documents it came from and their digest.
+    """
+
+    engine: Engine
+    store: Store
+    reconciler: Reconciler
+    source: ConfigSource[Documents] | None
+    sinks: SinkSet[DesiredState]
+    services: list[AgentService]
+    desired: DesiredState = attrs.field(factory=DesiredState)
+    documents: Documents = attrs.field(factory=list)
+    applied_digest: str | None = None
+    outcomes: dict[str, tuple[int, Outcome]] = attrs.field(factory=dict)
+    """Microservice → (serial of the pass, outcome) of the last action any pass took on it."""
+
+
+class _Handle:
+    """What an :class:`~fogwire.services.AgentService` sees of the agent."""
+
+    def __init__(self, agent: Agent, running: Running) -> None:
+        self._agent = agent
+        self._running = running
+
+    @property
+    def engine(self) -> Engine:
+        """The agent's started engine."""
+        return self._running.engine
+
+    async def retry_failed(self) -> list[str]:
+        """Clear failed microservices' backoff and wake a pass."""
+        cleared = await self._running.reconciler.retry_failed()
+        self._agent._wake_up(changed=True)
+        return cleared
+
+    async def add_event(self, kind: str, detail: str) -> None:
+        """Record an event for ``fogwire status``."""
+        await self._running.store.call(self._running.store.add_event, None, kind, detail)
 
 
 class Agent:
@@ -53,22 +111,29 @@ class Agent:
     :param engine: an engine plugin name (``"containerd"``, ``"docker"``, …) or an
         :class:`~fogwire.engine.Engine` object (the agent starts and closes it).
     :param source: a config source name (``"file"``), a
-        :class:`~fogwire.sources.ConfigSource`, or ``None`` to take the desired state
-        only from :meth:`apply` (and the state last applied).
-    :param sinks: reload sinks (names or objects) given each new desired state.
+        :class:`~fogwire.sources.ConfigSource` producing ioFog documents, or ``None``
+        to take the desired state only from :meth:`apply` (and the state last applied).
+    :param sinks: reload sinks (names, names with options, or objects) given each new
+        desired state; one that fails is retried with backoff until it succeeds.
+    :param services: agent services (plugin names with options) run beside the loops.
     :param paths: where state, logs and the control socket live.
     :param profile: the agent-config profile supplying the defaults of the rest.
     :param control_socket: serve the CLI on ``paths.control_socket``.
     :param rollback_grace_s: how long a replacement must hold up before it is kept.
+
+    Plugins named here are loaded from ``plugins`` (a :class:`PluginHost`); one that
+    can't be loaded or built raises :class:`~fogwire.errors.PluginLoadError` naming
+    its distribution when :meth:`session` starts.
     """
 
     def __init__(
         self,
         *,
         engine: str | Engine | None = None,
-        source: str | ConfigSource | None = None,
+        source: str | ConfigSource[Documents] | None = None,
         source_options: Mapping[str, Any] | None = None,
-        sinks: Sequence[str | ReloadSink | tuple[str, Mapping[str, Any]]] | None = None,
+        sinks: Sequence[SinkSpec] | None = None,
+        services: Sequence[tuple[str, Mapping[str, Any]]] | None = None,
         paths: Paths | None = None,
         profile: Profile | None = None,
         plugins: PluginHost | None = None,
@@ -78,6 +143,7 @@ class Agent:
         max_failures: int = 5,
         backoff_cap_s: float = 60.0,
         sink_timeout_s: float = 30.0,
+        sink_backoff_base_s: float = 1.0,
         stuck_after_s: float = 600.0,
         environ: Mapping[str, str] | None = None,
     ) -> None:
@@ -94,45 +160,88 @@ class Agent:
         if sinks is None:
             sinks = [(s.name, s.options) for s in self.profile.reload_sinks]
         self._sink_specs = list(sinks)
+        if services is None:
+            services = [(s.name, s.options) for s in self.profile.services]
+        self._service_specs = list(services)
         self.control_socket = control_socket
         self.rollback_grace_s = rollback_grace_s
         self.concurrency = concurrency
         self.max_failures = max_failures
         self.backoff_cap_s = backoff_cap_s
         self.sink_timeout_s = sink_timeout_s
+        self.sink_backoff_base_s = sink_backoff_base_s
         self.stuck_after_s = stuck_after_s
         self.arch = device_arch(self.profile.arch)
-        self.converter = self.plugins.make_converter()
-        self.engine: Engine | None = engine if isinstance(engine, Engine) else None
-        self.source: ConfigSource | None = source if isinstance(source, ConfigSource) else None
-        self.sinks: list[ReloadSink] = []
-        self.store: Store | None = None
-        self.reconciler: Reconciler | None = None
-        self.desired: DesiredState | None = None
-        self.documents: list[Any] | None = None
-        self.applied_digest: str | None = None
         self.started = asyncio.Event()
         self.last_pass: PassResult | None = None
+        self._converter: cattrs.Converter | None = None
+        self._running: Running | None = None
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._changed = False
-        self._pass_waiters: list[asyncio.Future[PassResult]] = []
+        self._pass_waiters: list[tuple[int, asyncio.Future[PassResult]]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_task: asyncio.Task[None] | None = None
-        self._last_desired: DesiredState | None = None
 
     @classmethod
     def from_config(cls, config: AgentConfig, paths: Paths, **kwargs: Any) -> Agent:
         """An agent for the current profile of ``config`` (what ``fogwire daemon`` runs)."""
         return cls(profile=config.profile, paths=paths, **kwargs)
 
-    # -- building the parts -------------------------------------------------------------
+    # -- the parts ------------------------------------------------------------------------
+
+    @property
+    def converter(self) -> cattrs.Converter:
+        """The one converter, made once the selected plugins are loaded (so their types are on it).
+
+        A selected plugin that can't be loaded is left to :meth:`session` to report;
+        the converter is still made from what did load, so documents validate without
+        an engine (``fogwire validate``, ``apply`` to a daemon).
+        """
+        if self._converter is None:
+            self._load_selected_plugins()
+            self._converter = self.plugins.make_converter()
+        return self._converter
+
+    def _load_selected_plugins(self) -> None:
+        selected: list[tuple[Kind, object]] = [("engine", self._engine_spec), ("config_source", self._source_spec)]
+        selected += [("reload_sink", s if isinstance(s, (str, ReloadSink)) else s[0]) for s in self._sink_specs]
+        selected += [("agent_service", name) for name, _ in self._service_specs]
+        for kind, name in selected:
+            if isinstance(name, str):
+                with contextlib.suppress(PluginLoadError):
+                    self.plugins.resolve(kind, name)
+
+    @property
+    def running(self) -> Running:
+        """The running parts; :class:`FogwireError` outside :meth:`session`."""
+        if self._running is None:
+            raise FogwireError("the agent is not running (use it inside Agent.session() or Agent.run())")
+        return self._running
+
+    @property
+    def engine(self) -> Engine | None:
+        """The started engine while running, else ``None``."""
+        return self._running.engine if self._running else None
+
+    @property
+    def store(self) -> Store | None:
+        """The state store while running, else ``None``."""
+        return self._running.store if self._running else None
+
+    @property
+    def reconciler(self) -> Reconciler | None:
+        """The reconciler while running, else ``None``."""
+        return self._running.reconciler if self._running else None
+
+    @property
+    def desired(self) -> DesiredState | None:
+        """The desired state while running, else ``None``."""
+        return self._running.desired if self._running else None
 
     def _make_engine(self) -> Engine:
-        if self.engine is not None:
-            return self.engine
-        assert isinstance(self._engine_spec, str)
-        factory = self.plugins.engine_factory(self._engine_spec)
+        if isinstance(self._engine_spec, Engine):
+            return self._engine_spec
         context = EngineContext(
             agent_id=self.profile.agent_id,
             data_dir=self.paths.state_dir / "engine",
@@ -140,32 +249,49 @@ class Agent:
             log_dir=self.paths.log_dir,
             url=self.profile.container_engine_url,
             options=dict(self.profile.engine_options),
+            converter=self.converter,
         )
-        return factory(context)
+        factory = self.plugins.engine_factory(self._engine_spec)
+        return self.plugins.build("engine", self._engine_spec, factory, context)
 
-    def _make_source(self) -> ConfigSource | None:
-        if self.source is not None or self._source_spec is None:
-            return self.source
-        assert isinstance(self._source_spec, str)
-        context = SourceContext(self.paths.state_dir, self.paths.run_dir, self._source_options, self.environ)
-        return self.plugins.source_factory(self._source_spec)(context)
+    def _make_source(self) -> ConfigSource[Documents] | None:
+        if self._source_spec is None or isinstance(self._source_spec, ConfigSource):
+            return self._source_spec
+        name = self._source_spec
+        factory = self.plugins.source_factory(name, IOFOG_DOCUMENTS, AGENT)
+        context = SourceContext(
+            self.paths.state_dir, self.paths.run_dir, self._source_options, self.environ, self.converter
+        )
+        return self.plugins.build("config_source", name, factory, context)
 
-    def _make_sinks(self) -> list[ReloadSink]:
-        sinks: list[ReloadSink] = []
+    def _make_sinks(self) -> list[ReloadSink[DesiredState]]:
+        sinks: list[ReloadSink[DesiredState]] = []
         for spec in self._sink_specs:
             if isinstance(spec, ReloadSink):
                 sinks.append(spec)
                 continue
             name, options = (spec, {}) if isinstance(spec, str) else spec
-            context = SinkContext(self.paths.state_dir, self.paths.run_dir, dict(options), self.environ)
-            sinks.append(self.plugins.sink_factory(name)(context))
+            factory = self.plugins.sink_factory(name, DESIRED_STATE, AGENT)
+            context = SinkContext(self.paths.state_dir, self.paths.run_dir, dict(options), self.environ, self.converter)
+            sinks.append(self.plugins.build("reload_sink", name, factory, context))
         return sinks
+
+    def _make_services(self, handle: _Handle) -> list[AgentService]:
+        services = []
+        for name, options in self._service_specs:
+            factory = self.plugins.service_factory(name)
+            context = ServiceContext(
+                self.paths.state_dir, self.paths.run_dir, handle, dict(options), self.environ, self.converter
+            )
+            services.append(self.plugins.build("agent_service", name, factory, context))
+        return services
 
     @property
     def source_file(self) -> Path | None:
         """The file the ``file`` source watches, when that is the source."""
-        if self.source is not None and getattr(self.source, "name", "") == "file":
-            path = getattr(self.source, "path", None)
+        source = self._running.source if self._running else None
+        if source is not None and getattr(source, "name", "") == "file":
+            path = getattr(source, "path", None)
             return Path(path) if path else None
         if self._source_spec == "file" and self._source_options.get("path"):
             return Path(str(self._source_options["path"]))
@@ -179,40 +305,52 @@ class Agent:
 
         :meth:`run` runs inside a session; the CLI uses one alone (``fogwire plan``,
         ``status`` and ``logs`` when no daemon runs). Nothing is changed on entry.
+        Every selected plugin is loaded and built before anything starts, so a plugin
+        that can't be is a :class:`~fogwire.errors.PluginLoadError` up front.
         """
         self._loop = asyncio.get_running_loop()
+        engine = self._make_engine()
+        source = self._make_source()
+        sink_set = SinkSet(
+            self._make_sinks(),
+            timeout_s=self.sink_timeout_s,
+            backoff_base_s=self.sink_backoff_base_s,
+            backoff_cap_s=self.backoff_cap_s,
+        )
         self.paths.ensure()
-        self.store = await asyncio.to_thread(Store.open, self.paths.database)
+        store = await asyncio.to_thread(Store.open, self.paths.database)
+        closables: list[Any] = [source, *(slot.sink for slot in sink_set.slots)]
         try:
-            self.engine = self._make_engine()
-            self.source = self._make_source()
-            self.sinks = self._make_sinks()
-            await self.engine.start()
-            self.reconciler = Reconciler(
-                self.engine,
-                self.store,
+            await engine.start()
+            reconciler = Reconciler(
+                engine,
+                store,
                 arch=self.arch,
                 concurrency=self.concurrency,
                 max_failures=self.max_failures,
                 backoff_cap_s=self.backoff_cap_s,
                 rollback_grace_s=self.rollback_grace_s,
             )
-            await self.reconciler.load()
-            await self._initial_desired()
+            await reconciler.load()
+            running = Running(engine, store, reconciler, source, sink_set, [])
+            running.services = self._make_services(_Handle(self, running))
+            closables += running.services
+            self._running = running
+            await self._initial_desired(running)
             yield self
         finally:
-            for closable in [self.source, *self.sinks]:
+            self._running = None
+            for closable in closables:
                 if closable is not None:
                     try:
                         await closable.close()
                     except Exception:  # shutting down: log and go on
                         log.exception("closing %r failed", closable)
-            if self.engine is not None:
-                try:
-                    await self.engine.close()
-                except Exception:
-                    log.exception("closing the engine failed")
-            await asyncio.to_thread(self.store.close)
+            try:
+                await engine.close()
+            except Exception:
+                log.exception("closing the engine failed")
+            await asyncio.to_thread(store.close)
 
     async def run(self) -> None:
         """Run until :meth:`stop`: start the engine, load the desired state, reconcile.
@@ -221,6 +359,7 @@ class Agent:
         holds an invalid state) the agent runs from the state last applied.
         """
         async with self.session():
+            running = self.running
             server = None
             tasks: list[asyncio.Task[Any]] = []
             try:
@@ -229,15 +368,17 @@ class Agent:
 
                     server = ControlServer(self, self.paths.control_socket)
                     await server.start()
-                self._loop_task = asyncio.create_task(self._reconcile_loop(), name="fogwire-reconcile")
+                self._loop_task = asyncio.create_task(self._reconcile_loop(running), name="fogwire-reconcile")
                 tasks = [
-                    asyncio.create_task(self._watch_source(), name="fogwire-source"),
-                    asyncio.create_task(self._watch_engine(), name="fogwire-engine-events"),
+                    asyncio.create_task(self._watch_source(running), name="fogwire-source"),
+                    asyncio.create_task(self._watch_engine(running), name="fogwire-engine-events"),
                     asyncio.create_task(self._prune_loop(), name="fogwire-prune"),
-                    asyncio.create_task(self._watchdog_loop(), name="fogwire-watchdog"),
+                    asyncio.create_task(self._watchdog_loop(running), name="fogwire-watchdog"),
                 ]
-                if self.profile.bundle_watch_dir:
-                    tasks.append(asyncio.create_task(self._watch_bundles(), name="fogwire-bundles"))
+                tasks += [
+                    asyncio.create_task(self._run_service(running, s), name=f"fogwire-service-{s.name}")
+                    for s in running.services
+                ]
                 self._wake_up(changed=True)
                 sd_notify("READY=1", self.environ)
                 self.started.set()
@@ -249,9 +390,10 @@ class Agent:
                 for task in everything:
                     task.cancel()
                 await asyncio.gather(*everything, return_exceptions=True)
-                for waiter in self._pass_waiters:
+                for _, waiter in self._pass_waiters:
                     if not waiter.done():
                         waiter.set_exception(FogwireError("the agent stopped before the pass ran"))
+                self._pass_waiters.clear()
                 if server is not None:
                     await server.close()
 
@@ -262,82 +404,83 @@ class Agent:
         else:
             self._stopping.set()
 
-    async def _initial_desired(self) -> None:
-        assert self.store is not None
-        if self.source is not None:
+    async def _initial_desired(self, running: Running) -> None:
+        if running.source is not None:
             try:
-                await self._load_snapshot(await self.source.fetch(), initial=True)
-                if self.desired is not None:
+                if await self._load_snapshot(running, await running.source.fetch(), initial=True):
                     return
             except (SourceError, ConfigError) as error:
                 log.warning("config source unavailable at start (%s); using the state last applied", error)
-                await self.store.call(self.store.add_event, None, "source-unavailable", str(error))
-        applied = await self.store.call(self.store.load_applied)
+                await running.store.call(running.store.add_event, None, "source-unavailable", str(error))
+        applied = await running.store.call(running.store.load_applied)
         if applied is not None:
             try:
-                self.desired = assemble(self.converter, applied.documents, applied.origin)
-                self.documents = applied.documents
-                self.applied_digest = applied.digest
+                running.desired = assemble(self.converter, applied.documents, applied.origin)
+                running.documents = applied.documents
+                running.applied_digest = applied.digest
                 log.info("running from the desired state last applied (%s)", applied.origin)
             except ConfigError as error:
                 log.error("the stored desired state no longer validates: %s", error)
-        if self.desired is None:
-            self.desired = DesiredState()
 
-    async def _load_snapshot(self, snapshot: ConfigSnapshot, *, initial: bool = False) -> bool:
+    async def _load_snapshot(
+        self, running: Running, snapshot: ConfigSnapshot[Documents], *, initial: bool = False
+    ) -> bool:
         """Take a fetched snapshot as the desired state; ``False`` if unchanged or invalid."""
-        assert self.store is not None
-        if snapshot.digest == self.applied_digest and self.desired is not None:
+        if snapshot.digest == running.applied_digest:
             return False
-        documents = snapshot.payload if isinstance(snapshot.payload, list) else [snapshot.payload]
+        documents = list(snapshot.payload)
         try:
             desired = assemble(self.converter, documents, snapshot.origin)
         except ConfigError as error:
             log.error("new desired state rejected, keeping the last one:\n%s", error)
-            await self.store.call(self.store.add_event, None, "config-rejected", str(error))
+            await running.store.call(running.store.add_event, None, "config-rejected", str(error))
             if initial:
                 raise
             return False
-        await self.store.call(self.store.save_applied, snapshot.origin, snapshot.digest, documents)
-        self.desired = desired
-        self.documents = documents
-        self.applied_digest = snapshot.digest
-        if self.reconciler is not None:  # a one-shot rebuild request is kept from the delivery carrying it
-            await self.reconciler.note_desired(desired)
-        await self.store.call(
-            self.store.add_event,
-            None,
-            "desired-state",
-            f"{len(desired.microservices)} microservices from {snapshot.origin}",
-        )
+        await self._set_desired(running, desired, documents, snapshot.origin, snapshot.digest, "from")
         return True
+
+    async def _set_desired(
+        self, running: Running, desired: DesiredState, documents: Documents, origin: str, digest: str, how: str
+    ) -> int:
+        """Save and adopt a new desired state; return the serial of the last pass that did not see it."""
+        await running.store.call(running.store.save_applied, origin, digest, documents)
+        running.desired, running.documents, running.applied_digest = desired, documents, digest
+        # No await between adopting the state and reading the serial: every later pass sees it.
+        seen_before = running.reconciler.pass_serial
+        await running.reconciler.note_desired(desired)  # a one-shot rebuild request is kept from its delivery
+        await running.store.call(
+            running.store.add_event, None, "desired-state", f"{len(desired.microservices)} microservices {how} {origin}"
+        )
+        return seen_before
 
     def _wake_up(self, *, changed: bool = False) -> None:
         self._changed = self._changed or changed
         self._wake.set()
 
-    async def _reconcile_loop(self) -> None:
-        assert self.reconciler is not None
+    def _next_wake(self, running: Running) -> float:
+        timeout = jittered(self.profile.resync_seconds)
+        for due in (running.reconciler.next_retry(), running.sinks.next_due(running.desired)):
+            if due is not None:
+                timeout = min(timeout, max(0.05, due - time.monotonic()))
+        return timeout
+
+    async def _reconcile_loop(self, running: Running) -> None:
         failures = 0
+        reconciler = running.reconciler
         while not self._stopping.is_set():
-            timeout = jittered(self.profile.resync_seconds)
-            retry = self.reconciler.next_retry()
-            if retry is not None:
-                timeout = min(timeout, max(0.05, retry - time.monotonic()))
             try:
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout(self._next_wake(running)):
                     await self._wake.wait()
             except TimeoutError:
                 pass
             self._wake.clear()
             changed, self._changed = self._changed, False
-            waiters, self._pass_waiters = self._pass_waiters, []
-            self.reconciler.progress = time.monotonic()
+            reconciler.progress = time.monotonic()
             try:
-                result = await self.reconciler.run_pass(self.desired or DesiredState(), changed=changed)
+                result = await reconciler.run_pass(running.desired, changed=changed)
             except asyncio.CancelledError:
-                # Stopped, or restarted by the watchdog: the next loop (if any) serves them.
-                self._pass_waiters.extend(waiters)
+                # Stopped, or restarted by the watchdog: the next loop (if any) serves the waiters.
                 self._changed = self._changed or changed
                 raise
             except Exception as error:  # e.g. the engine is down: retry later
@@ -345,11 +488,12 @@ class Agent:
                 log.warning("reconcile pass failed: %s", error)
                 await asyncio.sleep(min(30.0, 0.5 * 2**failures))
                 self._changed = self._changed or changed
-                self._pass_waiters.extend(waiters)
                 self._wake.set()
                 continue
             failures = 0
             self.last_pass = result
+            for outcome in result.outcomes:
+                running.outcomes[outcome.action.name] = (result.serial, outcome)
             if result.plan.actions:
                 log.info(
                     "pass: %d actions (%d failed) in %.2fs",
@@ -357,39 +501,35 @@ class Agent:
                     sum(not o.ok for o in result.outcomes),
                     result.duration_s,
                 )
-            if changed:
-                await self._run_sinks()
-            for waiter in waiters:
-                if not waiter.done():
+            await running.sinks.converge(running.desired, self._event_recorder(running))
+            still_waiting = []
+            for after, waiter in self._pass_waiters:
+                if waiter.done():
+                    continue
+                if result.serial > after:
                     waiter.set_result(result)
+                else:
+                    still_waiting.append((after, waiter))
+            self._pass_waiters = still_waiting
 
-    async def _run_sinks(self) -> None:
-        desired = self.desired
-        for sink in self.sinks:
-            try:
-                report = await bounded(sink.apply(desired, self._last_desired), self.sink_timeout_s)
-                if not report.ok:
-                    log.warning("reload sink %s: %s", sink.name, report)
-            except Exception as error:  # one sink never stops the others
-                reason = f"timed out after {self.sink_timeout_s:g}s" if isinstance(error, TimeoutError) else str(error)
-                reason = reason or type(error).__name__
-                log.warning("reload sink %s failed: %s", getattr(sink, "name", sink), reason)
-                if self.store is not None:
-                    await self.store.call(
-                        self.store.add_event, None, "sink-failed", f"{getattr(sink, 'name', sink)}: {reason}"
-                    )
-        self._last_desired = desired
+    @staticmethod
+    def _event_recorder(running: Running) -> Any:
+        async def record(kind: str, detail: str) -> None:
+            await running.store.call(running.store.add_event, None, kind, detail)
 
-    async def _watch_source(self) -> None:
-        if self.source is None:
+        return record
+
+    async def _watch_source(self, running: Running) -> None:
+        source = running.source
+        if source is None:
             return
         delay = 1.0
         while not self._stopping.is_set():
             try:
-                async for _notice in self.source.changes():
+                async for _notice in source.changes():
                     delay = 1.0
                     try:
-                        if await self._load_snapshot(await self.source.fetch()):
+                        if await self._load_snapshot(running, await source.fetch()):
                             self._wake_up(changed=True)
                     except SourceError as error:
                         log.warning("config source: %s", error)
@@ -400,43 +540,30 @@ class Agent:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 60.0)
 
-    async def _watch_bundles(self) -> None:
-        """Import offline bundles dropped into ``bundleWatchDir`` into the engine.
-
-        When one lands, microservices that failed (typically waiting for an image
-        from registry ``local``) are retried at once.
-        """
-        from fogwire.bundle.importer import EngineTarget, import_bundle
-        from fogwire.bundle.oci import machine_platform
-        from fogwire.bundle.watch import BundleWatcher, WatchOutcome
-
-        assert self.engine is not None and self.profile.bundle_watch_dir is not None
-        target = EngineTarget(self.engine, machine_platform())
-        bundles_state = self.paths.state_dir / "bundles"
-
-        async def importer(path: Path) -> Any:
-            return await import_bundle(
-                path, target, work_dir=bundles_state / "staging", cache_file=bundles_state / "imported.json"
-            )
-
-        async def landed(outcome: WatchOutcome) -> None:
-            if not outcome.ok or self.reconciler is None:
+    async def _run_service(self, running: Running, service: AgentService) -> None:
+        """Run an agent service; one that fails is logged, recorded and run again after a backoff."""
+        delay = 1.0
+        while not self._stopping.is_set():
+            started = time.monotonic()
+            try:
+                await service.run()
                 return
-            cleared = await self.reconciler.retry_failed()
-            if self.store is not None:
-                detail = f"{outcome.bundle}: retrying {', '.join(cleared) or 'nothing'}"
-                await self.store.call(self.store.add_event, None, "bundle-imported", detail)
-            self._wake_up(changed=True)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                reason = f"{type(error).__name__}: {error}"
+                log.warning("agent service %s failed (%s); running it again in %.0fs", service.name, reason, delay)
+                await running.store.call(running.store.add_event, None, "service-failed", f"{service.name}: {reason}")
+            if time.monotonic() - started > 60:
+                delay = 1.0
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 60.0)
 
-        watcher = BundleWatcher(Path(self.profile.bundle_watch_dir), importer, on_done=landed)
-        await watcher.run()
-
-    async def _watch_engine(self) -> None:
-        assert self.engine is not None
+    async def _watch_engine(self, running: Running) -> None:
         delay = 1.0
         while not self._stopping.is_set():
             try:
-                async for event in self.engine.events():
+                async for event in running.engine.events():
                     delay = 1.0
                     if event.kind in (EventKind.DIE, EventKind.OOM) or event.health is Health.UNHEALTHY:
                         self._wake_up()
@@ -460,17 +587,15 @@ class Agent:
 
     async def prune(self) -> list[str]:
         """Remove images no desired microservice or managed workload uses; return what went."""
-        assert self.engine is not None and self.reconciler is not None
-        keep = {w.image for w in await self.reconciler.list_actual()}
-        if self.desired is not None:
-            resolved, _ = self.reconciler.resolve_all(self.desired)
-            keep |= {r.spec.image for r in resolved.values()}
-        result = await self.engine.prune_images(keep=sorted(keep))
-        if self.store is not None:
-            await self.store.call(self.store.add_event, None, "pruned", f"{len(result.removed)} images")
+        running = self.running
+        keep = {w.image for w in await running.reconciler.list_actual()}
+        resolved, _ = running.reconciler.resolve_all(running.desired)
+        keep |= {r.spec.image for r in resolved.values()}
+        result = await running.engine.prune_images(keep=sorted(keep))
+        await running.store.call(running.store.add_event, None, "pruned", f"{len(result.removed)} images")
         return list(result.removed)
 
-    async def _watchdog_loop(self) -> None:
+    async def _watchdog_loop(self, running: Running) -> None:
         interval = watchdog_interval(self.environ)
         if not self.profile.watchdog_enabled and interval is None:
             return
@@ -485,18 +610,17 @@ class Agent:
 
     def stuck(self) -> bool:
         """True when a pass has run without progress for longer than ``stuck_after_s``."""
-        assert self.reconciler is not None
-        busy = self.reconciler._lock.locked()
-        return busy and time.monotonic() - self.reconciler.progress > self.stuck_after_s
+        reconciler = self.running.reconciler
+        return reconciler.busy and time.monotonic() - reconciler.progress > self.stuck_after_s
 
     async def restart_loop(self) -> None:
         """Cancel the reconcile loop and start a new one (what the watchdog does)."""
+        running = self.running
         if self._loop_task is not None:
             self._loop_task.cancel()
             await asyncio.gather(self._loop_task, return_exceptions=True)
-        if self.store is not None:
-            await self.store.call(self.store.add_event, None, "watchdog", "reconcile loop restarted")
-        self._loop_task = asyncio.create_task(self._reconcile_loop(), name="fogwire-reconcile")
+        await running.store.call(running.store.add_event, None, "watchdog", "reconcile loop restarted")
+        self._loop_task = asyncio.create_task(self._reconcile_loop(running), name="fogwire-reconcile")
         self._wake_up(changed=True)
 
     # -- the API the CLI and embedders use ----------------------------------------------
@@ -505,90 +629,122 @@ class Agent:
         """Assemble ``documents`` into a desired state or raise :class:`ConfigError` with every problem."""
         return assemble(self.converter, documents, origin)
 
-    async def reconcile_now(self, *, changed: bool = False, timeout: float | None = None) -> PassResult:
-        """Trigger a pass and wait for it to finish."""
+    async def reconcile_now(
+        self, *, changed: bool = False, timeout: float | None = None, after: int | None = None
+    ) -> PassResult:
+        """Trigger a pass and wait for it to finish.
+
+        ``after``: wait for a pass whose serial is greater (one that started after
+        something happened); default: one that starts from now on.
+        """
+        running = self.running
         waiter: asyncio.Future[PassResult] = asyncio.get_running_loop().create_future()
-        self._pass_waiters.append(waiter)
+        self._pass_waiters.append((running.reconciler.pass_serial if after is None else after, waiter))
         self._wake_up(changed=changed)
         async with asyncio.timeout(timeout):
             return await waiter
 
     async def apply(self, documents: list[Any], origin: str = "apply", *, wait: bool = True) -> dict[str, Any]:
-        """Make ``documents`` the whole desired state.
+        """Make ``documents`` the whole desired state, and report what became of each microservice.
 
         They are validated first (a bad input changes nothing). With the ``file``
         source the watched file is rewritten (atomically) so it stays the truth;
         with no source the state is kept in the store. With another source the
         source owns the desired state and this raises :class:`FogwireError`.
+
+        The report covers every microservice of ``documents`` whichever pass acted on
+        it (the daemon's own loop may run first): the action taken and its outcome,
+        or ``unchanged``, ``deferred`` (backoff, with why) or a problem.
         """
+        running = self.running
         desired = self.validate(documents, origin)
         path = self.source_file
-        if self.source is not None and path is None:
+        if running.source is not None and path is None:
             raise FogwireError(
-                f"the desired state comes from the {self.source.name!r} config source; "
+                f"the desired state comes from the {running.source.name!r} config source; "
                 "apply works with the 'file' source (or none)"
             )
         if path is not None:
             await asyncio.to_thread(write_documents, path, documents)
         snapshot = ConfigSnapshot.of(str(path) if path else origin, documents)
-        assert self.store is not None
-        await self.store.call(self.store.save_applied, snapshot.origin, snapshot.digest, documents)
-        self.desired, self.documents, self.applied_digest = desired, documents, snapshot.digest
-        if self.reconciler is not None:
-            await self.reconciler.note_desired(desired)
-        await self.store.call(
-            self.store.add_event,
-            None,
-            "desired-state",
-            f"{len(desired.microservices)} microservices applied from {origin}",
+        seen_before = await self._set_desired(
+            running, desired, documents, snapshot.origin, snapshot.digest, "applied from"
         )
         if not wait:
             self._wake_up(changed=True)
             return {"microservices": sorted(desired.microservices)}
-        result = await self.reconcile_now(changed=True)
-        return pass_summary(result)
+        result = await self.reconcile_now(changed=True, after=seen_before)
+        return apply_summary(result, running.outcomes, seen_before, desired)
 
     async def delete(self, name: str) -> dict[str, Any]:
         """Remove microservice ``name`` from the desired state (its workload goes on the next pass)."""
-        documents = remove_microservice(self.documents or [], name)
+        documents = remove_microservice(self.running.documents, name)
         if documents is None:
             raise FogwireError(f"no microservice named {name!r} in the desired state")
         return await self.apply(documents, f"delete {name}")
 
     async def plan(self, documents: list[Any] | None = None, origin: str = "plan") -> Plan:
         """What a pass would do for ``documents`` (default: the current desired state); changes nothing."""
-        assert self.reconciler is not None
-        desired = self.validate(documents, origin) if documents is not None else (self.desired or DesiredState())
-        return await self.reconciler.plan(desired)
+        running = self.running
+        desired = self.validate(documents, origin) if documents is not None else running.desired
+        return await running.reconciler.plan(desired)
 
     async def status(self, *, refresh: bool = True) -> dict[str, Any]:
-        """Each microservice (desired, actual state, health, restarts, last error) and recent events."""
-        assert self.reconciler is not None and self.store is not None
+        """Each microservice (desired, actual state, health, restarts, last error), each sink, recent events."""
+        running = self.running
         if refresh:
-            await self.reconciler.list_actual()
-        statuses = self.reconciler.statuses(self.desired)
-        events = await self.store.call(self.store.events, 20)
+            await running.reconciler.list_actual()
+        statuses = running.reconciler.statuses(running.desired)
+        events = await running.store.call(running.store.events, 20)
         return {
-            "engine": getattr(self.engine, "name", "") or str(self._engine_spec),
+            "engine": getattr(running.engine, "name", "") or str(self._engine_spec),
             "arch": self.arch,
-            "desiredDigest": self.applied_digest,
+            "desiredDigest": running.applied_digest,
             "microservices": [attrs.asdict(s) for s in statuses],
+            "sinks": running.sinks.status(running.desired),
             "events": [attrs.asdict(e) for e in events],
         }
 
     def logs(self, name: str, *, tail: int | None = None, follow: bool = False) -> AsyncIterator[LogLine]:
         """A microservice's output from the engine."""
-        assert self.engine is not None
-        return self.engine.logs(name, tail=tail, follow=follow)
+        return self.running.engine.logs(name, tail=tail, follow=follow)
+
+
+def apply_summary(
+    result: PassResult, outcomes: Mapping[str, tuple[int, Outcome]], after: int, desired: DesiredState
+) -> dict[str, Any]:
+    """What became of an apply: every action any pass since serial ``after`` took, then the rest.
+
+    ``result`` is the first pass that saw the applied state; an action an earlier pass
+    (already seeing it) took is in ``outcomes``. A desired microservice no pass acted
+    on is unchanged, deferred or a problem, as ``result``'s plan says.
+    """
+    acted = {name: outcome for name, (serial, outcome) in outcomes.items() if serial > after}
+    summary = pass_summary(result)
+    summary["actions"] = [_outcome_dict(o) for o in sorted(acted.values(), key=lambda o: o.action.name)]
+    summary["unchanged"] = [
+        n
+        for n in sorted(desired.microservices)
+        if n not in acted and n not in result.plan.deferred and n not in result.plan.problems
+    ]
+    return summary
+
+
+def _outcome_dict(outcome: Outcome) -> dict[str, Any]:
+    action = outcome.action
+    return {
+        "action": action.kind,
+        "name": action.name,
+        "reason": action.reason,
+        "ok": outcome.ok,
+        "detail": outcome.detail,
+    }
 
 
 def pass_summary(result: PassResult) -> dict[str, Any]:
     """A pass as plain data: each action with its outcome."""
     return {
-        "actions": [
-            {"action": o.action.kind, "name": o.action.name, "reason": o.action.reason, "ok": o.ok, "detail": o.detail}
-            for o in result.outcomes
-        ],
+        "actions": [_outcome_dict(o) for o in result.outcomes],
         "unchanged": list(result.plan.unchanged),
         "deferred": dict(result.plan.deferred),
         "problems": dict(result.plan.problems),

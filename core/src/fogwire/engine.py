@@ -27,17 +27,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import attrs
 
+from fogwire._defaults import core_converter
 from fogwire.errors import EngineError, ImageNotFoundError
 
 if TYPE_CHECKING:
     import cattrs
-
-
-def _core_converter() -> cattrs.Converter:
-    """A plain core converter, for contexts built without one (tests, tools)."""
-    from fogwire.convert import make_converter
-
-    return make_converter()
 
 
 MANAGED_LABEL = "io.fogwire.managed"
@@ -253,7 +247,7 @@ class EngineContext:
     log_dir: Path
     url: str | None = None
     options: Mapping[str, Any] = attrs.field(factory=dict)
-    converter: cattrs.Converter = attrs.field(factory=_core_converter, repr=False, eq=False)
+    converter: cattrs.Converter = attrs.field(factory=core_converter, repr=False, eq=False)
 
 
 class PullPolicy(enum.Enum):

@@ -26,7 +26,7 @@ import pluggy
 if TYPE_CHECKING:
     import cattrs
 
-    from fogwire.registry import EngineRegistry, SinkRegistry, SourceRegistry
+    from fogwire.registry import CommandRegistry, EngineRegistry, ServiceRegistry, SinkRegistry, SourceRegistry
 
 PROJECT = "fogwire"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -55,7 +55,11 @@ def fogwire_register_config_sources(registry: SourceRegistry) -> None:
     """Register config sources.
 
     Called like :func:`fogwire_register_engines`. Only call
-    ``registry.add(name, factory)`` here.
+    ``registry.add(name, factory, produces=KIND)`` here, where ``KIND`` is the
+    :class:`fogwire.payloads.PayloadKind` the source's payloads are
+    (:data:`fogwire.payloads.IOFOG_DOCUMENTS` for the agent's desired state). A
+    consumer loads only a source of the kind it needs and refuses another at load
+    time, naming both.
 
     :param registry: add ``name -> factory`` pairs; ``factory(SourceContext)``
         returns a :class:`fogwire.sources.ConfigSource`.
@@ -68,10 +72,43 @@ def fogwire_register_reload_sinks(registry: SinkRegistry) -> None:
     """Register reload sinks.
 
     Called like :func:`fogwire_register_engines`. Only call
-    ``registry.add(name, factory)`` here.
+    ``registry.add(name, factory, consumes=KIND)`` here, where ``KIND`` is the
+    :class:`fogwire.payloads.PayloadKind` the sink takes (the agent gives its sinks
+    :data:`fogwire.payloads.DESIRED_STATE`; :data:`fogwire.payloads.ANY` takes every
+    kind). A consumer refuses a sink of another kind at load time, naming both.
 
     :param registry: add ``name -> factory`` pairs; ``factory(SinkContext)``
         returns a :class:`fogwire.sinks.ReloadSink`.
+    :return: nothing; the return value is ignored.
+    """
+
+
+@hookspec
+def fogwire_register_agent_services(registry: ServiceRegistry) -> None:
+    """Register services the agent's daemon can run beside its own loops.
+
+    Called like :func:`fogwire_register_engines`, when the agent config selects the
+    service by name (``services: [{name: ..., options: ...}]``). Only call
+    ``registry.add(name, factory)`` here.
+
+    :param registry: add ``name -> factory`` pairs; ``factory(ServiceContext)``
+        returns a :class:`fogwire.services.AgentService`.
+    :return: nothing; the return value is ignored.
+    """
+
+
+@hookspec
+def fogwire_register_commands(registry: CommandRegistry) -> None:
+    """Register ``fogwire`` subcommands (a program of its own, such as ``fogwire router``).
+
+    Called when the ``fogwire`` command lists its commands (``fogwire --help``) or
+    runs one that is not built in; the entry point's name in ``fogwire.commands`` is
+    the command's name. Only call ``registry.add(name, help=..., module=...)`` here:
+    the module, imported only when the command runs, defines
+    ``add_arguments(name, parser)`` and ``run(args) -> int``, or ``main(argv) -> int``
+    with ``own_argv=True``. Core's own commands register through this hook too.
+
+    :param registry: add commands by name.
     :return: nothing; the return value is ignored.
     """
 

@@ -10,81 +10,77 @@ The loading policy (see ``docs/writing-a-plugin.md``):
   distribution, the entry point and the cause. A plugin that is merely discovered
   (``fogwire plugins``) and fails is reported and skipped, unless
   ``FOGWIRE_STRICT_PLUGINS=1``.
+* A selected plugin whose *factory* fails (its SDK is missing, it can't start) is
+  the same kind of error, naming the distribution: :meth:`PluginHost.build` turns
+  the failure into a :class:`PluginLoadError`. ``fogwire plugins`` checks that the
+  modules each plugin's factory needs (``requires`` at registration) are installed.
+* A config source or reload sink is loaded only by a consumer of its payload kind
+  (:mod:`fogwire.payloads`); another is refused at load time, naming both.
 * ``FOGWIRE_DISABLE_PLUGINS`` (comma-separated plugin or distribution names) hides
   plugins; ``FOGWIRE_LOAD_PLUGINS``, when set, is an allow-list.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import types
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import attrs
 import pluggy
 
 from fogwire import _entrypoints, hookspecs
-from fogwire.errors import DuplicatePluginError, PluginLoadError, UnknownPluginError
+from fogwire._entrypoints import LoadPolicy
+from fogwire.errors import ConfigError, DuplicatePluginError, PluginLoadError, UnknownPluginError
 from fogwire.registry import (
+    CommandRegistry,
+    CommandSpec,
     EngineFactory,
+    EngineRegistry,
     PluginRegistry,
     Registration,
-    SinkFactory,
-    SourceFactory,
+    ServiceFactory,
+    ServiceRegistry,
+    SinkRegistry,
+    SourceRegistry,
 )
 
 if TYPE_CHECKING:
     import cattrs
 
+    from fogwire.payloads import PayloadKind
+    from fogwire.sinks import ReloadSink, SinkContext
+    from fogwire.sources import ConfigSource, SourceContext
+
 log = logging.getLogger(__name__)
 
-Kind = Literal["engine", "config_source", "reload_sink"]
+P = TypeVar("P")
+C = TypeVar("C")
+T = TypeVar("T")
+
+Kind = Literal["engine", "config_source", "reload_sink", "agent_service", "command"]
 
 GROUPS: dict[Kind, str] = {
     "engine": "fogwire.engines",
     "config_source": "fogwire.config_sources",
     "reload_sink": "fogwire.reload_sinks",
+    "agent_service": "fogwire.agent_services",
+    "command": "fogwire.commands",
 }
-"""The entry-point group of each plugin kind; the entry-point name is the config key."""
+"""The entry-point group of each plugin kind; the entry-point name is the config key (or command name)."""
 
 _HOOKS: dict[Kind, str] = {
     "engine": "fogwire_register_engines",
     "config_source": "fogwire_register_config_sources",
     "reload_sink": "fogwire_register_reload_sinks",
+    "agent_service": "fogwire_register_agent_services",
+    "command": "fogwire_register_commands",
 }
 
 EntryPointFinder = Callable[[str], list[_entrypoints.EntryPointRecord]]
-
-
-@attrs.frozen
-class LoadPolicy:
-    """The environment's say on which plugins load."""
-
-    disabled: frozenset[str] = frozenset()
-    allowed: frozenset[str] | None = None
-    strict: bool = False
-
-    @classmethod
-    def from_environ(cls, environ: Mapping[str, str]) -> LoadPolicy:
-        """Read ``FOGWIRE_DISABLE_PLUGINS``, ``FOGWIRE_LOAD_PLUGINS`` and ``FOGWIRE_STRICT_PLUGINS``."""
-
-        def names(key: str) -> frozenset[str]:
-            return frozenset(n.strip() for n in environ.get(key, "").split(",") if n.strip())
-
-        allowed = names("FOGWIRE_LOAD_PLUGINS") if "FOGWIRE_LOAD_PLUGINS" in environ else None
-        strict = environ.get("FOGWIRE_STRICT_PLUGINS", "").lower() in ("1", "true", "yes")
-        return cls(names("FOGWIRE_DISABLE_PLUGINS"), allowed, strict)
-
-    def refusal(self, record: _entrypoints.EntryPointRecord) -> str | None:
-        """Why ``record`` may not load, or ``None`` if it may."""
-        keys = {record.name, record.distribution}
-        if keys & self.disabled:
-            return "disabled by FOGWIRE_DISABLE_PLUGINS"
-        if self.allowed is not None and not keys & self.allowed:
-            return "not in FOGWIRE_LOAD_PLUGINS"
-        return None
 
 
 @attrs.frozen
@@ -123,10 +119,13 @@ class PluginHost:
         self._find = find_entry_points or _entrypoints.find
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
-        self.engines: PluginRegistry[EngineFactory] = PluginRegistry("engine")
-        self.sources: PluginRegistry[SourceFactory] = PluginRegistry("config source")
-        self.sinks: PluginRegistry[SinkFactory] = PluginRegistry("reload sink")
+        self.engines = EngineRegistry("engine")
+        self.sources = SourceRegistry("config source")
+        self.sinks = SinkRegistry("reload sink")
+        self.services = ServiceRegistry("agent service")
+        self.commands = CommandRegistry("command")
         self._registered: dict[str, tuple[object, str]] = {}
+        self._versions: dict[str, str] = {}
         self._called: set[tuple[str, Kind]] = set()
         self._records: dict[str, list[_entrypoints.EntryPointRecord]] = {}
         from fogwire.builtin import plugin as builtin_plugin
@@ -136,11 +135,14 @@ class PluginHost:
             self.add_plugin(plugin, owner=getattr(plugin, "__name__", repr(plugin)))
 
     def _registry(self, kind: Kind) -> PluginRegistry[Any]:
-        if kind == "engine":
-            return self.engines
-        if kind == "config_source":
-            return self.sources
-        return self.sinks
+        registries: dict[Kind, PluginRegistry[Any]] = {
+            "engine": self.engines,
+            "config_source": self.sources,
+            "reload_sink": self.sinks,
+            "agent_service": self.services,
+            "command": self.commands,
+        }
+        return registries[kind]
 
     def add_plugin(self, plugin: object, *, owner: str) -> None:
         """Register an in-process plugin object (a module or class instance) and run its hooks."""
@@ -200,6 +202,7 @@ class PluginHost:
                 self.pm.register(plugin, name=key)
                 self._check_pending(key)
                 self._registered[key] = (plugin, record.distribution)
+                self._versions[record.distribution] = record.version
             self._run_register_hook(key, kind)
         except DuplicatePluginError:
             raise
@@ -249,18 +252,115 @@ class PluginHost:
 
     def engine_factory(self, name: str) -> EngineFactory:
         """The factory of the engine named ``name`` (``containerEngine`` in config)."""
-        factory: EngineFactory = self.resolve("engine", name).factory
-        return factory
+        registration: Registration[EngineFactory] = self.resolve("engine", name)
+        return registration.factory
 
-    def source_factory(self, name: str) -> SourceFactory:
-        """The factory of the config source named ``name``."""
-        factory: SourceFactory = self.resolve("config_source", name).factory
-        return factory
+    def source_factory(
+        self, name: str, needs: PayloadKind[P], consumer: str
+    ) -> Callable[[SourceContext], ConfigSource[P]]:
+        """The factory of config source ``name``, which must produce payloads of kind ``needs``.
 
-    def sink_factory(self, name: str) -> SinkFactory:
-        """The factory of the reload sink named ``name``."""
-        factory: SinkFactory = self.resolve("reload_sink", name).factory
-        return factory
+        ``consumer`` names who asks (``"the agent"``, ``"fogwire router (fogwire-router)"``)
+        for the error when the source produces another kind.
+        """
+        registration = self.resolve("config_source", name)
+        self._check_payload("config source", registration, needs, consumer, "produces", "needs")
+        return cast("Callable[[SourceContext], ConfigSource[P]]", registration.factory)
+
+    def sink_factory(self, name: str, gives: PayloadKind[P], consumer: str) -> Callable[[SinkContext], ReloadSink[P]]:
+        """The factory of reload sink ``name``, which must take payloads of kind ``gives``."""
+        registration = self.resolve("reload_sink", name)
+        self._check_payload("reload sink", registration, gives, consumer, "takes", "gives its sinks")
+        return cast("Callable[[SinkContext], ReloadSink[P]]", registration.factory)
+
+    def service_factory(self, name: str) -> ServiceFactory:
+        """The factory of the agent service named ``name``."""
+        registration: Registration[ServiceFactory] = self.resolve("agent_service", name)
+        return registration.factory
+
+    def _check_payload(
+        self,
+        what: str,
+        registration: Registration[Any],
+        wanted: PayloadKind[Any],
+        consumer: str,
+        plugin_verb: str,
+        consumer_verb: str,
+    ) -> None:
+        plugin = f"{what} {registration.name!r} ({self.distribution_of(registration)})"
+        if registration.payload is None:
+            raise PluginLoadError(
+                f"{plugin} declares no payload kind, so {consumer} can't know it fits; "
+                f"its plugin must register it with a kind (see docs/writing-a-plugin.md)"
+            )
+        fits = registration.payload.accepts(wanted) if what == "reload sink" else wanted.accepts(registration.payload)
+        if not fits:
+            raise PluginLoadError(
+                f"{plugin} {plugin_verb} {registration.payload}, but {consumer} {consumer_verb} {wanted}; "
+                f"select a {what} for {consumer}, or use {registration.name!r} with a consumer of its kind"
+            )
+
+    def distribution_of(self, registration: Registration[Any]) -> str:
+        """``distribution version`` of the plugin behind ``registration`` (``fogwire`` for built-ins)."""
+        owner = registration.owner
+        version = self._versions.get(owner) or (_core_version() if owner == "fogwire" else "")
+        return f"distribution {owner!r} {version}".rstrip()
+
+    def build(self, kind: Kind, name: str, factory: Callable[[C], T], context: C) -> T:
+        """``factory(context)``, turning a failure into a :class:`PluginLoadError` naming the distribution.
+
+        A :class:`~fogwire.errors.ConfigError` (bad options) passes through as it is:
+        the user's config is wrong, not the plugin.
+        """
+        try:
+            return factory(context)
+        except ConfigError:
+            raise
+        except Exception as error:
+            what = kind.replace("_", " ")
+            owner = self._registry(kind).get(name)
+            where = self.distribution_of(owner) if owner is not None else "an in-process plugin"
+            if isinstance(error, ImportError):
+                missing = error.name or str(error)
+                cause = (
+                    f"it needs module {missing!r}, which is not installed or fails to import "
+                    f"({type(error).__name__}: {error}); reinstall the distribution with its dependencies"
+                )
+            else:
+                cause = f"{type(error).__name__}: {error}"
+            raise PluginLoadError(f"{what} {name!r} from {where} could not be set up: {cause}") from error
+
+    def command(self, name: str) -> CommandSpec:
+        """The subcommand ``name`` (built in or from a ``fogwire.commands`` entry point)."""
+        registration: Registration[CommandSpec] = self.resolve("command", name)
+        return registration.factory
+
+    def all_commands(self) -> dict[str, Registration[CommandSpec]]:
+        """Every command that loads: built-ins and each ``fogwire.commands`` entry point.
+
+        A command plugin that fails to load is logged and skipped, so one broken
+        distribution never takes ``fogwire --help`` down with it.
+        """
+        for record in self._entry_points("command"):
+            if self.commands.get(record.name) is not None or self.policy.refusal(record):
+                continue
+            try:
+                self.resolve("command", record.name)
+            except PluginLoadError as error:
+                log.warning("command %r from %s skipped: %s", record.name, record.distribution, error)
+        return {registration.name: registration for registration in self.commands}
+
+    def missing_requirements(self, registration: Registration[Any]) -> list[str]:
+        """The modules ``registration``'s factory needs that can't be found (none imported to check)."""
+        missing = []
+        for module in registration.requires:
+            try:
+                found = importlib.util.find_spec(module) is not None
+            except (ImportError, ValueError):
+                found = False
+            if not found:
+                missing.append(module)
+        return missing
 
     def discover(self) -> list[PluginStatus]:
         """Load every plugin of every kind and report each one's status.
@@ -272,7 +372,7 @@ class PluginHost:
         for kind in GROUPS:
             registry = self._registry(kind)
             for registration in registry:
-                if registration.owner == "fogwire":
+                if registration.owner == "fogwire" and kind != "command":  # the agent's own commands aren't plugins
                     statuses.append(PluginStatus(kind, registration.name, "fogwire", _core_version(), "ok", True))
             records = self._entry_points(kind)
             counts: dict[str, set[str]] = {}
@@ -289,8 +389,11 @@ class PluginHost:
                 else:
                     try:
                         self._load_record(kind, record)
-                        if registry.get(record.name) is None:
+                        found = registry.get(record.name)
+                        if found is None:
                             status = "registered no plugin of this name"
+                        elif missing := self.missing_requirements(found):
+                            status = f"missing dependency: module {', '.join(missing)} not installed"
                     except PluginLoadError as error:
                         cause = error.__cause__
                         status = f"{type(cause).__name__}: {cause}" if cause is not None else str(error)

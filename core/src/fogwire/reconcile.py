@@ -121,12 +121,13 @@ class Outcome:
 
 @attrs.frozen
 class PassResult:
-    """What one pass did."""
+    """What one pass did; ``serial`` numbers the passes of one :class:`Reconciler` from 1."""
 
     plan: Plan
     outcomes: tuple[Outcome, ...]
     engine_writes: int
     duration_s: float
+    serial: int = 0
 
 
 @attrs.frozen
@@ -193,6 +194,8 @@ class Reconciler:
         """The last :meth:`resolve_all` result and the desired state it was for."""
         self.progress = time.monotonic()
         """Monotonic time of the last step of progress (the watchdog reads it)."""
+        self.pass_serial = 0
+        """The serial of the last pass asked for; a pass with a greater one was asked for later."""
 
     async def load(self) -> None:
         """Read the per-microservice records from the store (once, at start)."""
@@ -379,6 +382,8 @@ class Reconciler:
         cleared, and running workloads' image digests are compared with the local
         image (a tag that now names other content is a replacement).
         """
+        self.pass_serial += 1  # before any await: this pass works on the ``desired`` it was given now
+        serial = self.pass_serial
         async with self._lock:
             started = time.monotonic()
             self.progress = started
@@ -409,7 +414,12 @@ class Reconciler:
             outcomes = await asyncio.gather(*(guarded(a) for a in plan.actions))
             await self._forget_gone(desired)
             self.progress = time.monotonic()
-            return PassResult(plan, tuple(outcomes), self._writes - writes_before, time.monotonic() - started)
+            return PassResult(plan, tuple(outcomes), self._writes - writes_before, time.monotonic() - started, serial)
+
+    @property
+    def busy(self) -> bool:
+        """True while a pass runs."""
+        return self._lock.locked()
 
     def next_retry(self) -> float | None:
         """Monotonic time of the earliest pending retry, if any."""

@@ -3,7 +3,11 @@
 A reload sink applies a new desired state to something that can change without a
 restart (a router over AMQP management, a log), given the state it applied last,
 and reports per item what it did. The consumer calls each sink in turn, each in its
-own ``try``/timeout, so one failing sink never stops the others.
+own ``try``/timeout, so one failing sink never stops the others, and calls a sink that
+failed again (with backoff) until it reports success.
+
+A sink takes one :class:`~fogwire.payloads.PayloadKind` (declared when it
+registers); ``ReloadSink[P]`` carries the payload's type.
 """
 
 from __future__ import annotations
@@ -12,9 +16,16 @@ import abc
 import enum
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import attrs
+
+from fogwire._defaults import core_converter
+
+if TYPE_CHECKING:
+    import cattrs
+
+P_contra = TypeVar("P_contra", contravariant=True)
 
 
 class Outcome(enum.Enum):
@@ -57,16 +68,22 @@ class ApplyReport:
 
 @attrs.frozen
 class SinkContext:
-    """What a consumer hands a reload sink at construction."""
+    """What a consumer hands a reload sink at construction.
+
+    ``options`` are plain data to structure with
+    :func:`fogwire.convert.structure_options` on ``converter``, the consumer's one
+    converter.
+    """
 
     state_dir: Path
     run_dir: Path
     options: Mapping[str, Any] = attrs.field(factory=dict)
     environ: Mapping[str, str] = attrs.field(factory=dict)
+    converter: cattrs.Converter = attrs.field(factory=core_converter, repr=False, eq=False)
 
 
-class ReloadSink(abc.ABC):
-    """Base class of every reload sink plugin."""
+class ReloadSink(abc.ABC, Generic[P_contra]):
+    """Base class of every reload sink plugin; ``P_contra`` is the payload type it takes."""
 
     name: ClassVar[str] = ""
 
@@ -74,12 +91,12 @@ class ReloadSink(abc.ABC):
         self.context = context
 
     @abc.abstractmethod
-    async def apply(self, desired: Any, last_applied: Any | None) -> ApplyReport:
+    async def apply(self, desired: P_contra, last_applied: P_contra | None) -> ApplyReport:
         """Apply ``desired`` given ``last_applied`` (``None`` on the first apply).
 
         Must not leave a partial apply behind: if an item fails, undo what this
         apply already did where the target allows it, and report it.
         """
 
-    async def close(self) -> None:  # noqa: B027 - optional hook with a default
+    async def close(self) -> None:
         """Release resources. Default: nothing."""

@@ -1,10 +1,13 @@
 """The config source contract.
 
-A config source delivers the configuration a consumer (the agent, or the router
-wrapper) acts on: :meth:`ConfigSource.fetch` returns the whole current config, and
-:meth:`ConfigSource.changes` notifies that it may have changed. A consumer always
-re-fetches the whole config after a notification, so a missed or coalesced
-notification loses nothing.
+A config source delivers the configuration a consumer (the agent, or a program such
+as the router wrapper) acts on: :meth:`ConfigSource.fetch` returns the whole current
+config, and :meth:`ConfigSource.changes` notifies that it may have changed. A
+consumer always re-fetches the whole config after a notification, so a missed or
+coalesced notification loses nothing.
+
+A source produces one :class:`~fogwire.payloads.PayloadKind` (declared when it
+registers); ``ConfigSource[P]`` and ``ConfigSnapshot[P]`` carry the payload's type.
 """
 
 from __future__ import annotations
@@ -14,31 +17,48 @@ import hashlib
 import json
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import attrs
 
+from fogwire._defaults import core_converter
+from fogwire.payloads import JSONValue
+
+if TYPE_CHECKING:
+    import cattrs
+
+P = TypeVar("P")
+P_co = TypeVar("P_co", covariant=True)
+
 
 @attrs.frozen
-class ConfigSnapshot:
+class ConfigSnapshot(Generic[P]):
     """One fetched configuration.
 
-    ``payload`` is the parsed content (a list of YAML documents for the ``file``
-    source, the router config object for ``pot``, the skrouterd list for
-    ``kubernetes``); ``origin`` says where it came from (a path or URL) and is used
-    in error messages; ``digest`` identifies the content so unchanged content can be
-    skipped.
+    ``payload`` is the content, of the kind the source produces (the parsed YAML
+    documents for the ``file`` source); ``origin`` says where it came from (a path or
+    URL) and is used in error messages; ``digest`` identifies the content so
+    unchanged content can be skipped.
     """
 
     origin: str
-    payload: Any
+    payload: P
     digest: str
 
     @classmethod
-    def of(cls, origin: str, payload: Any) -> ConfigSnapshot:
-        """Make a snapshot, computing the digest from the payload's canonical JSON form."""
-        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-        return cls(origin, payload, "sha256:" + hashlib.sha256(canonical.encode()).hexdigest())
+    def of(cls, origin: str, payload: P, raw: JSONValue | None = None) -> ConfigSnapshot[P]:
+        """Make a snapshot; the digest is of ``raw`` (default: ``payload``) in canonical JSON form.
+
+        Pass ``raw`` when the payload is an object made from plain data (a parsed
+        model): the plain data it came from identifies it.
+        """
+        return cls(origin, payload, digest_of(payload if raw is None else raw))
+
+
+def digest_of(data: Any) -> str:
+    """``sha256:<hex>`` of ``data``'s canonical JSON form (sorted keys, no spaces)."""
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
 @attrs.frozen
@@ -52,18 +72,21 @@ class ChangeNotice:
 class SourceContext:
     """What a consumer hands a config source at construction.
 
-    ``options`` are the source's own settings (for ``file``: ``path``);
-    ``environ`` is the environment to read variables from (tests pass their own).
+    ``options`` are the source's own settings (for ``file``: ``path``), plain data to
+    structure with :func:`fogwire.convert.structure_options` on ``converter`` (the
+    consumer's one converter); ``environ`` is the environment to read variables from
+    (tests pass their own).
     """
 
     state_dir: Path
     run_dir: Path
     options: Mapping[str, Any] = attrs.field(factory=dict)
     environ: Mapping[str, str] = attrs.field(factory=dict)
+    converter: cattrs.Converter = attrs.field(factory=core_converter, repr=False, eq=False)
 
 
-class ConfigSource(abc.ABC):
-    """Base class of every config source plugin."""
+class ConfigSource(abc.ABC, Generic[P_co]):
+    """Base class of every config source plugin; ``P_co`` is the payload type it produces."""
 
     name: ClassVar[str] = ""
 
@@ -71,7 +94,7 @@ class ConfigSource(abc.ABC):
         self.context = context
 
     @abc.abstractmethod
-    async def fetch(self) -> ConfigSnapshot:
+    async def fetch(self) -> ConfigSnapshot[P_co]:
         """Return the whole current configuration.
 
         Raises :class:`~fogwire.errors.SourceError` when it cannot be had (the
@@ -86,5 +109,5 @@ class ConfigSource(abc.ABC):
         notice after every reconnect, so no update is missed while disconnected.
         """
 
-    async def close(self) -> None:  # noqa: B027 - optional hook with a default
+    async def close(self) -> None:
         """Release resources. Default: nothing."""

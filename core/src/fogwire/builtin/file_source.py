@@ -12,15 +12,15 @@ import asyncio
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from fogwire.errors import SourceError
+from fogwire.payloads import Documents
 from fogwire.sources import ChangeNotice, ConfigSnapshot, ConfigSource, SourceContext
 
 
-def load_documents(text: str, origin: str) -> list[Any]:
+def load_documents(text: str, origin: str) -> Documents:
     """Parse every YAML document in ``text``; empty documents are dropped.
 
     Raises :class:`SourceError` naming ``origin`` and the line on a syntax error.
@@ -33,7 +33,7 @@ def load_documents(text: str, origin: str) -> list[Any]:
         raise SourceError(f"{where}: not valid YAML: {getattr(error, 'problem', None) or error}") from error
 
 
-class FileSource(ConfigSource):
+class FileSource(ConfigSource[Documents]):
     """Reads a YAML file named by the ``path`` option and notices when it changes."""
 
     name = "file"
@@ -46,7 +46,7 @@ class FileSource(ConfigSource):
         self.path = Path(str(path))
         self.poll_interval = float(context.options.get("poll_interval", 0.5))
 
-    async def fetch(self) -> ConfigSnapshot:
+    async def fetch(self) -> ConfigSnapshot[Documents]:
         """Read and parse the file."""
         try:
             text = await asyncio.to_thread(self.path.read_text, encoding="utf-8")

@@ -6,19 +6,18 @@ Useful to see what a config change would do, and as the simplest example of a si
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from fogwire.sinks import ApplyReport, ItemResult, Outcome, ReloadSink
 
 log = logging.getLogger(__name__)
 
 
-class LogSink(ReloadSink):
+class LogSink(ReloadSink[object]):
     """Logs the new desired state (and whether it differs from the last applied)."""
 
     name = "log"
 
-    async def apply(self, desired: Any, last_applied: Any | None) -> ApplyReport:
+    async def apply(self, desired: object, last_applied: object | None) -> ApplyReport:
         """Log the change; report one item, ``applied`` or ``unchanged``."""
         if desired == last_applied:
             log.info("log sink: desired state unchanged")

@@ -1,8 +1,11 @@
 """Entry point of the ``fogwire`` command.
 
-Only argparse is imported to build the parser; a subcommand's module (and what it
-needs: attrs, cattrs, pluggy, SDKs) is imported only when that subcommand runs, so
-``fogwire --help`` stays fast.
+The agent's own commands are looked up in a plain table
+(:data:`fogwire.builtin.commands.BUILTIN_COMMANDS`); any other name, and
+``fogwire --help``, go through the plugin host's ``fogwire.commands`` entry points,
+where distributions such as the router wrapper add theirs
+(:func:`fogwire.hookspecs.fogwire_register_commands`). A subcommand's module (and
+what it needs: SDKs) is imported only when that subcommand runs.
 
 Exit codes: 0 ok, 1 runtime failure, 2 usage or validation error.
 """
@@ -16,26 +19,11 @@ import sys
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from typing import Any
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
-
-COMMANDS: dict[str, tuple[str, str]] = {
-    "plugins": ("fogwire.cli.plugins_cmd", "list installed plugins and their status"),
-    "validate": ("fogwire.cli.validate_cmd", "validate ioFog documents, agent config or router config"),
-    "init-config": ("fogwire.cli.config_cmd", "write the default agent config if none exists"),
-    "config": ("fogwire.cli.config_cmd", "show the effective agent config"),
-    "daemon": ("fogwire.cli.agent_cmd", "run the agent in the foreground"),
-    "apply": ("fogwire.cli.agent_cmd", "set the desired state from a YAML file"),
-    "plan": ("fogwire.cli.agent_cmd", "show what apply would do, changing nothing"),
-    "status": ("fogwire.cli.agent_cmd", "show each microservice: desired, actual, health, errors"),
-    "logs": ("fogwire.cli.agent_cmd", "show a microservice's output"),
-    "delete": ("fogwire.cli.agent_cmd", "remove a microservice from the desired state"),
-    "bundle": ("fogwire.cli.bundle_cmd", "create, import and watch offline image bundles"),
-    "router": ("fogwire.router.command", "run the skupper-router wrapper (container entrypoint)"),
-}
-"""Subcommand → (module, one-line help). A module defines ``add_arguments(name, parser)`` and ``run(args) -> int``."""
 
 EPILOG = """\
 examples:
@@ -51,6 +39,9 @@ environment: FOGWIRE_CONFIG, FOGWIRE_STATE_DIR, FOGWIRE_LOG_DIR, FOGWIRE_RUN_DIR
   FOGWIRE_DISABLE_PLUGINS, FOGWIRE_LOAD_PLUGINS, FOGWIRE_STRICT_PLUGINS.
 """
 
+Commands = dict[str, tuple[str, str, bool]]
+"""Command name → (module, one-line help, parses its own argv)."""
+
 
 def _version() -> str:
     from fogwire import __version__
@@ -58,8 +49,39 @@ def _version() -> str:
     return f"fogwire {__version__}"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The top-level parser with one stub sub-parser per command (filled on use)."""
+def builtin_commands() -> Commands:
+    """The agent's own commands, without loading any plugin."""
+    from fogwire.builtin.commands import BUILTIN_COMMANDS
+
+    return {name: (module, text, name == "router") for name, (module, text) in BUILTIN_COMMANDS.items()}
+
+
+def plugin_command_names() -> dict[str, str]:
+    """Commands distributions add (``fogwire.commands`` entry points): name → the distribution.
+
+    Only the entry points are read, no plugin is imported, so ``fogwire --help`` stays
+    fast and a broken distribution can't break it; the command's own help comes
+    with ``fogwire NAME --help``.
+    """
+    import os
+
+    from fogwire._entrypoints import LoadPolicy, find
+
+    policy = LoadPolicy.from_environ(os.environ)
+    return {r.name: f"{r.distribution} {r.version}" for r in find("fogwire.commands") if policy.refusal(r) is None}
+
+
+def plugin_command(name: str) -> tuple[str, str, bool]:
+    """Load the plugin command ``name`` through the plugin host: (module, help, own argv)."""
+    from fogwire.plugins import PluginHost
+
+    spec = PluginHost().command(name)
+    return spec.module, spec.help, spec.own_argv
+
+
+def build_parser(commands: Commands | None = None) -> argparse.ArgumentParser:
+    """The top-level parser with one stub sub-parser per command of ``commands`` (default: built-ins)."""
+    commands = builtin_commands() if commands is None else commands
     parser = argparse.ArgumentParser(
         prog="fogwire",
         description="fogwire: keeps an edge device's containerised microservices equal to what the fleet wants.",
@@ -69,8 +91,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=_version())
     add_common_arguments(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (_, help_text) in COMMANDS.items():
+    for name, (_, help_text, _own) in commands.items():
         sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def command_parser(name: str, module: Any, help_text: str) -> argparse.ArgumentParser:
+    """The full parser of command ``name`` (its module's arguments plus the common ones)."""
+    parser = argparse.ArgumentParser(
+        prog=f"fogwire {name}", description=help_text, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_common_arguments(parser)
+    module.add_arguments(name, parser)
     return parser
 
 
@@ -83,29 +115,45 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--run-dir", metavar="DIR", help="runtime directory (env FOGWIRE_RUN_DIR)")
     group.add_argument("--log-format", choices=("text", "json"), default=None, help="log line format (default text)")
     group.add_argument("--log-level", default=None, help="debug, info, warning, error (default info)")
+    group.add_argument("--debug", action="store_true", help="on an error, print its traceback too")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``fogwire`` command; returns the exit code (also via ``SystemExit``)."""
     args_list = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    commands = builtin_commands()
+    first = next((a for a in args_list if not a.startswith("-")), None)
+    if first not in commands:  # --help, a plugin's command, or a typo: list every command
+        for name, distribution in plugin_command_names().items():
+            commands.setdefault(name, ("", f"from {distribution} (fogwire {name} --help)", False))
+    parser = build_parser(commands)
     top, rest = parser.parse_known_args(args_list)
     if top.command is None:
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
         parser.print_help()
         return EXIT_USAGE
-    module_name, help_text = COMMANDS[top.command]
-    if top.command == "router":
+    module_name, help_text, own_argv = commands[top.command]
+    if not module_name:
+        from fogwire.errors import PluginLoadError
+
+        try:
+            module_name, help_text, own_argv = plugin_command(top.command)
+        except PluginLoadError as error:
+            print(f"fogwire {top.command}: error: {error}", file=sys.stderr)
+            return EXIT_FAILURE
+    try:
         module = importlib.import_module(module_name)
+    except ImportError as error:
+        print(
+            f"fogwire {top.command}: error: the command's module {module_name!r} fails to import "
+            f"({type(error).__name__}: {error}); reinstall the distribution that provides it",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+    if own_argv:
         return int(module.main(rest))
-    command_parser = argparse.ArgumentParser(
-        prog=f"fogwire {top.command}", description=help_text, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_common_arguments(command_parser)
-    module = importlib.import_module(module_name)
-    module.add_arguments(top.command, command_parser)
-    args = command_parser.parse_args(rest, namespace=top)
+    args = command_parser(top.command, module, help_text).parse_args(rest, namespace=top)
     from fogwire.cli import common
 
     common.setup_logging(args)
@@ -116,13 +164,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:
         from fogwire.errors import ConfigError, FogwireError
 
+        if not isinstance(error, (FogwireError, OSError)):  # OSError: an unwritable path, a full disk, ...
+            raise
+        if args.debug:
+            import traceback
+
+            traceback.print_exc()
         if isinstance(error, ConfigError):
             print(str(error), file=sys.stderr)
             return EXIT_USAGE
-        if isinstance(error, (FogwireError, OSError)):  # OSError: an unwritable path, a full disk, ...
-            print(f"fogwire {top.command}: error: {error}", file=sys.stderr)
-            return EXIT_FAILURE
-        raise
+        print(f"fogwire {top.command}: error: {error}", file=sys.stderr)
+        return EXIT_FAILURE
 
 
 def entry() -> None:

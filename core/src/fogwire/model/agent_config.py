@@ -11,6 +11,7 @@
         watchdogEnabled: true
         configSource: {name: file, options: {path: /etc/fogwire/desired.yaml}}
         reloadSinks: []
+        services: []                     # e.g. [{name: bundle-watch, options: {dir: /var/lib/fogwire/bundles-inbox}}]
 """
 
 from __future__ import annotations
@@ -64,8 +65,8 @@ class Profile:
     config_source: PluginSelection | None = None
     reload_sinks: tuple[PluginSelection, ...] = ()
     resync_seconds: PositiveInt = PositiveInt(60)
-    bundle_watch_dir: str | None = None
-    """A directory the daemon watches for offline image bundles (``fogwire bundle``)."""
+    services: tuple[PluginSelection, ...] = ()
+    """Agent services the daemon runs beside its loops (``fogwire.agent_services`` plugins)."""
     log_level: str = "info"
 
 

@@ -28,6 +28,7 @@ import cattrs
 
 from fogwire.convert import ValueProblem, make_converter, problems_from, to_camel
 from fogwire.errors import ConfigError, Problem
+from fogwire.payloads import PayloadKind
 
 
 class PortText(str):
@@ -767,3 +768,9 @@ def replace_entities(
     else:
         changes = {entity_type.field: tuple(new.values())}
     return attrs.evolve(config, **changes)
+
+
+ROUTER_CONFIG: PayloadKind[Any] = PayloadKind(
+    "skrouter-config", "skupper-router config (the controller's object form or a skrouterd entity list)"
+)
+"""What the router wrapper's config source produces and its reload sink takes."""

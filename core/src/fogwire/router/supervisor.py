@@ -35,6 +35,7 @@ import attrs
 
 from fogwire.errors import ConfigError, FogwireError, SourceError
 from fogwire.model.router import (
+    ROUTER_CONFIG,
     Role,
     RouterConfig,
     router_config_from_payload,
@@ -47,6 +48,9 @@ from fogwire.sources import ConfigSource, SourceContext
 
 log = logging.getLogger(__name__)
 child_log = logging.getLogger("fogwire.router.skrouterd")
+
+ROUTER = "fogwire router"
+"""How load-time errors name the router wrapper as the consumer of a source or sink."""
 
 PLATFORM_SOURCES = {"pot": "pot", "iofog": "pot", "kubernetes": "kubernetes"}
 """``SKUPPER_PLATFORM`` → config source name."""
@@ -128,7 +132,7 @@ class RouterSupervisor:
         self.source_config: RouterConfig | None = None
         self.desired: RouterConfig | None = None
         self.last_applied: RouterConfig | None = None
-        self.sink: ReloadSink | None = None
+        self.sink: ReloadSink[Any] | None = None
         self.sink_url: str | None = None
         self.process: asyncio.subprocess.Process | None = None
         self.starts = 0
@@ -140,18 +144,18 @@ class RouterSupervisor:
         self._started = asyncio.Event()
 
     # -- config ------------------------------------------------------------------------
-    def _make_source(self) -> ConfigSource:
-        factory = self.host.source_factory(self.settings.source)
+    def _make_source(self) -> ConfigSource[Any]:
+        factory = self.host.source_factory(self.settings.source, ROUTER_CONFIG, ROUTER)
         context = SourceContext(
             state_dir=self.settings.state_dir,
             run_dir=self.settings.state_dir,
             options=dict(self.settings.source_options),
             environ=dict(self.settings.environ),
         )
-        source: ConfigSource = factory(context)
+        source: ConfigSource[Any] = factory(context)
         return source
 
-    async def _fetch(self, source: ConfigSource) -> RouterConfig:
+    async def _fetch(self, source: ConfigSource[Any]) -> RouterConfig:
         snapshot = await source.fetch()
         return router_config_from_payload(snapshot.payload, snapshot.origin, self.converter)
 
@@ -164,13 +168,13 @@ class RouterSupervisor:
             log.info("wrote router config to %s", self.settings.conf)
 
     # -- sink ------------------------------------------------------------------------------
-    async def _ensure_sink(self, config: RouterConfig) -> ReloadSink:
+    async def _ensure_sink(self, config: RouterConfig) -> ReloadSink[Any]:
         url = self.settings.management_url or management_url_for(config) or "amqp://127.0.0.1:5672"
         if self.sink is not None and url == self.sink_url:
             return self.sink
         if self.sink is not None:
             await self.sink.close()
-        factory = self.host.sink_factory("skrouter")
+        factory = self.host.sink_factory("skrouter", ROUTER_CONFIG, ROUTER)
         context = SinkContext(
             state_dir=self.settings.state_dir,
             run_dir=self.settings.state_dir,
@@ -393,7 +397,7 @@ class RouterSupervisor:
 
     async def run(self) -> int:
         """Run until a signal stops skrouterd; return the exit code to exit with."""
-        self._source: ConfigSource | None = self._make_source()
+        self._source: ConfigSource[Any] | None = self._make_source()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._on_signal, signum)

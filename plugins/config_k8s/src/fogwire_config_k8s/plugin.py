@@ -6,6 +6,7 @@ Imports only ``fogwire``: the watcher is imported when the source is built.
 from __future__ import annotations
 
 from fogwire.hookspecs import hookimpl
+from fogwire.model.router import ROUTER_CONFIG
 from fogwire.registry import SourceRegistry
 from fogwire.sources import ConfigSource, SourceContext
 
@@ -22,5 +23,6 @@ def fogwire_register_config_sources(registry: SourceRegistry) -> None:
     registry.add(
         "kubernetes",
         _mounted_file_source,
+        produces=ROUTER_CONFIG,
         description="skrouterd JSON config mounted at QDROUTERD_CONF (ConfigMap), watched through its directory",
     )

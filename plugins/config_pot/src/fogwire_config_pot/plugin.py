@@ -6,6 +6,7 @@ Imports only ``fogwire``: ``aiohttp`` is imported when the source is built.
 from __future__ import annotations
 
 from fogwire.hookspecs import hookimpl
+from fogwire.model.router import ROUTER_CONFIG
 from fogwire.registry import SourceRegistry
 from fogwire.sources import ConfigSource, SourceContext
 
@@ -22,6 +23,7 @@ def fogwire_register_config_sources(registry: SourceRegistry) -> None:
     registry.add(
         "pot",
         _local_api_source,
+        produces=ROUTER_CONFIG,
         description="router config from the ioFog/PoT local API (EdgeletAPI v1 or legacy v2), control websocket",
         aliases=("iofog",),
     )

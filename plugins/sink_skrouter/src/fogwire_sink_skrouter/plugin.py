@@ -6,6 +6,7 @@ Imports only fogwire; python-qpid-proton is imported when the sink is used.
 from __future__ import annotations
 
 from fogwire.hookspecs import hookimpl
+from fogwire.model.router import ROUTER_CONFIG
 from fogwire.registry import SinkRegistry
 from fogwire.sinks import ReloadSink, SinkContext
 
@@ -22,5 +23,6 @@ def fogwire_register_reload_sinks(registry: SinkRegistry) -> None:
     registry.add(
         "skrouter",
         _skrouter_sink,
+        consumes=ROUTER_CONFIG,
         description="applies skrouterd entities live over AMQP management, with rollback",
     )

@@ -1,0 +1,75 @@
+"""The agent service contract: work a plugin runs inside the agent's daemon.
+
+A service runs beside the agent's own loops for as long as the agent runs (the
+offline-bundle watch folder is one: it imports bundles dropped into a directory
+into the agent's engine). The agent config selects services by name
+(``services: [{name: ..., options: {...}}]``); only the selected ones are loaded.
+A service sees the agent only through :class:`AgentHandle`, the few things a
+service may ask of it.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+import attrs
+
+from fogwire._defaults import core_converter
+
+if TYPE_CHECKING:
+    import cattrs
+
+    from fogwire.engine import Engine
+
+
+class AgentHandle(Protocol):
+    """What a running agent offers its services."""
+
+    @property
+    def engine(self) -> Engine:
+        """The agent's started engine (load images into it, list workloads, …)."""
+
+    async def retry_failed(self) -> list[str]:
+        """Clear the backoff of every failed microservice and wake a pass; return their names."""
+
+    async def add_event(self, kind: str, detail: str) -> None:
+        """Record an event that ``fogwire status`` shows (``kind`` is a short word such as ``bundle-imported``)."""
+
+
+@attrs.frozen
+class ServiceContext:
+    """What the agent hands a service at construction.
+
+    ``options`` are the service's own settings from the agent config, plain data to
+    structure with :func:`fogwire.convert.structure_options` on ``converter``.
+    """
+
+    state_dir: Path
+    run_dir: Path
+    agent: AgentHandle
+    options: Mapping[str, Any] = attrs.field(factory=dict)
+    environ: Mapping[str, str] = attrs.field(factory=dict)
+    converter: cattrs.Converter = attrs.field(factory=core_converter, repr=False, eq=False)
+
+
+class AgentService(abc.ABC):
+    """Base class of every agent service plugin."""
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, context: ServiceContext) -> None:
+        self.context = context
+
+    @abc.abstractmethod
+    async def run(self) -> None:
+        """Do the service's work until cancelled.
+
+        An exception ends this run: the agent logs it, records an event and runs the
+        service again after a backoff, so a service need not guard every failure.
+        """
+
+    async def close(self) -> None:  # noqa: B027 - optional hook with a default
+        """Release resources when the agent stops. Default: nothing."""
