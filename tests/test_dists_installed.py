@@ -211,3 +211,57 @@ def test_listing_every_plugin_imports_no_sdk(env: dict[str, str]) -> None:
     count, sdks = result.stdout.splitlines()
     assert int(count) >= 1, "at least fogwire-testplugin-good loads"
     assert sdks == "[]", f"fogwire plugins imported SDK modules: {sdks}"
+
+
+NOSDK_MODULE = "fogwire_testplugin_missing_sdk"
+
+
+def test_plugins_reports_a_factory_whose_sdk_is_missing_without_importing_it(fogwire: Run) -> None:
+    result = fogwire("plugins", "--json")
+    assert result.returncode == 0, result.stderr
+    plugins = _by_name(json.loads(result.stdout))
+    assert plugins["engine:testengine-nosdk"]["distribution"] == "fogwire-testplugin-good"
+    assert plugins["engine:testengine-nosdk"]["status"] == f"missing dependency: module {NOSDK_MODULE} not installed"
+    assert plugins["engine:testengine"]["status"] == "ok"
+
+
+def _status_with_engine(fogwire: Run, tmp_path: Path, engine: str, *flags: str) -> subprocess.CompletedProcess[str]:
+    config = tmp_path / "etc" / "config.yaml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    desired = tmp_path / "desired.yaml"
+    desired.write_text("")
+    config.write_text(
+        json.dumps(
+            {
+                "profiles": {
+                    "default": {
+                        "containerEngine": engine,
+                        "configSource": {"name": "file", "options": {"path": str(desired)}},
+                    }
+                }
+            }
+        )
+    )
+    return fogwire(*flags, "status")
+
+
+def test_a_selected_plugin_whose_factory_fails_is_one_paragraph_naming_its_distribution(
+    fogwire: Run, tmp_path: Path
+) -> None:
+    result = _status_with_engine(fogwire, tmp_path, "testengine-nosdk")
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "fogwire status: error: engine 'testengine-nosdk' from distribution 'fogwire-testplugin-good' 0.0.1 "
+        f"could not be set up: it needs module {NOSDK_MODULE!r}, which is not installed or fails to import "
+        f"(ModuleNotFoundError: No module named {NOSDK_MODULE!r}); "
+        "reinstall the distribution with its dependencies"
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_debug_adds_the_traceback(fogwire: Run, tmp_path: Path) -> None:
+    result = _status_with_engine(fogwire, tmp_path, "testengine-nosdk", "--debug")
+    assert result.returncode == 1
+    assert "Traceback (most recent call last)" in result.stderr
+    assert f"import {NOSDK_MODULE}" in result.stderr
+    assert result.stderr.rstrip().endswith("reinstall the distribution with its dependencies")

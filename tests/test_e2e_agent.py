@@ -20,9 +20,14 @@ import pytest
 
 from fogwire.agent import Agent, write_documents
 from fogwire.engine import Engine, EngineContext, WorkloadSpec, WorkloadState
+from fogwire.hookspecs import hookimpl
 from fogwire.model.agent_config import PluginSelection, Profile
 from fogwire.paths import Paths
+from fogwire.payloads import DESIRED_STATE
 from fogwire.plugins import PluginHost
+from fogwire.services import AgentService
+from fogwire.sinks import ApplyReport, ItemResult, ReloadSink, SinkContext
+from fogwire.sinks import Outcome as SinkOutcome
 from harness import agents, images, services
 
 ENGINES = agents.installed_engines()
@@ -314,3 +319,126 @@ def _auth(test_images: images.TestImages) -> Any:
     from fogwire.engine import RegistryAuth
 
     return RegistryAuth(test_images.registry, test_images.username, test_images.password, insecure=True)
+
+
+async def test_apply_reports_actions_a_pass_took_before_apply_waited(env: Env) -> None:
+    """The daemon's own loop may act on an applied state before ``apply`` waits for a pass.
+
+    Forced here, not left to timing: while ``apply`` adopts the new state, the loop is
+    made to run a whole pass on it (the create, failing because an unmanaged container
+    holds the name) before ``apply`` starts waiting. The report must still say so.
+    """
+    stranger = env.name("held")
+    other = env.engine(agent_id=f"other-{env.id}")
+    await other.start()
+    try:
+        await other.obtain_image(env.images.ref_v1, _auth(env.images))
+        await other.create(WorkloadSpec(name=stranger, image=env.images.ref_v1, command=tuple(SLEEP)))
+        fine = env.name("fine")
+        async with agents.running(env.agent()) as agent:
+            await agent.reconcile_now()  # the start-up pass is over: the loop is idle
+            reconciler = agent.running.reconciler
+            note_desired = reconciler.note_desired
+
+            async def a_pass_runs_first(desired: Any) -> list[str]:
+                noted = await note_desired(desired)
+                if desired is not agent.running.desired:  # a pass's own call, not apply adopting the state
+                    return noted
+                reconciler.note_desired = note_desired  # type: ignore[method-assign]
+                serial = reconciler.pass_serial
+                agent._wake_up(changed=True)
+                while agent.last_pass is None or agent.last_pass.serial <= serial:
+                    await asyncio.sleep(0.01)
+                return noted
+
+            reconciler.note_desired = a_pass_runs_first  # type: ignore[method-assign]
+            result = await agent.apply(
+                documents(
+                    env.images,
+                    [microservice(stranger, env.images.ref_v1, SLEEP), microservice(fine, env.images.ref_v1, SLEEP)],
+                )
+            )
+            actions = {a["name"]: (a["action"], a["ok"]) for a in result["actions"]}
+            assert actions == {stranger: ("create", False), fine: ("create", True)}
+            assert stranger in result["deferred"]  # in backoff in the pass apply waited for
+            assert result["unchanged"] == []
+            assert (await env.actual())[fine].state is WorkloadState.RUNNING
+    finally:
+        await other.remove(stranger)
+        await other.close()
+
+
+class _FlakySink(ReloadSink[Any]):
+    """Fails its first two applies (as a router whose management is not up yet would)."""
+
+    name = "flaky"
+
+    def __init__(self, context: SinkContext) -> None:
+        super().__init__(context)
+        self.calls: list[tuple[int, int | None]] = []
+
+    async def apply(self, desired: Any, last_applied: Any | None) -> ApplyReport:
+        self.calls.append(
+            (len(desired.microservices), None if last_applied is None else len(last_applied.microservices))
+        )
+        if len(self.calls) <= 2:
+            raise ConnectionError("management not up yet")
+        return ApplyReport(self.name, (ItemResult("state", "update", SinkOutcome.APPLIED),))
+
+
+class _ProbeService(AgentService):
+    """Fails on its first run, then records what the agent offers it and waits."""
+
+    name = "probe"
+    runs: list[str] = []
+
+    async def run(self) -> None:
+        self.runs.append("run")
+        if len(self.runs) == 1:
+            raise RuntimeError("first run fails")
+        await self.context.agent.add_event("probe", f"engine {self.context.agent.engine.name}")
+        await asyncio.Event().wait()
+
+
+class _SeamPlugin:
+    """Registers the flaky sink and the probe service in-process."""
+
+    def __init__(self) -> None:
+        self.sinks: list[_FlakySink] = []
+
+    @hookimpl
+    def fogwire_register_reload_sinks(self, registry: Any) -> None:
+        def make(context: SinkContext) -> _FlakySink:
+            self.sinks.append(_FlakySink(context))
+            return self.sinks[-1]
+
+        registry.add("flaky", make, consumes=DESIRED_STATE)
+
+    @hookimpl
+    def fogwire_register_agent_services(self, registry: Any) -> None:
+        registry.add("probe", _ProbeService)
+
+
+async def test_a_failed_sink_converges_and_a_failed_service_runs_again(env: Env) -> None:
+    plugin = _SeamPlugin()
+    env.host.add_plugin(plugin, owner="tests")
+    _ProbeService.runs = []
+    profile = env.profile(reload_sinks=(PluginSelection("flaky"),), services=(PluginSelection("probe"),))
+    async with agents.running(env.agent(profile=profile, sink_backoff_base_s=0.1)) as agent:
+        await agent.apply(documents(env.images, [microservice(env.name("one"), env.images.ref_v1, SLEEP)]))
+        deadline = time.monotonic() + 20
+        while (await agent.status())["sinks"][0]["state"] != "ok":
+            assert time.monotonic() < deadline, (await agent.status())["sinks"]
+            await asyncio.sleep(0.05)
+        sink = plugin.sinks[0]
+        # Tried until it took the state; last_applied stays None until one apply succeeded.
+        assert sink.calls[-1] == (1, None) and len(sink.calls) >= 3
+        kinds = [e["kind"] for e in (await agent.status())["events"]]
+        assert "sink-failed" in kinds and "sink-recovered" in kinds
+        while "probe" not in [e["kind"] for e in (await agent.status())["events"]]:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        assert _ProbeService.runs == ["run", "run"]
+        assert "service-failed" in [e["kind"] for e in (await agent.status())["events"]]
+        await agent.apply([])
+        assert sink.calls[-1] == (0, 1)  # the next change is given with what it applied
