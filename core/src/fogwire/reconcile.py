@@ -88,6 +88,20 @@ class Action:
     rebuild: str | None = None
     """The rebuild request a create or replace carries out (marked done when it finishes)."""
 
+    @property
+    def target(self) -> ResolvedMicroservice:
+        """The microservice a create, replace or verify brings up (the planner always sets it for those)."""
+        if self.resolved is None:
+            raise FogwireError(f"internal error: the planner gave {self.kind} of {self.name!r} no microservice")
+        return self.resolved
+
+    @property
+    def current(self) -> WorkloadInfo:
+        """The workload a start, restart or replace acts on (the planner always sets it for those)."""
+        if self.workload is None:
+            raise FogwireError(f"internal error: the planner gave {self.kind} of {self.name!r} no workload")
+        return self.workload
+
 
 @attrs.frozen
 class Plan:
@@ -580,8 +594,7 @@ class Reconciler:
         return json.dumps(self._converter.unstructure(spec), sort_keys=True)
 
     async def _create(self, action: Action, record: MicroserviceRecord) -> str:
-        r = action.resolved
-        assert r is not None
+        r = action.target
         record = attrs.evolve(record, status="creating", config_hash=r.config_hash, intent="create", intent_data=None)
         await self._put(record)
         digest = await self._obtain(r)
@@ -613,8 +626,7 @@ class Reconciler:
         return "removed"
 
     async def _start(self, action: Action, record: MicroserviceRecord) -> str:
-        w = action.workload
-        assert w is not None
+        w = action.current
         crashes = self._crashes.get(action.name, 0)
         if (
             w.started_at is not None
@@ -637,8 +649,7 @@ class Reconciler:
         return "started"
 
     async def _replace(self, action: Action, record: MicroserviceRecord) -> str:
-        r, w = action.resolved, action.workload
-        assert r is not None and w is not None
+        r, w = action.target, action.current
         old_spec = record.good_spec if record.good_hash == w.labels.get(CONFIG_HASH_LABEL) else None
         digest = await self._obtain(r)
         intent = json.dumps({"new_hash": r.config_hash, "old_spec": old_spec})
@@ -653,10 +664,9 @@ class Reconciler:
         return await self._gate(r, spec, record, old_spec, action.rebuild)
 
     async def _verify_resumed(self, action: Action, record: MicroserviceRecord) -> str:
-        r = action.resolved
-        assert r is not None and record.intent_data
+        r = action.target
         w = action.workload
-        old_spec = json.loads(record.intent_data).get("old_spec")
+        old_spec = json.loads(record.intent_data or "{}").get("old_spec")
         spec = r.labelled(w.labels.get(DIGEST_LABEL) if w else None)
         return await self._gate(r, spec, record, old_spec)
 
@@ -669,7 +679,7 @@ class Reconciler:
         rebuild: str | None = None,
     ) -> str:
         problem = await self.watch(r.name, spec, self.rollback_grace_s) if old_spec else None
-        if problem is None:
+        if problem is None or old_spec is None:
             await self._put(
                 attrs.evolve(
                     record,
@@ -687,7 +697,6 @@ class Reconciler:
                 rebuild,
             )
             return "replaced"
-        assert old_spec is not None
         previous = self._converter.structure(json.loads(old_spec), WorkloadSpec)
         await self._write(self.engine.remove(r.name))
         await self._run_spec(previous)
