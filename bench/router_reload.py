@@ -33,7 +33,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from fogwire.model.router import router_config_from_payload, router_converter, structure_skrouterd_list
+from fogwire_router.model import router_config_from_payload, router_converter, structure_skrouterd_list
+
 from fogwire.sinks import SinkContext
 from fogwire.sources import ChangeNotice, ConfigSnapshot, ConfigSource, SourceContext
 

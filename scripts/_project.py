@@ -5,6 +5,7 @@ python3 scripts/_project.py test-dists         # tests/dists/* folders with a py
 python3 scripts/_project.py spec DIR           # "DIR" or "DIR[testing]" if the extra exists
 python3 scripts/_project.py requirements NAME  # every requirement on NAME in any pyproject
 python3 scripts/_project.py stamp FILE...      # sha256 of the files' contents (missing ones count)
+python3 scripts/_project.py local-deps DIR     # the repo's own distributions DIR depends on, transitively (their folders)
 """
 
 from __future__ import annotations
@@ -71,6 +72,21 @@ def requirements(name: str) -> list[str]:
     return sorted(found)
 
 
+def local_deps(folder: Path) -> list[Path]:
+    """Folders of the repo's own distributions (not core) that ``folder``'s distribution needs, transitively."""
+    by_name = {_norm(str(_project(f).get("name", ""))): f for _, f in dists() if f.name != "core"}
+    found: list[Path] = []
+    todo = [folder]
+    while todo:
+        for r in _project(todo.pop()).get("dependencies") or []:  # type: ignore[attr-defined]
+            m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", r)
+            dep = by_name.get(_norm(m.group(1))) if m else None
+            if dep is not None and dep not in found:
+                found.append(dep)
+                todo.append(dep)
+    return found
+
+
 def stamp(files: list[str]) -> str:
     h = hashlib.sha256()
     for name in files:
@@ -97,6 +113,9 @@ def main(argv: list[str]) -> int:
     elif cmd == "name":
         for folder in args:
             print(_project(Path(folder)).get("name", ""))
+    elif cmd == "local-deps":
+        for dep in local_deps(Path(args[0]).resolve()):
+            print(dep)
     elif cmd == "stamp":
         print(stamp(args))
     else:

@@ -8,6 +8,8 @@
 # Venvs are cached in .venv-iso/<dist> and rebuilt from scratch only when a file they were
 # built from changed (core's or the distribution's pyproject.toml, the test requirements):
 # rebuilding, not reinstalling, so a dependency dropped from a pyproject is really gone.
+# A distribution that depends on another of the repo's (the router's plugins on
+# fogwire-router) gets that one installed too, from its folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -27,7 +29,11 @@ ensure_venv() { # NAME FOLDER
     local name=$1 folder=$2 venv=.venv-iso/$1
     local -a files=(core/pyproject.toml scripts/test-requirements.txt scripts/sdist-wheels.txt
         scripts/isolated-tests.sh scripts/_lib.sh)
+    local dep
+    local -a deps=()
+    [[ $name == core ]] || mapfile -t deps < <("$PYTHON" scripts/_project.py local-deps "$folder")
     [[ $name == core ]] || files+=("$folder/pyproject.toml")
+    for dep in "${deps[@]}"; do files+=("$dep/pyproject.toml"); done
     local stamp
     stamp="$("$PYTHON" -VV | tr -d '\n'):$("$PYTHON" scripts/_project.py stamp "${files[@]}")"
     if [[ -f $venv/.fogwire-stamp ]] && [[ $(<"$venv/.fogwire-stamp") == "$stamp" ]]; then
@@ -38,6 +44,8 @@ ensure_venv() { # NAME FOLDER
     "$UV" venv -q --seed --python "$("$PYTHON" -c 'import sys; print(sys.executable)')" "$venv"
     local -a targets=(-e "$("$PYTHON" scripts/_project.py spec core)")
     [[ $name == core ]] || targets+=(-e "$("$PYTHON" scripts/_project.py spec "$folder")")
+    # the repo's own distributions it depends on (fogwire-router for the router's plugins)
+    for dep in "${deps[@]}"; do targets+=(-e "$dep"); done
     "$UV" pip install -q --python "$venv/bin/python" "${uv_args[@]}" \
         --reinstall-package fogwire --refresh-package fogwire \
         -r scripts/test-requirements.txt "${targets[@]}"

@@ -52,7 +52,7 @@ def write_atomically(path: Path, text: str) -> None:
 
 
 class Wrapper:
-    """``python -m fogwire.router.command`` with a fake skrouterd, its log in a file."""
+    """``python -m fogwire_router.command`` with a fake skrouterd, its log in a file."""
 
     def __init__(self, tmp: Path, args: list[str], env: dict[str, str]) -> None:
         self.tmp = tmp
@@ -71,7 +71,7 @@ class Wrapper:
         environ.update(env)
         self.log_file = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "fogwire.router.command", "--poll-interval", "0.1", *args],
+            [sys.executable, "-m", "fogwire_router.command", "--poll-interval", "0.1", *args],
             stdout=self.log_file,
             stderr=subprocess.STDOUT,
             env=environ,

@@ -256,6 +256,16 @@ def make_renaming_hook(converter: cattrs.Converter, cls: type[Any], **renames: s
     converter.register_unstructure_hook(cls, make_dict_unstructure_fn(cls, converter, **overrides))  # type: ignore[arg-type]
 
 
+def mark_camel_case(*classes: type[Any]) -> None:
+    """Spell ``classes`` in camelCase (strict, field-path errors) on every converter :func:`make_converter` makes.
+
+    For a plugin's own model module (the router wrapper's entities): call it once at
+    import, after the classes are defined. An options class read from the agent
+    config needs only :func:`structure_options`.
+    """
+    _CAMEL_CLASSES.update(classes)
+
+
 def register_options_class(converter: cattrs.Converter, cls: type[Any]) -> None:
     """Structure and unstructure a plugin's attrs class the way core's models are.
 

@@ -26,7 +26,14 @@ import pluggy
 if TYPE_CHECKING:
     import cattrs
 
-    from fogwire.registry import CommandRegistry, EngineRegistry, ServiceRegistry, SinkRegistry, SourceRegistry
+    from fogwire.registry import (
+        CommandRegistry,
+        EngineRegistry,
+        ServiceRegistry,
+        SinkRegistry,
+        SourceRegistry,
+        ValidatorRegistry,
+    )
 
 PROJECT = "fogwire"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -109,6 +116,21 @@ def fogwire_register_commands(registry: CommandRegistry) -> None:
     with ``own_argv=True``. Core's own commands register through this hook too.
 
     :param registry: add commands by name.
+    :return: nothing; the return value is ignored.
+    """
+
+
+@hookspec
+def fogwire_register_validators(registry: ValidatorRegistry) -> None:
+    """Register validators of documents the plugin owns, for ``fogwire validate``.
+
+    Called when ``fogwire validate`` runs, on every plugin in the ``fogwire.validators``
+    entry-point group (a broken one is warned about and skipped). Only call
+    ``registry.add(name, factory)`` here; ``factory()`` returns a
+    :class:`fogwire.validation.DocumentValidator`, which ``fogwire validate`` offers
+    every document that is neither an ioFog document nor an agent config.
+
+    :param registry: add ``name -> factory`` pairs.
     :return: nothing; the return value is ignored.
     """
 

@@ -46,6 +46,7 @@ from fogwire.registry import (
     ServiceRegistry,
     SinkRegistry,
     SourceRegistry,
+    ValidatorRegistry,
 )
 
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
     from fogwire.payloads import PayloadKind
     from fogwire.sinks import ReloadSink, SinkContext
     from fogwire.sources import ConfigSource, SourceContext
+    from fogwire.validation import DocumentValidator
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +63,7 @@ P = TypeVar("P")
 C = TypeVar("C")
 T = TypeVar("T")
 
-Kind = Literal["engine", "config_source", "reload_sink", "agent_service", "command"]
+Kind = Literal["engine", "config_source", "reload_sink", "agent_service", "command", "validator"]
 
 GROUPS: dict[Kind, str] = {
     "engine": "fogwire.engines",
@@ -69,6 +71,7 @@ GROUPS: dict[Kind, str] = {
     "reload_sink": "fogwire.reload_sinks",
     "agent_service": "fogwire.agent_services",
     "command": "fogwire.commands",
+    "validator": "fogwire.validators",
 }
 """The entry-point group of each plugin kind; the entry-point name is the config key (or command name)."""
 
@@ -78,6 +81,7 @@ _HOOKS: dict[Kind, str] = {
     "reload_sink": "fogwire_register_reload_sinks",
     "agent_service": "fogwire_register_agent_services",
     "command": "fogwire_register_commands",
+    "validator": "fogwire_register_validators",
 }
 
 EntryPointFinder = Callable[[str], list[_entrypoints.EntryPointRecord]]
@@ -124,6 +128,7 @@ class PluginHost:
         self.sinks = SinkRegistry("reload sink")
         self.services = ServiceRegistry("agent service")
         self.commands = CommandRegistry("command")
+        self.validators = ValidatorRegistry("document validator")
         self._registered: dict[str, tuple[object, str]] = {}
         self._versions: dict[str, str] = {}
         self._called: set[tuple[str, Kind]] = set()
@@ -141,6 +146,7 @@ class PluginHost:
             "reload_sink": self.sinks,
             "agent_service": self.services,
             "command": self.commands,
+            "validator": self.validators,
         }
         return registries[kind]
 
@@ -349,6 +355,23 @@ class PluginHost:
             except PluginLoadError as error:
                 log.warning("command %r from %s skipped: %s", record.name, record.distribution, error)
         return {registration.name: registration for registration in self.commands}
+
+    def all_validators(self) -> list[DocumentValidator]:
+        """A validator from every ``fogwire.validators`` entry point that loads (others are warned about)."""
+        for record in self._entry_points("validator"):
+            if self.validators.get(record.name) is not None or self.policy.refusal(record):
+                continue
+            try:
+                self.resolve("validator", record.name)
+            except PluginLoadError as error:
+                log.warning("document validator %r from %s skipped: %s", record.name, record.distribution, error)
+        validators = []
+        for registration in self.validators:
+            try:
+                validators.append(registration.factory())
+            except Exception as error:
+                log.warning("document validator %r skipped: %s: %s", registration.name, type(error).__name__, error)
+        return validators
 
     def missing_requirements(self, registration: Registration[Any]) -> list[str]:
         """The modules ``registration``'s factory needs that can't be found (none imported to check)."""

@@ -13,6 +13,7 @@ from fogwire.payloads import PayloadKind
 from fogwire.services import AgentService, ServiceContext
 from fogwire.sinks import ReloadSink, SinkContext
 from fogwire.sources import ConfigSource, SourceContext
+from fogwire.validation import DocumentValidator
 
 F = TypeVar("F")
 
@@ -24,6 +25,8 @@ SinkFactory = Callable[[SinkContext], ReloadSink[Any]]
 """Builds a reload sink."""
 ServiceFactory = Callable[[ServiceContext], AgentService]
 """Builds a service the agent's daemon runs beside its loops."""
+ValidatorFactory = Callable[[], DocumentValidator]
+"""Builds a document validator for ``fogwire validate``."""
 
 
 @attrs.frozen
@@ -170,3 +173,5 @@ EngineRegistry = FactoryRegistry[EngineFactory]
 """Engines: ``factory(EngineContext)`` returns an :class:`~fogwire.engine.Engine`."""
 ServiceRegistry = FactoryRegistry[ServiceFactory]
 """Agent services: ``factory(ServiceContext)`` returns an :class:`~fogwire.services.AgentService`."""
+ValidatorRegistry = FactoryRegistry[ValidatorFactory]
+"""Document validators: ``factory()`` returns a :class:`~fogwire.validation.DocumentValidator`."""

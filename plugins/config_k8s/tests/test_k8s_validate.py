@@ -10,6 +10,7 @@ import pytest
 from fogwire_config_k8s import plugin
 from fogwire_config_k8s.source import MountedFileSource, Settings
 from fogwire_config_k8s.validate import InvalidConfigError, validate_skrouterd_config
+from fogwire_router.model import ROUTER_DOCUMENT
 
 from fogwire.errors import SourceError
 from fogwire.plugins import PluginHost
@@ -87,7 +88,7 @@ def test_settings_precedence_and_errors() -> None:
 
 def test_plugin_registers_kubernetes(tmp_path: Path) -> None:
     host = PluginHost(environ={}, find_entry_points=lambda group: [], extra_plugins=[plugin])
-    source = host.source_factory("kubernetes")(
+    source = host.source_factory("kubernetes", ROUTER_DOCUMENT, "test")(
         SourceContext(tmp_path, tmp_path, {"path": str(tmp_path / "c.json")}, {})
     )
     assert isinstance(source, MountedFileSource)

@@ -9,6 +9,7 @@ import pytest
 from fogwire_config_pot import plugin
 from fogwire_config_pot.settings import Backoff, Settings
 from fogwire_config_pot.source import LocalApiSource
+from fogwire_router.model import ROUTER_DOCUMENT
 from potlib import IDENTITY, SourceMaker
 
 from fogwire.errors import SourceError
@@ -117,8 +118,8 @@ def test_backoff_doubles_is_capped_and_jitter_only_shortens() -> None:
 
 def test_plugin_registers_pot_and_its_alias_iofog(tmp_path: Path) -> None:
     host = PluginHost(environ={}, find_entry_points=lambda group: [], extra_plugins=[plugin])
-    pot = host.source_factory("pot")
-    assert host.source_factory("iofog") is pot
+    pot = host.source_factory("pot", ROUTER_DOCUMENT, "test")
+    assert host.source_factory("iofog", ROUTER_DOCUMENT, "test") is pot
     source = pot(SourceContext(tmp_path, tmp_path, {"api": "v2"}, {"SELFNAME": "x"}))
     assert isinstance(source, LocalApiSource)
 

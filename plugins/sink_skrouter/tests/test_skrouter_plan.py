@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from fogwire_router.model import router_converter, structure_skrouterd_list
 from fogwire_sink_skrouter.plan import plan_changes
-
-from fogwire.model.router import router_converter, structure_skrouterd_list
 
 CONVERTER = router_converter()
 

@@ -7,12 +7,12 @@ from typing import Any
 
 import attrs
 import pytest
+from fogwire_router.model import RouterConfig, TcpListener, structure_skrouterd_list
 from fogwire_sink_skrouter.management import ManagementClient, ManagementError
 from fogwire_sink_skrouter.sink import SkrouterSink
 from skrouterlib import Peer, base_sections, free_port
 
 from fogwire.errors import ConfigError
-from fogwire.model.router import RouterConfig, TcpListener, structure_skrouterd_list
 from fogwire.sinks import Outcome
 
 PROFILE = [

@@ -43,4 +43,4 @@ def fogwire_register_reload_sinks(registry: SinkRegistry) -> None:
 def fogwire_register_commands(registry: CommandRegistry) -> None:
     """Register the agent's own commands (``daemon``, ``apply``, ``status``, …)."""
     for name, (module, help_text) in BUILTIN_COMMANDS.items():
-        registry.add(name, help=help_text, module=module, own_argv=name == "router")
+        registry.add(name, help=help_text, module=module)

@@ -53,7 +53,7 @@ def builtin_commands() -> Commands:
     """The agent's own commands, without loading any plugin."""
     from fogwire.builtin.commands import BUILTIN_COMMANDS
 
-    return {name: (module, text, name == "router") for name, (module, text) in BUILTIN_COMMANDS.items()}
+    return {name: (module, text, False) for name, (module, text) in BUILTIN_COMMANDS.items()}
 
 
 def plugin_command_names() -> dict[str, str]:

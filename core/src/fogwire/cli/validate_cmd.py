@@ -1,10 +1,11 @@
 """``fogwire validate``: check documents without applying anything.
 
-Each file may hold several YAML (or JSON) documents. A document with ``kind`` is an
-ioFog document; a mapping with ``profiles``/``currentProfile`` is an agent config; a
-list of ``[entityType, {attributes}]`` pairs is a skrouterd router config. ioFog
-documents in one file are checked together as one desired state (references must
-resolve). Exit 0 when valid; exit 2 with one line per problem otherwise.
+Each file may hold several YAML (or JSON) documents. A mapping with
+``profiles``/``currentProfile`` is an agent config; a document an installed
+:class:`~fogwire.validation.DocumentValidator` claims is checked by it (the router
+wrapper's skrouterd config, with ``fogwire-router``); anything else is an ioFog
+document. ioFog documents in one file are checked together as one desired state
+(references must resolve). Exit 0 when valid; exit 2 with one line per problem otherwise.
 """
 
 from __future__ import annotations
@@ -45,20 +46,16 @@ def validate_file(path: Path) -> list[Problem]:
         return [Problem(origin, 0, f"line {mark.line + 1}", f"not valid YAML: {problem}")]
     if not documents:
         return [Problem(origin, 0, "", "no documents in file")]
-    converter = PluginHost().make_converter()
+    host = PluginHost()
+    validators = host.all_validators()
+    converter = host.make_converter()
     problems: list[Problem] = []
     iofog: list[Any] = []
     for index, document in enumerate(documents, start=1):
         try:
-            if isinstance(document, list):
-                import attrs
-
-                from fogwire.model import router
-
-                try:
-                    router.structure_skrouterd_list(document, origin)
-                except ConfigError as error:  # the router model numbers every problem DOC#1
-                    problems.extend(attrs.evolve(p, index=index) for p in error.problems)
+            owner = next((v for v in validators if v.claims(document)), None)
+            if owner is not None:
+                problems.extend(owner.problems(document, origin, index, converter))
             elif (
                 isinstance(document, dict)
                 and "kind" not in document

@@ -33,9 +33,10 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+from fogwire_router.model import router_converter
 
 from fogwire.errors import SourceError
-from fogwire.model.router import router_converter
+from fogwire.payloads import JSONValue
 from fogwire.sources import ChangeNotice, ConfigSnapshot, ConfigSource, SourceContext
 from fogwire_config_k8s.validate import InvalidConfigError, validate_skrouterd_config
 
@@ -96,7 +97,7 @@ class _Unusable(SourceError):
     """The file can't be used right now (absent, empty, not JSON, invalid)."""
 
 
-class MountedFileSource(ConfigSource):
+class MountedFileSource(ConfigSource[JSONValue]):
     """The skrouterd config at ``QDROUTERD_CONF``, watched through its directory.
 
     ``degraded`` is ``None`` while the file on disk is the config in use, else
@@ -110,7 +111,7 @@ class MountedFileSource(ConfigSource):
         self.settings = Settings.from_context(context.options, context.environ)
         self.path = self.settings.path
         self.degraded: str | None = None
-        self._good: ConfigSnapshot | None = None
+        self._good: ConfigSnapshot[JSONValue] | None = None
         self._read_identity: tuple[int, ...] | None = None
         self._converter = router_converter()
         platform = context.environ.get("SKUPPER_PLATFORM")
@@ -120,13 +121,13 @@ class MountedFileSource(ConfigSource):
             )
 
     @property
-    def last_good(self) -> ConfigSnapshot | None:
+    def last_good(self) -> ConfigSnapshot[JSONValue] | None:
         """The config in use: the last valid content read, or ``None`` before the first."""
         return self._good
 
     # -- reading --------------------------------------------------------------
 
-    def _read(self) -> ConfigSnapshot:
+    def _read(self) -> ConfigSnapshot[JSONValue]:
         origin = str(self.path)
         try:
             raw = self.path.read_bytes()
@@ -181,7 +182,7 @@ class MountedFileSource(ConfigSource):
         self._good = snapshot
         return True
 
-    async def _wait_first(self) -> ConfigSnapshot:
+    async def _wait_first(self) -> ConfigSnapshot[JSONValue]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.startup_timeout
         said = ""
@@ -199,7 +200,7 @@ class MountedFileSource(ConfigSource):
                 said = reason
             await asyncio.sleep(min(self.settings.startup_poll, max(0.0, deadline - loop.time())))
 
-    async def fetch(self) -> ConfigSnapshot:
+    async def fetch(self) -> ConfigSnapshot[JSONValue]:
         """The current config: the file if it is valid, else the last good one.
 
         The first call waits up to ``startup_timeout`` for a valid file, then

@@ -3,7 +3,7 @@
 The shape is ``upstream-systems.md`` §1.4. The original reader silently ignored
 unknown entity types and keyed entities by ``name`` whether or not there was one.
 Here the file is checked in full by the core's router model
-(:func:`fogwire.model.router.structure_skrouterd_list`): known entity types only,
+(:func:`fogwire_router.model.structure_skrouterd_list`): known entity types only,
 every attribute by name and type, the key attribute present and unique per type,
 no dangling ``sslProfile`` reference. It is the model the reload sink applies, so
 a config this source hands on is one the sink can apply. Every problem is
@@ -15,9 +15,9 @@ from __future__ import annotations
 from typing import Any
 
 import cattrs
+from fogwire_router.model import router_converter, structure_skrouterd_list
 
 from fogwire.errors import ConfigError, Problem, SourceError
-from fogwire.model.router import router_converter, structure_skrouterd_list
 
 
 class InvalidConfigError(SourceError):

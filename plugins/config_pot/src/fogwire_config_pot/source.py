@@ -38,10 +38,11 @@ from typing import Any, Literal
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
+from fogwire_router.model import router_converter
 from yarl import URL
 
 from fogwire.errors import Problem, SourceError
-from fogwire.model.router import router_converter
+from fogwire.payloads import JSONValue
 from fogwire.sources import ChangeNotice, ConfigSnapshot, ConfigSource, SourceContext
 from fogwire_config_pot.settings import FALLBACK_HOST, Settings
 from fogwire_config_pot.validate import InvalidConfigError, validate_router_config
@@ -118,7 +119,7 @@ class _FallbackResolver(AbstractResolver):
         await self._inner.close()
 
 
-class LocalApiSource(ConfigSource):
+class LocalApiSource(ConfigSource[JSONValue]):
     """Fetches the router config from the local API and follows its control socket.
 
     ``degraded`` is ``None`` while all is well, else the reason of the last failure
@@ -259,7 +260,7 @@ class LocalApiSource(ConfigSource):
 
     # -- the two protocols -------------------------------------------------
 
-    async def _fetch_v1(self) -> ConfigSnapshot:
+    async def _fetch_v1(self) -> ConfigSnapshot[JSONValue]:
         url = self._url("v1", "/v1/microservices/config")
         token = await self._token()
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
@@ -298,7 +299,7 @@ class LocalApiSource(ConfigSource):
             raise InvalidConfigError(str(url), [Problem(str(url), 1, "data.config", "missing from the reply")])
         return await self._snapshot_of(str(url), data["config"], "data.config", len(raw))
 
-    async def _fetch_v2(self) -> ConfigSnapshot:
+    async def _fetch_v2(self) -> ConfigSnapshot[JSONValue]:
         url = self._url("v2", "/v2/config/get")
         payload = json.dumps({"id": self.settings.identity}).encode()
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
@@ -326,13 +327,13 @@ class LocalApiSource(ConfigSource):
             log.warning("local API %s replied with status %r (expected 'okay')", url, body.get("status"))
         return await self._snapshot_of(str(url), body["config"], "config", len(raw))
 
-    async def _snapshot_of(self, origin: str, config: Any, where: str, size: int) -> ConfigSnapshot:
+    async def _snapshot_of(self, origin: str, config: Any, where: str, size: int) -> ConfigSnapshot[JSONValue]:
         """Parse and validate; a large config in a thread, so the loop (and the control socket) never stalls."""
         if size > _INLINE_LIMIT:
             return await asyncio.to_thread(self._snapshot, origin, config, where)
         return self._snapshot(origin, config, where)
 
-    def _snapshot(self, origin: str, config: Any, where: str) -> ConfigSnapshot:
+    def _snapshot(self, origin: str, config: Any, where: str) -> ConfigSnapshot[JSONValue]:
         if isinstance(config, str):
             try:
                 config = json.loads(config)
@@ -340,7 +341,7 @@ class LocalApiSource(ConfigSource):
                 raise InvalidConfigError(origin, [Problem(origin, 1, where, f"not valid JSON: {error}")]) from None
         return ConfigSnapshot.of(origin, validate_router_config(config, origin, self._converter))
 
-    async def _fetch_once(self) -> ConfigSnapshot:
+    async def _fetch_once(self) -> ConfigSnapshot[JSONValue]:
         if self._api == "v1":
             return await self._fetch_v1()
         if self._api == "v2":
@@ -376,7 +377,7 @@ class LocalApiSource(ConfigSource):
 
     # -- the contract -------------------------------------------------------
 
-    async def fetch(self) -> ConfigSnapshot:
+    async def fetch(self) -> ConfigSnapshot[JSONValue]:
         """Fetch and validate the whole config.
 
         Transient failures (transport, timeout, 5xx) are retried ``attempts``

@@ -4,7 +4,7 @@ The controller generates a JSON object (``upstream-systems.md`` §1.3) of named
 maps: ``listeners``, ``connectors``, ``sslProfiles``, ``addresses``,
 ``logConfig``, ``bridges.tcpListeners`` / ``bridges.tcpConnectors``, plus
 ``metadata`` and ``siteConfig``. It is checked in full by the core's router model
-(:func:`fogwire.model.router.structure_controller_config`: every attribute of
+(:func:`fogwire_router.model.structure_controller_config`: every attribute of
 every entity, types, duplicates, dangling ``sslProfile`` references), the same
 model the reload sink applies, so a config this source hands on is one the sink
 can apply. Every problem is reported with its field path; nothing of an invalid
@@ -16,9 +16,9 @@ from __future__ import annotations
 from typing import Any
 
 import cattrs
+from fogwire_router.model import router_converter, structure_controller_config
 
 from fogwire.errors import ConfigError, Problem, SourceError
-from fogwire.model.router import router_converter, structure_controller_config
 
 
 class InvalidConfigError(SourceError):

@@ -20,8 +20,7 @@ from typing import Any
 
 import attrs
 import cattrs
-
-from fogwire.model.router import (
+from fogwire_router.model import (
     SCHEMA_DEFAULTS,
     RouterConfig,
     entities_of,

@@ -5,13 +5,14 @@ Imports only fogwire; python-qpid-proton is imported when the sink is used.
 
 from __future__ import annotations
 
+from fogwire_router.model import ROUTER_CONFIG, RouterConfig
+
 from fogwire.hookspecs import hookimpl
-from fogwire.model.router import ROUTER_CONFIG
 from fogwire.registry import SinkRegistry
 from fogwire.sinks import ReloadSink, SinkContext
 
 
-def _skrouter_sink(context: SinkContext) -> ReloadSink:
+def _skrouter_sink(context: SinkContext) -> ReloadSink[RouterConfig]:
     from fogwire_sink_skrouter.sink import SkrouterSink
 
     return SkrouterSink(context)

@@ -27,14 +27,14 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import cattrs
-
-from fogwire.errors import ConfigError, SinkError
-from fogwire.model.router import (
+from fogwire_router.model import (
     ENTITY_TYPES,
     RouterConfig,
     check_references,
     router_converter,
 )
+
+from fogwire.errors import ConfigError, SinkError
 from fogwire.sinks import ApplyReport, ItemResult, Outcome, ReloadSink, SinkContext
 from fogwire_sink_skrouter.management import (
     ConnectionLost,
@@ -69,8 +69,8 @@ def _describe(error: BaseException) -> str:
     return str(error)
 
 
-class SkrouterSink(ReloadSink):
-    """Applies :class:`~fogwire.model.router.RouterConfig` changes to skrouterd live."""
+class SkrouterSink(ReloadSink[RouterConfig]):
+    """Applies :class:`~fogwire_router.model.RouterConfig` changes to skrouterd live."""
 
     name = "skrouter"
 
@@ -142,7 +142,7 @@ class SkrouterSink(ReloadSink):
     def _own_port(self) -> str:
         return str(self.client.url.port)
 
-    async def apply(self, desired: Any, last_applied: Any | None) -> ApplyReport:
+    async def apply(self, desired: RouterConfig, last_applied: RouterConfig | None) -> ApplyReport:
         """Make the router's entities match ``desired``; see the module docstring.
 
         Raises :class:`ConfigError` (nothing applied) when ``desired`` is not a valid

@@ -9,7 +9,7 @@ configuration set; anything else is an error, so a misspelt ``siteID`` is caught
 instead of being written to the file and silently ignored.
 
 Attribute names are snake_case; the core converter maps them to the schema's
-camelCase (``site_id`` ↔ ``siteId``). Unset attributes are ``None`` and are left out
+camelCase (``site_id`` ↔ ``siteId``): the classes are marked camelCase at import. Unset attributes are ``None`` and are left out
 of the file and of management requests, so the router's own defaults apply.
 
 The functions at the end turn plain data into a :class:`RouterConfig` (the skrouterd
@@ -26,9 +26,9 @@ from typing import Any
 import attrs
 import cattrs
 
-from fogwire.convert import ValueProblem, make_converter, problems_from, to_camel
+from fogwire.convert import ValueProblem, make_converter, mark_camel_case, problems_from, to_camel
 from fogwire.errors import ConfigError, Problem
-from fogwire.payloads import PayloadKind
+from fogwire.payloads import JSONValue, PayloadKind
 
 
 class PortText(str):
@@ -770,7 +770,15 @@ def replace_entities(
     return attrs.evolve(config, **changes)
 
 
-ROUTER_CONFIG: PayloadKind[Any] = PayloadKind(
-    "skrouter-config", "skupper-router config (the controller's object form or a skrouterd entity list)"
+ROUTER_DOCUMENT: PayloadKind[JSONValue] = PayloadKind(
+    "skrouter-document", "skupper-router config as data (the controller's object form or a skrouterd entity list)"
 )
-"""What the router wrapper's config source produces and its reload sink takes."""
+"""What the router wrapper's config sources produce: plain data, already checked against the model."""
+
+ROUTER_CONFIG: PayloadKind[RouterConfig] = PayloadKind(
+    "skrouter-config", "a validated skupper-router config (fogwire_router.model.RouterConfig)"
+)
+"""What the router wrapper gives its reload sink: the parsed config, certificates merged in."""
+
+
+mark_camel_case(*(t.cls for t in ENTITY_TYPES), RouterConfig)

@@ -1,7 +1,7 @@
 """The router supervisor: config → skrouterd file → skrouterd process → live reloads.
 
 Flow: the config source (``pot`` or ``kubernetes`` by ``SKUPPER_PLATFORM``) delivers
-the router config; it is validated (:mod:`fogwire.model.router`), merged with the
+the router config; it is validated (:mod:`fogwire_router.model`), merged with the
 SSL profile directories, written atomically to ``QDROUTERD_CONF`` (pot mode; in
 kubernetes mode that file is the operator's and is never written) and skrouterd is
 started on it. Every later change goes to the ``skrouter`` reload sink, which applies
@@ -34,22 +34,24 @@ from typing import Any
 import attrs
 
 from fogwire.errors import ConfigError, FogwireError, SourceError
-from fogwire.model.router import (
+from fogwire.payloads import JSONValue
+from fogwire.sinks import ApplyReport, Outcome, ReloadSink, SinkContext
+from fogwire.sources import ConfigSource, SourceContext
+from fogwire_router.certs import CertProfiles
+from fogwire_router.model import (
     ROUTER_CONFIG,
+    ROUTER_DOCUMENT,
     Role,
     RouterConfig,
     router_config_from_payload,
     router_converter,
     unstructure_skrouterd_list,
 )
-from fogwire.router.certs import CertProfiles
-from fogwire.sinks import ApplyReport, Outcome, ReloadSink, SinkContext
-from fogwire.sources import ConfigSource, SourceContext
 
 log = logging.getLogger(__name__)
 child_log = logging.getLogger("fogwire.router.skrouterd")
 
-ROUTER = "fogwire router"
+ROUTER = "fogwire router (fogwire-router)"
 """How load-time errors name the router wrapper as the consumer of a source or sink."""
 
 PLATFORM_SOURCES = {"pot": "pot", "iofog": "pot", "kubernetes": "kubernetes"}
@@ -58,7 +60,7 @@ PLATFORM_SOURCES = {"pot": "pot", "iofog": "pot", "kubernetes": "kubernetes"}
 
 @attrs.frozen(kw_only=True)
 class RouterSettings:
-    """Everything the supervisor needs, from options and environment (see :mod:`fogwire.router.command`)."""
+    """Everything the supervisor needs, from options and environment (see :mod:`fogwire_router.command`)."""
 
     platform: str = "pot"
     source: str = "pot"
@@ -132,7 +134,7 @@ class RouterSupervisor:
         self.source_config: RouterConfig | None = None
         self.desired: RouterConfig | None = None
         self.last_applied: RouterConfig | None = None
-        self.sink: ReloadSink[Any] | None = None
+        self.sink: ReloadSink[RouterConfig] | None = None
         self.sink_url: str | None = None
         self.process: asyncio.subprocess.Process | None = None
         self.starts = 0
@@ -144,18 +146,18 @@ class RouterSupervisor:
         self._started = asyncio.Event()
 
     # -- config ------------------------------------------------------------------------
-    def _make_source(self) -> ConfigSource[Any]:
-        factory = self.host.source_factory(self.settings.source, ROUTER_CONFIG, ROUTER)
+    def _make_source(self) -> ConfigSource[JSONValue]:
+        factory = self.host.source_factory(self.settings.source, ROUTER_DOCUMENT, ROUTER)
         context = SourceContext(
             state_dir=self.settings.state_dir,
             run_dir=self.settings.state_dir,
             options=dict(self.settings.source_options),
             environ=dict(self.settings.environ),
         )
-        source: ConfigSource[Any] = factory(context)
+        source: ConfigSource[JSONValue] = factory(context)
         return source
 
-    async def _fetch(self, source: ConfigSource[Any]) -> RouterConfig:
+    async def _fetch(self, source: ConfigSource[JSONValue]) -> RouterConfig:
         snapshot = await source.fetch()
         return router_config_from_payload(snapshot.payload, snapshot.origin, self.converter)
 
@@ -168,7 +170,7 @@ class RouterSupervisor:
             log.info("wrote router config to %s", self.settings.conf)
 
     # -- sink ------------------------------------------------------------------------------
-    async def _ensure_sink(self, config: RouterConfig) -> ReloadSink[Any]:
+    async def _ensure_sink(self, config: RouterConfig) -> ReloadSink[RouterConfig]:
         url = self.settings.management_url or management_url_for(config) or "amqp://127.0.0.1:5672"
         if self.sink is not None and url == self.sink_url:
             return self.sink
@@ -397,7 +399,7 @@ class RouterSupervisor:
 
     async def run(self) -> int:
         """Run until a signal stops skrouterd; return the exit code to exit with."""
-        self._source: ConfigSource[Any] | None = self._make_source()
+        self._source: ConfigSource[JSONValue] | None = self._make_source()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._on_signal, signum)

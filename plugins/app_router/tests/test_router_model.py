@@ -6,9 +6,7 @@ import json
 from typing import Any
 
 import pytest
-
-from fogwire.errors import ConfigError
-from fogwire.model.router import (
+from fogwire_router.model import (
     LogModule,
     Role,
     RouterMode,
@@ -18,6 +16,8 @@ from fogwire.model.router import (
     structure_skrouterd_list,
     unstructure_skrouterd_list,
 )
+
+from fogwire.errors import ConfigError
 
 CONTROLLER: dict[str, Any] = {
     "addresses": {"mc": {"prefix": "mc", "distribution": "multicast"}},

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import attrs
 
-from fogwire.model.router import RouterConfig, SslProfile, replace_entities
+from fogwire_router.model import RouterConfig, SslProfile, replace_entities
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,9 @@ option                 environment                   default
 ``--management-url``   ``SKROUTER_MANAGEMENT_URL``   the config's first plain AMQP listener
 =====================  ============================  ==========================================
 
-``--source NAME`` and ``--source-option KEY=VALUE`` pick another config source (the
-``file`` source in tests). Exit status: skrouterd's own when it stops after a
+``--source NAME`` and ``--source-option KEY=VALUE`` pick another config source of
+router config (``router-file``, a local file; ``file`` is taken to mean it, since
+core's ``file`` source holds ioFog documents). Exit status: skrouterd's own when it stops after a
 signal, 1 when no usable config ever arrived, 2 on a usage error.
 """
 
@@ -36,7 +37,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Supervise skrouterd and apply its config live over AMQP management.",
     )
     parser.add_argument("--platform", help="pot, iofog or kubernetes (default: $SKUPPER_PLATFORM or pot)")
-    parser.add_argument("--source", help="config source name (default: chosen by the platform)")
+    parser.add_argument(
+        "--source", help="config source name (default: chosen by the platform; 'file' means 'router-file')"
+    )
     parser.add_argument(
         "--source-option", action="append", default=[], metavar="KEY=VALUE", help="an option for the config source"
     )
@@ -62,8 +65,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> object:
-    """Build :class:`~fogwire.router.supervisor.RouterSettings` from parsed options and the environment."""
-    from fogwire.router.supervisor import PLATFORM_SOURCES, RouterSettings
+    """Build :class:`~fogwire_router.supervisor.RouterSettings` from parsed options and the environment."""
+    from fogwire_router.supervisor import PLATFORM_SOURCES, RouterSettings
 
     platform = (args.platform or environ.get("SKUPPER_PLATFORM") or "pot").strip().lower()
     if platform not in PLATFORM_SOURCES:
@@ -82,7 +85,7 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> objec
         binary = str(candidate) if candidate.is_file() else "skrouterd"
     return RouterSettings(
         platform=platform,
-        source=args.source or PLATFORM_SOURCES[platform],
+        source={"file": "router-file"}.get(args.source, args.source) or PLATFORM_SOURCES[platform],
         source_options=options,
         conf=conf,
         write_conf=platform != "kubernetes",
@@ -117,7 +120,7 @@ def main(argv: list[str]) -> int:
     except ValueError as error:
         parser.error(str(error))
     from fogwire.errors import FogwireError
-    from fogwire.router.supervisor import RouterSettings, RouterSupervisor
+    from fogwire_router.supervisor import RouterSettings, RouterSupervisor
 
     assert isinstance(settings, RouterSettings)
     try:

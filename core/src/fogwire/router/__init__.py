@@ -1,5 +1,0 @@
-"""``fogwire router``: the skupper-router wrapper (supervise skrouterd, hot-reload its config).
-
-Light on purpose: the command lives in :mod:`fogwire.router.command`, the work in
-:mod:`fogwire.router.supervisor`; nothing heavy is imported until the command runs.
-"""
