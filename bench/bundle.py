@@ -44,10 +44,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from fogwire.bundle.archive import Format, pack
-from fogwire.bundle.importer import EngineTarget, import_bundle
-from fogwire.bundle.layout import BlobInfo, BundleImage, LayoutDir
-from fogwire.bundle.oci import OCI_MANIFEST, canonical_json, machine_platform, sha256_hex
+from fogwire_bundle.archive import Format, pack
+from fogwire_bundle.importer import EngineTarget, import_bundle
+from fogwire_bundle.layout import BlobInfo, BundleImage, LayoutDir
+from fogwire_bundle.oci import OCI_MANIFEST, canonical_json, machine_platform, sha256_hex
+
 from fogwire.engine import EngineContext
 from fogwire.plugins import PluginHost
 from harness import services

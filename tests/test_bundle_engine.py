@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from fogwire_bundle.archive import Format
+from fogwire_bundle.create import create_bundle
+from fogwire_bundle.importer import EngineTarget, import_bundle
+from fogwire_bundle.oci import machine_platform
+from fogwire_bundle.registry import Credentials, RegistryClient
 
-from fogwire.bundle.archive import Format
-from fogwire.bundle.create import create_bundle
-from fogwire.bundle.importer import EngineTarget, import_bundle
-from fogwire.bundle.oci import machine_platform
-from fogwire.bundle.registry import Credentials, RegistryClient
 from fogwire.engine import Engine, EngineContext, WorkloadSpec, WorkloadState
 from fogwire.plugins import PluginHost
 from harness import images, services

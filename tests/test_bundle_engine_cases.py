@@ -18,11 +18,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core" / "tests"))
 
+from fogwire_bundle.errors import BundleError
+from fogwire_bundle.importer import EngineTarget, import_bundle
+from fogwire_bundle.oci import machine_platform
 from test_bundle_lib import Image, layout_bundle, make_koffer_bundle, random_layer, unique
 
-from fogwire.bundle.errors import BundleError
-from fogwire.bundle.importer import EngineTarget, import_bundle
-from fogwire.bundle.oci import machine_platform
 from fogwire.engine import EngineContext, WorkloadSpec, WorkloadState
 from fogwire.plugins import PluginHost
 from harness import images, services

@@ -3,7 +3,7 @@
 Real agent, real docker engine (harness dockerd), a real bundle created from the
 harness registry. The microservice uses registry ``local`` (never pull), so until the
 bundle lands it fails with "not present locally"; after the bundle is dropped into
-``bundleWatchDir`` it must run without any change to the desired state.
+``bundle-watch`` service it must run without any change to the desired state.
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from fogwire_bundle.archive import Format
+from fogwire_bundle.create import create_bundle
+from fogwire_bundle.registry import Credentials, RegistryClient
+
 from fogwire.agent import Agent, write_documents
-from fogwire.bundle.archive import Format
-from fogwire.bundle.create import create_bundle
-from fogwire.bundle.registry import Credentials, RegistryClient
 from fogwire.engine import EngineContext, WorkloadState
 from fogwire.model.agent_config import PluginSelection, Profile
 from fogwire.paths import Paths
@@ -77,7 +78,7 @@ async def test_microservice_waiting_for_an_image_starts_when_a_bundle_lands(
         container_engine_url=dockerd,
         agent_id=agent_id,
         config_source=PluginSelection("file", {"path": str(desired_file), "poll_interval": 0.2}),
-        bundle_watch_dir=str(drop),
+        services=(PluginSelection("bundle-watch", {"dir": str(drop)}),),
     )
     host = PluginHost()
     agent = Agent(profile=profile, paths=paths, plugins=host, control_socket=False, backoff_cap_s=30.0)

@@ -314,7 +314,7 @@ class Engine(abc.ABC):
                 raise ImageNotFoundError(
                     f"image {reference!r} is not present locally and its registry is "
                     "'local'/'from_cache', which never pulls: load it first "
-                    "(fogwire bundle import, or the engine's own load)"
+                    "(an offline bundle import, or the engine's own load)"
                 )
             return PullResult(reference, digest, "local")
         try:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fogwire_router.model import ROUTER_CONFIG, ROUTER_DOCUMENT
 
 from fogwire.agent import Agent
 from fogwire.errors import PluginLoadError
@@ -14,7 +15,6 @@ from fogwire.model.agent_config import PluginSelection, Profile
 from fogwire.paths import Paths
 from fogwire.payloads import IOFOG_DOCUMENTS
 from fogwire.plugins import PluginHost
-from fogwire_router.model import ROUTER_CONFIG, ROUTER_DOCUMENT
 
 
 class _NeverStartedEngine:

@@ -19,7 +19,5 @@ BUILTIN_COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("fogwire.cli.agent_cmd", "show each microservice: desired, actual, health, errors"),
     "logs": ("fogwire.cli.agent_cmd", "show a microservice's output"),
     "delete": ("fogwire.cli.agent_cmd", "remove a microservice from the desired state"),
-    # Until the bundle tools ship in a distribution of their own.
-    "bundle": ("fogwire.cli.bundle_cmd", "create, import and watch offline image bundles"),
 }
 """Subcommand → (module, one-line help). A module defines ``add_arguments(name, parser)`` and ``run(args) -> int``."""

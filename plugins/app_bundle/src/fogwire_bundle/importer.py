@@ -1,7 +1,7 @@
 """``fogwire bundle import``: verify a bundle, then load it into an engine or push it to a registry.
 
 The bundle is staged and verified in a private directory first (see
-:mod:`fogwire.bundle.reader`); only then does anything become visible. A target
+:mod:`fogwire_bundle.reader`); only then does anything become visible. A target
 skips what it already has: an engine skips images whose config digest it already
 holds, a registry skips blobs and manifests a ``HEAD`` finds, so importing the same
 bundle twice moves almost nothing. A registry push records each open upload
@@ -30,10 +30,10 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from fogwire.bundle.archive import tar_entry
-from fogwire.bundle.errors import BundleError
-from fogwire.bundle.layout import INDEX, LAYOUT_VERSION, OCI_LAYOUT, BlobSlice, BundleImage, LayoutDir
-from fogwire.bundle.oci import (
+from fogwire_bundle.archive import tar_entry
+from fogwire_bundle.errors import BundleError
+from fogwire_bundle.layout import INDEX, LAYOUT_VERSION, OCI_LAYOUT, BlobSlice, BundleImage, LayoutDir
+from fogwire_bundle.oci import (
     CHUNK,
     CONTAINERD_NAME,
     INDEX_TYPES,
@@ -44,12 +44,12 @@ from fogwire.bundle.oci import (
     canonical_json,
     pick_platforms,
 )
-from fogwire.bundle.progress import Progress
-from fogwire.bundle.reader import StagedBundle, stage
+from fogwire_bundle.progress import Progress
+from fogwire_bundle.reader import StagedBundle, stage
 
 if TYPE_CHECKING:
-    from fogwire.bundle.registry import RegistryClient
     from fogwire.engine import Engine
+    from fogwire_bundle.registry import RegistryClient
 
 log = logging.getLogger(__name__)
 

@@ -18,12 +18,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fogwire_bundle.create import create_bundle
+from fogwire_bundle.errors import BundleError
+from fogwire_bundle.importer import RegistryTarget, import_bundle
+from fogwire_bundle.registry import Credentials, RegistryClient
 from test_bundle_lib import Image, client_for, layout_bundle, prefix_fixture, random_layer
 
-from fogwire.bundle.create import create_bundle
-from fogwire.bundle.errors import BundleError
-from fogwire.bundle.importer import RegistryTarget, import_bundle
-from fogwire.bundle.registry import Credentials, RegistryClient
 from harness import images, services
 
 TOKEN = "fogwire-bundle-test-token"

@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fogwire_bundle.archive import Format, pack
+from fogwire_bundle.layout import BlobInfo, BundleImage, LayoutDir
+from fogwire_bundle.oci import OCI_MANIFEST, canonical_json, sha256_hex
+from fogwire_bundle.registry import Credentials, RegistryClient
 
-from fogwire.bundle.archive import Format, pack
-from fogwire.bundle.layout import BlobInfo, BundleImage, LayoutDir
-from fogwire.bundle.oci import OCI_MANIFEST, canonical_json, sha256_hex
-from fogwire.bundle.registry import Credentials, RegistryClient
 from harness import services
 
 LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
@@ -46,7 +46,7 @@ def client_for(registry: services.Registry) -> RegistryClient:
 
 
 def clients(registry: services.Registry) -> Callable[[str], RegistryClient]:
-    """A client factory for :func:`fogwire.bundle.create.create_bundle` (harness registry only)."""
+    """A client factory for :func:`fogwire_bundle.create.create_bundle` (harness registry only)."""
 
     def factory(server: str) -> RegistryClient:
         assert server == registry.url, server

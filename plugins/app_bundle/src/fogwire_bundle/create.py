@@ -3,7 +3,7 @@
 Each image's manifest (or multi-architecture index, kept whole unless platforms
 are chosen), configs and layers are fetched over the registry v2 API and stored
 once in an OCI image layout; the layout is then packed (see
-:mod:`fogwire.bundle.archive`). Every blob is hashed while it streams in and
+:mod:`fogwire_bundle.archive`). Every blob is hashed while it streams in and
 checked against its digest.
 """
 
@@ -19,10 +19,10 @@ from typing import Any
 
 import attrs
 
-from fogwire.bundle.archive import Format, pack
-from fogwire.bundle.errors import BundleError
-from fogwire.bundle.layout import BlobInfo, BundleImage, LayoutDir
-from fogwire.bundle.oci import (
+from fogwire_bundle.archive import Format, pack
+from fogwire_bundle.errors import BundleError
+from fogwire_bundle.layout import BlobInfo, BundleImage, LayoutDir
+from fogwire_bundle.oci import (
     INDEX_TYPES,
     OCI_INDEX,
     Platform,
@@ -31,8 +31,8 @@ from fogwire.bundle.oci import (
     pick_platforms,
     sha256_hex,
 )
-from fogwire.bundle.progress import Progress
-from fogwire.bundle.registry import RegistryClient
+from fogwire_bundle.progress import Progress
+from fogwire_bundle.registry import RegistryClient
 
 log = logging.getLogger(__name__)
 

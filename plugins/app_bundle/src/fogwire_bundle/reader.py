@@ -29,10 +29,10 @@ from typing import IO, Any, Literal
 
 import attrs
 
-from fogwire.bundle.archive import Format, check_sidecar, detect, need
-from fogwire.bundle.errors import BundleError
-from fogwire.bundle.layout import BUNDLE_MANIFEST, INDEX, OCI_LAYOUT, BundleImage, LayoutDir
-from fogwire.bundle.oci import (
+from fogwire_bundle.archive import Format, check_sidecar, detect, need
+from fogwire_bundle.errors import BundleError
+from fogwire_bundle.layout import BUNDLE_MANIFEST, INDEX, OCI_LAYOUT, BundleImage, LayoutDir
+from fogwire_bundle.oci import (
     CHUNK,
     CONTAINERD_NAME,
     INDEX_TYPES,
@@ -42,7 +42,7 @@ from fogwire.bundle.oci import (
     copy_hashing,
     index_platforms,
 )
-from fogwire.bundle.progress import Progress
+from fogwire_bundle.progress import Progress
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import IO, Any
 
 import attrs
 
-from fogwire.bundle.errors import BundleError
+from fogwire_bundle.errors import BundleError
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"

@@ -4,7 +4,7 @@ A bundle is one OCI image layout (``oci-layout``, ``index.json``,
 ``blobs/sha256/<hex>``) holding every image, each blob stored once however many
 images share it, and a bundle manifest listing every image (reference, digest,
 platforms) and every blob (digest, size). :class:`LayoutDir` writes and reads such
-a directory; the archive formats wrap it (see :mod:`fogwire.bundle.archive`).
+a directory; the archive formats wrap it (see :mod:`fogwire_bundle.archive`).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import IO, Any
 
 import attrs
 
-from fogwire.bundle.errors import BundleError
-from fogwire.bundle.oci import (
+from fogwire_bundle.errors import BundleError
+from fogwire_bundle.oci import (
     CONTAINERD_NAME,
     INDEX_TYPES,
     OCI_INDEX,

@@ -15,6 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fogwire_bundle.archive import Format, pack
+from fogwire_bundle.errors import BundleError
+from fogwire_bundle.importer import RegistryTarget, Target, import_bundle
+from fogwire_bundle.layout import LayoutDir
+from fogwire_bundle.oci import canonical_json, sha256_hex
 from test_bundle_lib import (
     Image,
     build_layout,
@@ -27,11 +32,6 @@ from test_bundle_lib import (
     rewrite_tar,
 )
 
-from fogwire.bundle.archive import Format, pack
-from fogwire.bundle.errors import BundleError
-from fogwire.bundle.importer import RegistryTarget, Target, import_bundle
-from fogwire.bundle.layout import LayoutDir
-from fogwire.bundle.oci import canonical_json, sha256_hex
 from harness import images, services
 
 prefix = prefix_fixture("bundle-bad")

@@ -19,9 +19,9 @@ import tarfile
 from pathlib import Path
 from typing import IO
 
-from fogwire.bundle.errors import BundleError
-from fogwire.bundle.layout import BUNDLE_MANIFEST, INDEX, OCI_LAYOUT
-from fogwire.bundle.oci import CHUNK
+from fogwire_bundle.errors import BundleError
+from fogwire_bundle.layout import BUNDLE_MANIFEST, INDEX, OCI_LAYOUT
+from fogwire_bundle.oci import CHUNK
 
 MTIME = 0
 """Every entry's mtime, so the same images give the same bundle bytes."""

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import attrs
 
-from fogwire.bundle.importer import ImportResult
+from fogwire_bundle.importer import ImportResult
 
 log = logging.getLogger(__name__)
 

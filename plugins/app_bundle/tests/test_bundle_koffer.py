@@ -11,11 +11,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from fogwire_bundle.importer import RegistryTarget, import_bundle
+from fogwire_bundle.oci import DOCKER_MANIFEST, machine_platform
+from fogwire_bundle.reader import stage
 from test_bundle_lib import client_for, make_koffer_bundle, prefix_fixture
 
-from fogwire.bundle.importer import RegistryTarget, import_bundle
-from fogwire.bundle.oci import DOCKER_MANIFEST, machine_platform
-from fogwire.bundle.reader import stage
 from harness import images, services
 
 

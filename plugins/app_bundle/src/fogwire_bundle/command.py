@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from fogwire.bundle.importer import ImportResult, Target
-    from fogwire.bundle.registry import Credentials, RegistryClient
+    from fogwire_bundle.importer import ImportResult, Target
+    from fogwire_bundle.registry import Credentials, RegistryClient
 
 log = logging.getLogger("fogwire.bundle")
 
@@ -117,8 +117,8 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
 
 def _credentials(args: argparse.Namespace) -> tuple[str | None, Credentials | None, bool]:
     """``(server or None for any, credentials, insecure)`` from the flags."""
-    from fogwire.bundle.errors import BundleError
-    from fogwire.bundle.registry import Credentials
+    from fogwire_bundle.errors import BundleError
+    from fogwire_bundle.registry import Credentials
 
     insecure = bool(args.insecure)
     if args.registry_file:
@@ -140,10 +140,10 @@ def _credentials(args: argparse.Namespace) -> tuple[str | None, Credentials | No
 
 def _registry_document(path: Path, insecure: bool) -> tuple[str | None, Credentials | None, bool]:
     from fogwire.builtin.file_source import load_documents
-    from fogwire.bundle.errors import BundleError
-    from fogwire.bundle.registry import Credentials, parse_server
     from fogwire.convert import make_converter, structure
     from fogwire.model.iofog import Registry
+    from fogwire_bundle.errors import BundleError
+    from fogwire_bundle.registry import Credentials, parse_server
 
     try:
         text = path.read_text(encoding="utf-8")
@@ -159,7 +159,7 @@ def _registry_document(path: Path, insecure: bool) -> tuple[str | None, Credenti
 
 
 def _client_factory(args: argparse.Namespace) -> Any:
-    from fogwire.bundle.registry import RegistryClient, is_loopback
+    from fogwire_bundle.registry import RegistryClient, is_loopback
 
     only, credentials, insecure = _credentials(args)
     cache: dict[str, RegistryClient] = {}
@@ -181,12 +181,12 @@ def _client_factory(args: argparse.Namespace) -> Any:
 
 
 def _create(args: argparse.Namespace) -> int:
-    from fogwire.bundle.archive import Format
-    from fogwire.bundle.create import create_bundle
-    from fogwire.bundle.errors import BundleError
-    from fogwire.bundle.oci import Platform
-    from fogwire.bundle.progress import Progress
     from fogwire.cli.common import print_json
+    from fogwire_bundle.archive import Format
+    from fogwire_bundle.create import create_bundle
+    from fogwire_bundle.errors import BundleError
+    from fogwire_bundle.oci import Platform
+    from fogwire_bundle.progress import Progress
 
     if args.engine:
         raise BundleError(
@@ -235,11 +235,11 @@ def _cache_file(args: argparse.Namespace) -> Path | None:
 @contextlib.asynccontextmanager
 async def _target(args: argparse.Namespace) -> AsyncIterator[Target]:
     """The engine or registry target the flags name (an engine is started and closed)."""
-    from fogwire.bundle.errors import BundleError
-    from fogwire.bundle.importer import EngineTarget, RegistryTarget
-    from fogwire.bundle.oci import Platform, machine_platform
-    from fogwire.bundle.registry import parse_server
     from fogwire.cli.common import paths_from
+    from fogwire_bundle.errors import BundleError
+    from fogwire_bundle.importer import EngineTarget, RegistryTarget
+    from fogwire_bundle.oci import Platform, machine_platform
+    from fogwire_bundle.registry import parse_server
 
     paths = paths_from(args)
     if args.registry:
@@ -295,8 +295,8 @@ def _engine_settings(args: argparse.Namespace, config_file: Path) -> tuple[str |
 
 
 def _print_result(result: ImportResult, as_json: bool) -> None:
-    from fogwire.bundle.progress import human
     from fogwire.cli.common import print_json
+    from fogwire_bundle.progress import human
 
     if as_json:
         print_json(result.to_json())
@@ -312,8 +312,8 @@ def _print_result(result: ImportResult, as_json: bool) -> None:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from fogwire.bundle.importer import import_bundle
-    from fogwire.bundle.progress import Progress
+    from fogwire_bundle.importer import import_bundle
+    from fogwire_bundle.progress import Progress
 
     async def main() -> ImportResult:
         async with _target(args) as target:
@@ -327,9 +327,9 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _watch(args: argparse.Namespace) -> int:
-    from fogwire.bundle.importer import import_bundle
-    from fogwire.bundle.progress import Progress
-    from fogwire.bundle.watch import BundleWatcher, WatchOutcome
+    from fogwire_bundle.importer import import_bundle
+    from fogwire_bundle.progress import Progress
+    from fogwire_bundle.watch import BundleWatcher, WatchOutcome
 
     failures = 0
 

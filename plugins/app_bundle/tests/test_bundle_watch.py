@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from fogwire_bundle.importer import ImportResult, RegistryTarget, import_bundle
+from fogwire_bundle.watch import BundleWatcher
 from test_bundle_lib import Image, client_for, layout_bundle, prefix_fixture, random_layer
 
-from fogwire.bundle.importer import ImportResult, RegistryTarget, import_bundle
-from fogwire.bundle.watch import BundleWatcher
 from harness import services
 
 prefix = prefix_fixture("bundle-watch")
@@ -137,3 +137,28 @@ def test_watch_command_once(tmp_path: Path, bundle: Path, harness_registry: serv
     assert "bad.tar failed: " in done.stderr and "not a bundle" in done.stderr
     assert (drop / "done" / "app.tar").exists() and (drop / "failed" / "bad.tar.reason.txt").exists()
     assert harness_registry.password not in done.stderr + done.stdout
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({}, "options (bundle-watch):DOC#1: options.dir: required field is missing"),
+        ({"dir": 3}, "options (bundle-watch):DOC#1: options.dir: expected a string, got 3"),
+        (
+            {"dir": "/x", "folder": "/y"},
+            "options (bundle-watch):DOC#1: options.folder: unknown field (check the spelling)",
+        ),
+    ],
+)
+def test_the_service_refuses_bad_options_with_their_path(
+    tmp_path: Path, options: dict[str, object], message: str
+) -> None:
+    from fogwire_bundle.service import BundleWatchService
+
+    from fogwire.errors import ConfigError
+    from fogwire.services import ServiceContext
+
+    context = ServiceContext(tmp_path / "state", tmp_path / "run", agent=None, options=options)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError) as caught:
+        BundleWatchService(context)
+    assert str(caught.value) == message

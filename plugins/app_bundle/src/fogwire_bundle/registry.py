@@ -24,8 +24,8 @@ from typing import Protocol
 
 import attrs
 
-from fogwire.bundle.errors import BundleError
-from fogwire.bundle.oci import ACCEPT, CHUNK
+from fogwire_bundle.errors import BundleError
+from fogwire_bundle.oci import ACCEPT, CHUNK
 
 log = logging.getLogger(__name__)
 

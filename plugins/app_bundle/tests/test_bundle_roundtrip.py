@@ -16,6 +16,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fogwire_bundle.archive import Format
+from fogwire_bundle.create import create_bundle
+from fogwire_bundle.errors import BundleError
+from fogwire_bundle.importer import RegistryTarget, import_bundle
+from fogwire_bundle.oci import INDEX_TYPES, OCI_INDEX, Platform
+from fogwire_bundle.progress import Progress
+from fogwire_bundle.registry import UPLOAD_CHUNK, RegistryClient
 from test_bundle_lib import (
     Image,
     build_layout,
@@ -29,13 +36,6 @@ from test_bundle_lib import (
     unique,
 )
 
-from fogwire.bundle.archive import Format
-from fogwire.bundle.create import create_bundle
-from fogwire.bundle.errors import BundleError
-from fogwire.bundle.importer import RegistryTarget, import_bundle
-from fogwire.bundle.oci import INDEX_TYPES, OCI_INDEX, Platform
-from fogwire.bundle.progress import Progress
-from fogwire.bundle.registry import UPLOAD_CHUNK, RegistryClient
 from harness import services
 
 FORMATS = {Format.TAR: "b.tar", Format.TAR_ZSTD: "b.tar.zst", Format.SQUASHFS: "b.sqfs"}
@@ -91,8 +91,8 @@ def multiarch(tmp_path_factory: pytest.TempPathFactory, harness_registry: servic
         ],
     }
     data = json.dumps(index).encode()
-    from fogwire.bundle.layout import LayoutDir
-    from fogwire.bundle.oci import sha256_hex
+    from fogwire_bundle.layout import LayoutDir
+    from fogwire_bundle.oci import sha256_hex
 
     digest = sha256_hex(data)
     LayoutDir(root).put_bytes(digest, data)
