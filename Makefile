@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
-.PHONY: help setup services stop-services test lint pytest isolated fix demo wheels clean distclean
+.PHONY: help setup services stop-services test test-fast lint pytest isolated fix demo wheels bench docs clean distclean
 
 PY := .venv/bin/python
 
@@ -21,6 +21,9 @@ stop-services: ## stop the harness services and unmount what they left
 
 test: setup services lint pytest isolated ## everything CI runs: lint, mypy, pytest, per-distribution isolated tests
 
+test-fast: setup ## the unit layer only, in seconds, with every harness service forbidden
+	@FOGWIRE_FORBID_SERVICES=1 scripts/pytest.sh -q -m unit -p no:cacheprovider
+
 lint: setup ## ruff check + ruff format --check, mypy --strict core/src
 	@scripts/lint.sh
 
@@ -36,6 +39,12 @@ fix: setup ## ruff format + ruff check --fix over the Python trees
 
 demo: setup ## the demo (scripts/demo.sh)
 	@scripts/demo.sh
+
+bench: services ## every benchmark and one table: figure, ours, peer, ratio, goal, met (BENCH_ARGS=--quick for the fast ones)
+	@.venv/bin/python bench/run_all.py $(BENCH_ARGS)
+
+docs: setup ## regenerate docs/cli.md's reference from the argument parsers
+	@.venv/bin/python scripts/cli_docs.py
 
 wheels: setup ## build every distribution's wheel into dist/
 	@scripts/wheels.sh

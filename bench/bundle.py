@@ -268,7 +268,7 @@ def main() -> int:
         finally:
             _cleanup(dockerd, containerd, run_id, images)
     if args.json:
-        print(json.dumps(figures, indent=2))
+        print(json.dumps(figures))
     else:
         _print(figures)
     return 0

@@ -246,7 +246,7 @@ def main() -> None:
                 peer.wait(10)
     results["plan_5000"] = plan_5000()
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(json.dumps(results))
         return
     one, plan, bulk_result = results["one_entity_change"], results["plan_5000"], results["bulk_apply"]
     print(f"load average {results['load_average']:.2f} on {results['cpus']} CPUs")

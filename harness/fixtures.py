@@ -8,6 +8,15 @@ the next run starts in well under a second. Stop them with ``make stop-services`
 
 Set ``FOGWIRE_SKIP_SERVICES=1`` to skip (not fail) tests that need a service,
 e.g. on a laptop without the engines; CI never sets it.
+
+Every test is put in one layer (a marker), so a layer can run alone:
+
+* ``e2e``: ``tests/test_e2e_*.py``, the agent and CLI end to end on real engines;
+* ``services``: needs a harness service (it uses one of the fixtures below, directly
+  or through another fixture), or is marked so because it starts one itself;
+* ``unit``: everything else. ``make test-fast`` runs only these, with
+  ``FOGWIRE_FORBID_SERVICES=1`` so a test that reaches for a service fails instead of
+  quietly starting one.
 """
 
 from __future__ import annotations
@@ -24,6 +33,27 @@ SKIP_ENV = "FOGWIRE_SKIP_SERVICES"
 def _skip_if_asked(what: str) -> None:
     if os.environ.get(SKIP_ENV) == "1":
         pytest.skip(f"{SKIP_ENV}=1: not starting {what}")
+
+
+LAYERS = ("unit", "services", "e2e")
+
+SERVICE_FIXTURES = frozenset(
+    {"harness_registry", "harness_images", "harness_dockerd", "harness_podman", "harness_containerd"}
+)
+"""Fixtures that start (or reuse) a harness service."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test with its layer, unless it carries one already."""
+    for item in items:
+        if any(item.get_closest_marker(layer) for layer in LAYERS):
+            continue
+        if item.path.name.startswith("test_e2e_"):
+            item.add_marker(pytest.mark.e2e)
+        elif SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.services)
+        else:
+            item.add_marker(pytest.mark.unit)
 
 
 @pytest.fixture(scope="session")

@@ -40,6 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HARNESS_DIR_ENV = "FOGWIRE_HARNESS_DIR"
+FORBID_ENV = "FOGWIRE_FORBID_SERVICES"
+"""Set to ``1`` by the unit layer: any attempt to start or reuse a service fails the test."""
 DEFAULT_HARNESS_DIR = "/tmp/fogwire-harness"
 
 REGISTRY_HOST = "127.0.0.1"
@@ -296,6 +298,11 @@ def _ensure(
     timeout: float = START_TIMEOUT,
 ) -> int:
     """Reuse service ``name`` if alive and ready, else (re)start it. Returns its pid."""
+    if os.environ.get(FORBID_ENV) == "1":
+        raise HarnessError(
+            f"{name}: {FORBID_ENV}=1 (the unit layer, `make test-fast`): a test that needs {name} "
+            "is not a unit test; it is marked `services` by using a harness fixture, or mark it explicitly"
+        )
     with _locked(name):
         pid = _service_pid(name, exe)
         if pid:

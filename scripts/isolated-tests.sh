@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Run each distribution's own tests in a venv holding only core, that distribution and the
-# test tools (scripts/test-requirements.txt), so an undeclared dependency fails here.
+# Run each distribution's unit tests (-m unit) in a venv holding only core, that distribution
+# and the test tools (scripts/test-requirements.txt), so an undeclared dependency fails here.
+# The service and e2e layers run once, in the dev venv (scripts/pytest.sh), not again here.
 #
 #   scripts/isolated-tests.sh            # core and every plugins/*/ (not _template)
 #   scripts/isolated-tests.sh core engine_docker
@@ -64,8 +65,8 @@ while IFS=$'\t' read -r name folder; do
         continue
     fi
     ensure_venv "$name" "$folder"
-    log "$name: pytest $rel/tests in .venv-iso/$name"
-    if VENV=.venv-iso/$name scripts/pytest.sh -q -p no:cacheprovider "$rel/tests"; then
+    log "$name: pytest -m unit $rel/tests in .venv-iso/$name"
+    if FOGWIRE_FORBID_SERVICES=1 VENV=.venv-iso/$name scripts/pytest.sh -q -p no:cacheprovider -m unit "$rel/tests"; then
         ran+=("$name")
     else
         failed+=("$name")

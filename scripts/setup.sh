@@ -110,7 +110,7 @@ setup_venv() {
     # (pip here rebuilds each editable's isolated build env every time: minutes, not seconds).
     if [[ ! -x .venv/bin/uv ]]; then
         log "installing uv into .venv"
-        pip_quiet .venv/bin/pip install -q "${pip_args[@]}" "uv>=0.5"
+        pip_quiet .venv/bin/pip install -q "${pip_args[@]}" "uv==0.13.9"
     fi
     build_sdist_wheels .venv/bin/pip
 

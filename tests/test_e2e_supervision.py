@@ -7,6 +7,7 @@ other tests (sharing the harness engines) are using.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -154,14 +155,25 @@ async def test_reload_sinks_get_each_desired_state_in_their_own_try(
         name = f"fw6{tag}-sink"
         await agent.apply(app(harness_images, name))
         await agent.apply([])
-        await asyncio.sleep(0.1)
-        assert len(broken.calls) >= 2
         desired_states = [d for d, _ in recording.calls]
         assert [sorted(d.microservices) for d in desired_states[-2:]] == [[name], []]
         assert recording.calls[-1][1] is desired_states[-2]
-        failures = [e["message"] for e in (await agent.status())["events"] if e["kind"] == "sink-failed"]
-        assert any("sink exploded" in m for m in failures)
-        assert "broken: timed out after 1s" in failures
+        # The broken sink failed, so after its backoff it is tried again, with the newest
+        # state and nothing as last applied (it never applied one); that try hangs and times out.
+        deadline = time.monotonic() + 15
+
+        async def failures() -> list[str]:
+            return [e["message"] for e in (await agent.status())["events"] if e["kind"] == "sink-failed"]
+
+        while not any(m.startswith("broken: timed out after 1s") for m in await failures()):
+            assert time.monotonic() < deadline, await failures()
+            await asyncio.sleep(0.05)
+        assert any(m.startswith("broken: sink exploded") for m in await failures())
+        assert len(broken.calls) >= 2
+        assert sorted(broken.calls[1][0].microservices) == [] and broken.calls[1][1] is None
+        sinks = {s["name"]: s for s in (await agent.status())["sinks"]}
+        assert sinks["broken"]["state"] == "retrying" and sinks["broken"]["failures"] >= 2
+        assert sinks["recording"]["state"] == "ok" and sinks["log"]["state"] == "ok"
     finally:
         agent.stop()
         await task

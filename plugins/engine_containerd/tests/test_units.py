@@ -77,8 +77,8 @@ def test_spec_carries_limits_network_and_mounts() -> None:
 def test_the_entry_point_module_imports_no_grpc() -> None:
     code = (
         "import sys, fogwire_engine_containerd.plugin as p\n"
-        "from fogwire.registry import PluginRegistry\n"
-        "r = PluginRegistry('engine'); p.fogwire_register_engines(registry=r)\n"
+        "from fogwire.registry import FactoryRegistry\n"
+        "r = FactoryRegistry('engine'); p.fogwire_register_engines(registry=r)\n"
         "assert r.get('edgelet') is r.get('containerd')\n"
         "print(sorted(m for m in sys.modules if m.startswith(('grpc', 'hpack', 'google.protobuf'))))"
     )

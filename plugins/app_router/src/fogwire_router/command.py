@@ -31,7 +31,8 @@ from pathlib import Path
 DEFAULT_CONF = "/tmp/skrouterd.json"
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``fogwire router`` (it parses its own argv: it is the container entrypoint)."""
     parser = argparse.ArgumentParser(
         prog="fogwire router",
         description="Supervise skrouterd and apply its config live over AMQP management.",
@@ -108,7 +109,7 @@ def main(argv: list[str]) -> int:
     """Run ``fogwire router`` with ``argv`` (without the command words); return the exit status."""
     import asyncio
 
-    parser = _parser()
+    parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=getattr(logging, str(args.log_level).upper(), logging.INFO),
