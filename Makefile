@@ -24,7 +24,7 @@ test: setup services lint pytest isolated ## everything CI runs: lint, mypy, pyt
 test-fast: setup ## the unit layer only, in seconds, with every harness service forbidden
 	@FOGWIRE_FORBID_SERVICES=1 scripts/pytest.sh -q -m unit -p no:cacheprovider
 
-lint: setup ## ruff check + ruff format --check, mypy --strict core/src
+lint: setup ## ruff check + ruff format --check, mypy --strict over core and every plugin
 	@scripts/lint.sh
 
 pytest: setup ## pytest over core/tests, plugins/*/tests and tests in .venv

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# ruff (lint + format check) over the Python trees that exist, mypy --strict over core/src.
+# ruff (lint + format check) over the Python trees that exist, mypy --strict over core and every plugin.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -12,7 +12,10 @@ echo "lint: ruff check ${paths[*]}"
 "$VENV/bin/ruff" check "${paths[@]}"
 echo "lint: ruff format --check ${paths[*]}"
 "$VENV/bin/ruff" format --check "${paths[@]}"
-if [[ -d core/src ]]; then
-    echo "lint: mypy --strict core/src"
-    "$VENV/bin/mypy" --strict core/src
-fi
+typed=()
+[[ -d core/src ]] && typed+=(core/src)
+for d in plugins/*/src; do
+    [[ $d == plugins/_* ]] || typed+=("$d")
+done
+echo "lint: mypy --strict ${typed[*]}"
+"$VENV/bin/mypy" --strict "${typed[@]}"

@@ -234,7 +234,7 @@ class MountedFileSource(ConfigSource[JSONValue]):
 
     async def changes(self) -> AsyncIterator[ChangeNotice]:
         """Yield a notice each time a new, valid, different config is on disk."""
-        from inotify_simple import INotify, flags  # type: ignore[import-untyped]
+        from inotify_simple import INotify, flags
 
         mask = (
             flags.CREATE

@@ -23,6 +23,10 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
+
+Stream = Literal["stdout", "stderr"]
+"""Which of a workload's outputs a line came from."""
 
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_FILES = 3
@@ -181,16 +185,16 @@ class LogReader:
         self._inode: int | None = None
         self._offset = 0
 
-    def read_all(self) -> list[tuple[str, str]]:
+    def read_all(self) -> list[tuple[Stream, str]]:
         """Every ``(stream, text)`` line of the rotated files and the current one."""
-        lines: list[tuple[str, str]] = []
+        lines: list[tuple[Stream, str]] = []
         for older in rotated(self.log):
             lines.extend(self._parse(_read_from(older, 0)[0]))
         current, self._inode, self._offset = self._current(0)
         lines.extend(self._parse(current))
         return lines
 
-    def read_new(self) -> list[tuple[str, str]]:
+    def read_new(self) -> list[tuple[Stream, str]]:
         """The lines written since the last call (across a rotation)."""
         try:
             f = open(self.log, "rb")
@@ -229,12 +233,12 @@ class LogReader:
         return data[:end], inode, offset + end
 
     @staticmethod
-    def _parse(data: bytes) -> list[tuple[str, str]]:
-        lines = []
+    def _parse(data: bytes) -> list[tuple[Stream, str]]:
+        lines: list[tuple[Stream, str]] = []
         for raw in data.splitlines():
             with contextlib.suppress(ValueError, KeyError, TypeError):
                 doc = json.loads(raw)
-                lines.append((str(doc["s"]), str(doc["l"])))
+                lines.append(("stderr" if doc["s"] == "stderr" else "stdout", str(doc["l"])))
         return lines
 
 

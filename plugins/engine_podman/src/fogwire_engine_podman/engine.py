@@ -322,7 +322,7 @@ class PodmanEngine(Engine):
                 raise EngineError(f"the service at {self.url} does not answer podman's ping; is it podman's socket?")
         except BaseException as error:
             if client is not None:
-                client.close()  # no request is under way: this only drops the pool
+                client.close()  # type: ignore[no-untyped-call]  # no request is under way: only drops the pool
             if isinstance(error, podman.errors.PodmanError | podman.errors.APIError | ValueError):
                 raise EngineError(f"cannot connect to the podman service at {self.url}: {error}") from error
             raise
@@ -733,8 +733,8 @@ class PodmanEngine(Engine):
         if self._cache is None:
             return
         info = await self._call(self._inspect_id, container_id)
-        if self._cache is None:
-            return
+        if self._cache is None:  # dropped by close() while we waited (mypy can't see that)
+            return  # type: ignore[unreachable]
         if info is None or info.labels.get(MANAGED_LABEL) != self.context.agent_id:
             self._cache.pop(container_id, None)
         else:

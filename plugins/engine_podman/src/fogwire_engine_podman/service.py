@@ -119,8 +119,8 @@ class PodmanService:
             process = self.process
             assert process is not None
             code = await process.wait()
-            if self._closing:
-                return
+            if self._closing:  # set by close() while we waited (mypy can't see that)
+                return  # type: ignore[unreachable]
             log.warning("podman service (pid %s) exited with %s; restarting it in %.1f s", process.pid, code, delay)
             await asyncio.sleep(delay)
             try:

@@ -32,7 +32,7 @@ class ClosingUDSConnection(podman.api.uds.UDSConnection):
         sock = podman.api.uds.UDSSocket(self.uds)
         try:
             sock.settimeout(self.timeout)
-            sock.connect()
+            sock.connect()  # type: ignore[no-untyped-call]  # podman-py has no type hints
         except BaseException:
             sock.close()
             raise
