@@ -96,6 +96,21 @@ def _enum_hook(cls: type[enum.Enum]) -> Callable[[Any, Any], enum.Enum]:
     return structure
 
 
+def _is_literal(t: Any) -> bool:
+    return typing.get_origin(t) is typing.Literal
+
+
+def _literal_hook(t: Any) -> Callable[[Any, Any], Any]:
+    values = typing.get_args(t)
+
+    def structure(value: Any, _: Any) -> Any:
+        if any(value == v and type(value) is type(v) for v in values):
+            return value
+        raise ValueProblem(f"expected one of {', '.join(repr(v) for v in values)}, got {_describe(value)}")
+
+    return structure
+
+
 def to_camel(name: str) -> str:
     """``host_network_mode`` → ``hostNetworkMode``; ``from_`` → ``from``; camelCase stays."""
     head, *rest = name.rstrip("_").split("_")
@@ -223,6 +238,7 @@ def make_converter(converter: cattrs.Converter | None = None) -> cattrs.Converte
     converter.register_unstructure_hook(PositiveInt, int)
     converter.register_structure_hook_factory(lambda t: isinstance(t, type) and issubclass(t, enum.Enum), _enum_hook)
     converter.register_structure_hook_factory(_is_int_str_union, _int_or_str)
+    converter.register_structure_hook_factory(_is_literal, _literal_hook)
     converter.register_structure_hook_factory(_is_sequence, _sequence(converter))
     converter.register_structure_hook_factory(_is_mapping, _mapping(converter))
     converter.register_structure_hook_factory(_is_model_class, _camel_structure(converter))

@@ -87,7 +87,7 @@ def _nat_rules() -> str:
 
 @pytest.fixture
 async def two_shim_engine(harness_engine: Callable[..., Any]) -> AsyncIterator[ContainerdEngine]:
-    async with harness_engine("shims", shim_groups=2) as engine:
+    async with harness_engine("shims", shimGroups=2) as engine:
         yield engine
 
 

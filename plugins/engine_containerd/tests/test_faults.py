@@ -110,7 +110,7 @@ async def test_an_unanswering_url_fails_clearly(workdir: Path) -> None:
         workdir / "r",
         workdir / "l",
         url=f"unix://{workdir}/nothing.sock",
-        options={"start_timeout_s": 1},
+        options={"startTimeoutS": 1},
     )
     engine = ContainerdEngine(context)
     with pytest.raises(EngineError, match="does not answer"):

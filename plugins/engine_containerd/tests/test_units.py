@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 from fogwire_engine_containerd import _ref
@@ -84,3 +85,45 @@ def test_the_entry_point_module_imports_no_grpc() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert out.strip() == "[]"
+
+
+def _context(tmp_path: Any, options: dict[str, Any]) -> Any:
+    from fogwire.engine import EngineContext
+
+    return EngineContext("opts", tmp_path / "d", tmp_path / "r", tmp_path / "l", options=options)
+
+
+def test_options_are_read_through_the_model(tmp_path: Any) -> None:
+    from fogwire_engine_containerd.engine import ContainerdEngine
+
+    engine = ContainerdEngine(
+        _context(
+            tmp_path,
+            {"namespace": "ns1", "shimGroups": 2, "logMaxBytes": 1000, "embedded": False, "cniBridge": "br9"},
+        )
+    )
+    assert (engine.namespace, engine.shim_groups, engine.log_max_bytes, engine.embedded_mode) == ("ns1", 2, 1000, False)
+    assert engine.cni.bridge == "br9"
+    assert engine.shim_group == "fogwire-ns1-opts"
+    single = ContainerdEngine(_context(tmp_path, {"shimGroup": "one"}))
+    assert (single.shim_group, single.shim_groups) == ("one", 1)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"shim_groups": 2}, "engineOptions.shim_groups: unknown field: it is spelled 'shimGroups'"),
+        ({"logMaxBytes": "10M"}, "engineOptions.logMaxBytes: expected an integer ≥ 1, got '10M'"),
+        ({"embedded": "always"}, "engineOptions.embedded: expected true, false or 'auto', got 'always'"),
+        ({"shimGroups": 0}, "engineOptions.shimGroups: expected an integer ≥ 1, got 0"),
+        ({"snapshoter": "native"}, "engineOptions.snapshoter: unknown field (check the spelling)"),
+    ],
+)
+def test_a_bad_option_is_an_error_naming_its_path(tmp_path: Any, options: dict[str, Any], message: str) -> None:
+    from fogwire_engine_containerd.engine import ContainerdEngine
+
+    from fogwire.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        ContainerdEngine(_context(tmp_path, options))
+    assert str(caught.value) == f"engineOptions (containerd):DOC#1: {message}"

@@ -20,7 +20,7 @@ CHATTY = f"i=0; while [ $i -lt {LINES} ]; do echo line-$i; i=$((i+1)); usleep 10
 
 @pytest.fixture
 async def rotating_engine(harness_engine: Callable[..., Any]) -> AsyncIterator[ContainerdEngine]:
-    async with harness_engine("logs", log_max_bytes=MAX_BYTES, log_max_files=3) as engine:
+    async with harness_engine("logs", logMaxBytes=MAX_BYTES, logMaxFiles=3) as engine:
         yield engine
 
 

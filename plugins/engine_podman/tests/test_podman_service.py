@@ -9,6 +9,7 @@ import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fogwire_engine_podman.engine import PodmanEngine, parse_options
@@ -46,7 +47,7 @@ async def test_starts_supervises_and_stops_its_own_service(
         data_dir=short_dir / "data",
         run_dir=short_dir / "run",
         log_dir=short_dir / "log",
-        options={"service_args": args, "oom_watch": "off"},
+        options={"serviceArgs": args, "oomWatch": "off"},
     )
     engine = PodmanEngine(context)
     await engine.start()
@@ -118,3 +119,23 @@ async def test_configured_ulimits_reach_the_workload(
         for workload in await engine.list_managed():
             await engine.remove(workload.name)
         await engine.close()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"oom_watch": "off"}, "engineOptions.oom_watch: unknown field: it is spelled 'oomWatch'"),
+        ({"oomWatch": "sometimes"}, "engineOptions.oomWatch: expected one of"),
+        ({"timeoutS": "60"}, "engineOptions.timeoutS: expected an integer ≥ 1, got '60'"),
+        ({"ulimits": {"nofile": "lots"}}, "engineOptions.ulimits.nofile: expected 'soft:hard'"),
+    ],
+)
+def test_a_bad_option_names_its_camel_case_path(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_options(options)
+    assert str(caught.value).startswith(f"engineOptions (podman):DOC#1: {message}")
+
+
+def test_camel_case_options_are_read() -> None:
+    options = parse_options({"serviceArgs": ["--root", "/x"], "insecureRegistries": ["h:1"], "oomWatch": "off"})
+    assert (options.service_args, options.insecure_registries, options.oom_watch) == (["--root", "/x"], ["h:1"], "off")

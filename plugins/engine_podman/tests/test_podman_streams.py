@@ -48,7 +48,7 @@ async def make_engine(
             run_dir=tmp_path,
             log_dir=tmp_path,
             url=harness_podman.url,
-            options={"oom_watch": "off", **options},
+            options={"oomWatch": "off", **options},
         )
         engine = PodmanEngine(context)
         await engine.start()
@@ -121,7 +121,7 @@ async def test_a_followed_log_stream_outlives_the_request_timeout(
     make_engine: MakeEngine, harness_images: images.TestImages
 ) -> None:
     # timeout_s bounds calls, not how long a followed stream may stay quiet
-    engine = await make_engine({"timeout_s": 1})
+    engine = await make_engine({"timeoutS": 1})
     name = await _run(engine, harness_images.ref_v1, "quiet", "echo first; sleep 3; echo second; exec sleep 3600")
     lines: list[LogLine] = []
 

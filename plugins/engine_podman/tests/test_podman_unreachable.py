@@ -47,7 +47,7 @@ async def test_start_on_a_dead_socket_fails_clearly_and_leaks_nothing(
         run_dir=tmp_path,
         log_dir=tmp_path,
         url=f"unix://{dead_socket}",
-        options={"oom_watch": "off"},
+        options={"oomWatch": "off"},
     )
     engine = PodmanEngine(context)
     try:

@@ -71,7 +71,8 @@ from fogwire_engine_containerd._client import (
 from fogwire_engine_containerd._cni import Cni, check_ports_free
 from fogwire_engine_containerd._daemon import EmbeddedContainerd
 from fogwire_engine_containerd._images import ImageStore
-from fogwire_engine_containerd._logs import DEFAULT_MAX_BYTES, DEFAULT_MAX_FILES, LogPump, LogReader, remove_logs
+from fogwire_engine_containerd._logs import LogPump, LogReader, remove_logs
+from fogwire_engine_containerd._options import read_options
 from fogwire_engine_containerd._spec import PROCESS_TYPE_URL, SPEC_TYPE_URL, build_spec, exec_process, workload_user
 from fogwire_engine_containerd._users import layer_dirs, needs_lookup, resolve_user
 
@@ -79,9 +80,7 @@ log = logging.getLogger("fogwire.engine.containerd")
 
 T = TypeVar("T")
 
-DEFAULT_SOCKET = "/run/containerd/containerd.sock"
 RUNTIME = "io.containerd.runc.v2"
-DEFAULT_SHIM_GROUPS = 4
 """Shims the agent's workloads are spread over (see ``_shim_group_for_new_workload``)."""
 RUNC_OPTIONS_TYPE_URL = "containerd.runc.v1.Options"
 MARKER_TOPIC = "/fogwire/subscribed"
@@ -156,25 +155,22 @@ class ContainerdEngine(Engine):
 
     def __init__(self, context: EngineContext) -> None:
         super().__init__(context)
-        opts = dict(context.options)
-        self.namespace: str = str(opts.get("namespace", "fogwire"))
-        self.snapshotter: str = str(opts.get("snapshotter", "overlayfs"))
-        self.embedded_mode = opts.get("embedded", "auto")
-        self.containerd_binary = str(opts.get("containerd_binary", "containerd"))
-        self.default_socket = str(opts.get("socket", DEFAULT_SOCKET))
-        self.cni = Cni(
-            Path(opts.get("cni_bin_dir", "/usr/lib/cni")),
-            bridge=str(opts.get("cni_bridge", "fogwire0")),
-            subnet=str(opts.get("cni_subnet", "10.71.0.0/16")),
-        )
-        self.cgroup_parent = str(opts.get("cgroup_parent", "/fogwire"))
-        group = opts.get("shim_group", True)
+        opts = read_options(context.converter, context.options)
+        self.options = opts
+        self.namespace: str = opts.namespace
+        self.snapshotter: str = opts.snapshotter
+        self.embedded_mode = opts.embedded
+        self.containerd_binary = opts.containerd_binary
+        self.default_socket = opts.socket
+        self.cni = Cni(Path(opts.cni_bin_dir), bridge=opts.cni_bridge, subnet=opts.cni_subnet)
+        self.cgroup_parent = opts.cgroup_parent
+        group = opts.shim_group
         self.shim_group = f"fogwire-{self.namespace}-{context.agent_id}" if group is True else str(group or "")
-        self.shim_groups = max(1, int(opts.get("shim_groups", DEFAULT_SHIM_GROUPS))) if group is True else 1
+        self.shim_groups = opts.shim_groups if group is True else 1
         self._next_shim = itertools.count()
-        self.start_timeout_s = float(opts.get("start_timeout_s", 30))
-        self.log_max_bytes = int(opts.get("log_max_bytes", DEFAULT_MAX_BYTES))
-        self.log_max_files = max(1, int(opts.get("log_max_files", DEFAULT_MAX_FILES)))
+        self.start_timeout_s = opts.start_timeout_s
+        self.log_max_bytes = opts.log_max_bytes
+        self.log_max_files = opts.log_max_files
         self.daemon: EmbeddedContainerd | None = None
         self.client: Client | None = None
         self.images: ImageStore | None = None
@@ -271,9 +267,9 @@ class ContainerdEngine(Engine):
         if self.context.url:
             return self.context.url
         embedded = self.embedded_mode
-        if embedded in (False, "false", "no", "never"):
+        if embedded is False:
             return f"unix://{self.default_socket}"
-        if embedded not in (True, "true", "yes", "always") and Path(self.default_socket).exists():
+        if embedded is not True and Path(self.default_socket).exists():
             probe = Client(f"unix://{self.default_socket}", self.namespace)
             try:
                 probe.ping(0.5)

@@ -31,13 +31,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import attrs
+import cattrs
 import docker
 import docker.errors
 import docker.types
 import requests.exceptions
 from docker.utils import parse_repository_tag
 
-from fogwire.convert import PositiveInt, make_converter, structure
+from fogwire.convert import PositiveInt, make_converter, structure_options
 from fogwire.engine import (
     MANAGED_LABEL,
     NAME_LABEL,
@@ -96,8 +97,8 @@ _STATUS_HEALTH = re.compile(r"\((?:health: )?(healthy|unhealthy|starting)\)")
 class DockerOptions:
     """The ``docker`` engine's options (``EngineContext.options``).
 
-    ``tls_ca``/``tls_cert``/``tls_key`` are file paths for a remote daemon
-    (``tcp://host:2376``); with ``tls_ca`` the daemon's certificate is verified.
+    ``tlsCa``/``tlsCert``/``tlsKey`` are file paths for a remote daemon
+    (``tcp://host:2376``); with ``tlsCa`` the daemon's certificate is verified.
     ``workers`` bounds how many API calls run at once.
     """
 
@@ -108,14 +109,14 @@ class DockerOptions:
     timeout_s: PositiveInt = PositiveInt(120)
 
 
-def parse_options(options: Any) -> DockerOptions:
-    """Structure and check the engine options; a :class:`~fogwire.errors.ConfigError` names bad keys."""
+def parse_options(options: Any, converter: cattrs.Converter | None = None) -> DockerOptions:
+    """Structure and check the engine options (camelCase keys); a ConfigError names every bad key."""
     from fogwire.errors import ConfigError, Problem
 
-    opts = structure(make_converter(), dict(options), DockerOptions, "engine options (docker)", 1, "engineOptions")
+    opts = structure_options(converter or make_converter(), options, DockerOptions, plugin="docker")
     if (opts.tls_cert is None) != (opts.tls_key is None):
         raise ConfigError(
-            [Problem("engine options (docker)", 1, "engineOptions", "tls_cert and tls_key must be given together")]
+            [Problem("engineOptions (docker)", 1, "engineOptions", "tlsCert and tlsKey must be given together")]
         )
     return opts
 
@@ -164,7 +165,7 @@ class DockerEngine(Engine):
 
     def __init__(self, context: EngineContext) -> None:
         super().__init__(context)
-        self.options = parse_options(context.options)
+        self.options = parse_options(context.options, context.converter)
         self._executor = ThreadPoolExecutor(self.options.workers, thread_name_prefix="fogwire-docker")
         self._client: docker.DockerClient | None = None
         self._locks: dict[str, asyncio.Lock] = {}

@@ -14,7 +14,7 @@ Workarounds for podman 4.3 and podman-py 5 (``shared/reference/python-clients.md
   stores nothing).
 
 Two things the service does not do on a host without systemd, the engine does
-itself (options ``healthchecks`` and ``oom_watch``): it runs the health checks
+itself (options ``healthchecks`` and ``oomWatch``): it runs the health checks
 of running workloads at their interval (podman schedules them with systemd
 timers), and it reads OOM kills from the kernel log (conmon did not report
 them on this cgroup-v1 host).
@@ -41,11 +41,12 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import attrs
+import cattrs
 import podman
 import podman.errors
 import requests.exceptions
 
-from fogwire.convert import PositiveInt, make_converter, structure
+from fogwire.convert import PositiveInt, make_converter, structure_options
 from fogwire.engine import (
     MANAGED_LABEL,
     NAME_LABEL,
@@ -119,11 +120,11 @@ class PodmanOptions:
 
     ``ulimits`` maps ``nofile``/``nproc`` (and any other rlimit) to
     ``"soft:hard"``; both ``nofile`` and ``nproc`` are always sent.
-    ``service_args`` are global podman flags for the service the plugin starts
-    itself (``--root``, ``--runroot``, ``--runtime``…). ``insecure_registries``
+    ``serviceArgs`` are global podman flags for the service the plugin starts
+    itself (``--root``, ``--runroot``, ``--runtime``…). ``insecureRegistries``
     are ``host:port`` talked to over plain HTTP even without credentials.
     ``healthchecks``: ``auto`` runs health checks in the plugin when the host
-    has no systemd, ``plugin``/``engine`` force one side. ``oom_watch``: ``auto``
+    has no systemd, ``plugin``/``engine`` force one side. ``oomWatch``: ``auto``
     reads OOM kills from ``/dev/kmsg`` when the service is local and it is readable.
     """
 
@@ -136,14 +137,14 @@ class PodmanOptions:
     timeout_s: PositiveInt = PositiveInt(120)
 
 
-def parse_options(options: Mapping[str, Any]) -> PodmanOptions:
-    """Structure and check the options; a :class:`~fogwire.errors.ConfigError` names bad keys."""
-    opts = structure(make_converter(), dict(options), PodmanOptions, "engine options (podman)", 1, "engineOptions")
+def parse_options(options: Mapping[str, Any], converter: cattrs.Converter | None = None) -> PodmanOptions:
+    """Structure and check the options (camelCase keys); a ConfigError names every bad key."""
+    opts = structure_options(converter or make_converter(), options, PodmanOptions, plugin="podman")
     problems = []
     for name, value in opts.ulimits.items():
         if not re.fullmatch(r"\d+:\d+", value):
             problems.append(
-                Problem("engine options (podman)", 1, f"engineOptions.ulimits.{name}", "expected 'soft:hard'")
+                Problem("engineOptions (podman)", 1, f"engineOptions.ulimits.{name}", "expected 'soft:hard'")
             )
     if problems:
         raise ConfigError(problems)
@@ -186,7 +187,7 @@ def pull_error(message: str, reference: str, auth: RegistryAuth | None) -> Engin
     if "http response to https client" in lower:
         return EngineError(
             f"registry {server} speaks plain HTTP and podman wants HTTPS for {reference!r}: mark its registry "
-            f"insecure, or list {server!r} in the engine option insecure_registries; {message}"
+            f"insecure, or list {server!r} in the engine option insecureRegistries; {message}"
         )
     return EngineError(f"pulling {reference!r} failed: {message}")
 
@@ -217,7 +218,7 @@ class PodmanEngine(Engine):
 
     def __init__(self, context: EngineContext) -> None:
         super().__init__(context)
-        self.options = parse_options(context.options)
+        self.options = parse_options(context.options, context.converter)
         self._executor = ThreadPoolExecutor(self.options.workers, thread_name_prefix="fogwire-podman")
         self._client: podman.PodmanClient | None = None
         self.url: str | None = context.url
