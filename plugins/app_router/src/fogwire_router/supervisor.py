@@ -129,8 +129,8 @@ class RouterSupervisor:
             host = PluginHost(environ=settings.environ)
         self.host = host
         self.certs = CertProfiles(settings.ssl_profile_path, keep=settings.ssl_keep_ordinals)
-        self.converter = router_converter()
-        """Made once: building a converter's structure functions costs milliseconds."""
+        self.converter = router_converter(host.make_converter())
+        """The router's one converter, handed to its source and sink (made once: building costs milliseconds)."""
         self.source_config: RouterConfig | None = None
         self.desired: RouterConfig | None = None
         self.last_applied: RouterConfig | None = None
@@ -153,6 +153,7 @@ class RouterSupervisor:
             run_dir=self.settings.state_dir,
             options=dict(self.settings.source_options),
             environ=dict(self.settings.environ),
+            converter=self.converter,
         )
         source: ConfigSource[JSONValue] = factory(context)
         return source
@@ -182,6 +183,7 @@ class RouterSupervisor:
             run_dir=self.settings.state_dir,
             options={"url": url, "timeout": self.settings.request_timeout},
             environ=dict(self.settings.environ),
+            converter=self.converter,
         )
         self.sink = factory(context)
         self.sink_url = url

@@ -113,7 +113,7 @@ class MountedFileSource(ConfigSource[JSONValue]):
         self.degraded: str | None = None
         self._good: ConfigSnapshot[JSONValue] | None = None
         self._read_identity: tuple[int, ...] | None = None
-        self._converter = router_converter()
+        self._converter = router_converter(context.converter)
         platform = context.environ.get("SKUPPER_PLATFORM")
         if platform is not None and platform != "kubernetes":
             log.warning(

@@ -138,7 +138,7 @@ class LocalApiSource(ConfigSource[JSONValue]):
         self._ssl_cache: tuple[tuple[int, int, int] | None, ssl.SSLContext] | None = None
         self._have_config = False
         self._random = random.Random()
-        self._converter = router_converter()
+        self._converter = router_converter(context.converter)
         self._token_cache: tuple[tuple[int, ...], str] | None = None
         self._readers: set[asyncio.Task[None]] = set()
         self._closed = False

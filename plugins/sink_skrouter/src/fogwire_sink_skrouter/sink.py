@@ -83,7 +83,7 @@ class SkrouterSink(ReloadSink[RouterConfig]):
         self.client = ManagementClient(
             url, timeout=timeout, connect_timeout=float(connect_timeout) if connect_timeout is not None else None
         )
-        self.converter = converter or router_converter()
+        self.converter = converter or router_converter(context.converter)
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="skrouter-mgmt")
         self._seen_generation = -1
         self._dirty = True
