@@ -151,6 +151,11 @@ def parse_options(options: Mapping[str, Any], converter: cattrs.Converter | None
     return opts
 
 
+def _whole_seconds(moment: datetime | None) -> datetime | None:
+    """``moment`` to the second: podman's container list has no finer times, so every path agrees on these."""
+    return None if moment is None else moment.replace(microsecond=0)
+
+
 def _ulimits(opts: PodmanOptions) -> list[dict[str, Any]]:
     limits = {**DEFAULT_ULIMITS, **opts.ulimits}
     result = []
@@ -604,7 +609,11 @@ class PodmanEngine(Engine):
             if cached is not None and self._cache is not None:
                 # the start event refreshes it from podman in a moment
                 self._cache[container_id] = attrs.evolve(
-                    cached, state=WorkloadState.RUNNING, started_at=datetime.now(UTC), exit_code=None, finished_at=None
+                    cached,
+                    state=WorkloadState.RUNNING,
+                    started_at=_whole_seconds(datetime.now(UTC)),
+                    exit_code=None,
+                    finished_at=None,
                 )
             else:
                 await self._refresh(container_id)
@@ -652,8 +661,8 @@ class PodmanEngine(Engine):
         status = _STATES.get(str(state.get("Status")), WorkloadState.UNKNOWN)
         if state.get("Restarting"):
             status = WorkloadState.RESTARTING
-        started = parse_time(state.get("StartedAt"))
-        finished = parse_time(state.get("FinishedAt"))
+        started = _whole_seconds(parse_time(state.get("StartedAt")))
+        finished = _whole_seconds(parse_time(state.get("FinishedAt")))
         exited = status in (WorkloadState.EXITED, WorkloadState.DEAD)
         oom = bool(state.get("OOMKilled"))
         oom_at = self._oom.get(found["Id"])
