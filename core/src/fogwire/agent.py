@@ -1,5 +1,8 @@
 """``fogwire.Agent``: the node agent as a class you can run inside your own asyncio program.
 
+Long on purpose: the Agent's public API and its loops share the one Running object;
+the parts that stand alone live beside it (converge.py, reconcile.py, control.py).
+
 ::
 
     agent = fogwire.Agent(engine="docker", source="file",

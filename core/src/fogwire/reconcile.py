@@ -1,5 +1,9 @@
 """The reconciler: make the engine's managed workloads equal to the desired microservices.
 
+Long on purpose: one pass is one transaction (plan, act, record, back off, roll
+back, rebuild), and its steps share the per-microservice records; split, each step
+would reach into the others' state.
+
 One *pass* lists the managed workloads (one engine read), compares each with its
 desired microservice and acts:
 

@@ -1,5 +1,8 @@
 """The engine contract suite: what every :class:`fogwire.engine.Engine` must do, on a real engine.
 
+Long on purpose: it is the whole engine contract, one test per promise, so a third-
+party engine author reads every promise in one place.
+
 Use it in one of two ways:
 
 * ``pytest --fogwire-engine NAME``: collects :class:`TestEngineContract` below.

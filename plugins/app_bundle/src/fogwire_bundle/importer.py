@@ -1,5 +1,8 @@
 """``fogwire bundle import``: verify a bundle, then load it into an engine or push it to a registry.
 
+Long on purpose: both targets (engine, registry) share staging, verification and the
+re-import cache, which must stay one sequence to keep a failed import invisible.
+
 The bundle is staged and verified in a private directory first (see
 :mod:`fogwire_bundle.reader`); only then does anything become visible. A target
 skips what it already has: an engine skips images whose config digest it already

@@ -1,5 +1,8 @@
 """The skrouterd (skupper-router 3.5.1) router config: entities, keys and validation.
 
+Long on purpose: it is skupper-router 3.5.1's whole settable schema, one class per
+entity type, checked attribute by attribute.
+
 skrouterd reads a JSON file holding a list of ``[entityType, {attributes}]`` pairs;
 the wrapper builds it from the controller's router config object (pot mode) or reads
 it from the operator's file (kubernetes mode), and the ``skrouter`` reload sink

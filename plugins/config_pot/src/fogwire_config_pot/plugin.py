@@ -27,5 +27,6 @@ def fogwire_register_config_sources(registry: SourceRegistry) -> None:
         _local_api_source,
         produces=ROUTER_DOCUMENT,
         description="router config from the ioFog/PoT local API (EdgeletAPI v1 or legacy v2), control websocket",
+        requires=("aiohttp",),
         aliases=("iofog",),
     )

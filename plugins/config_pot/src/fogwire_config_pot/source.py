@@ -1,5 +1,8 @@
 """The ``pot`` config source: router config from the ioFog/PoT local API.
 
+Long on purpose: both generations of the local API (v1 and legacy v2) with their
+auth, retry and websocket rules in one source, as the router meets them.
+
 Two generations of the local API are spoken (``upstream-systems.md`` §1.9, §2.9):
 
 * **EdgeletAPI v1**: ``GET /v1/microservices/config`` over HTTPS with

@@ -1,5 +1,8 @@
 """A small blocking gRPC client over HTTP/2 on a unix socket: what containerd's API needs.
 
+Long on purpose, and to go: one protocol implementation (HTTP/2 framing for gRPC)
+that a kept library (h2) is to replace.
+
 Why not grpcio: its C core (``cygrpc``, 10 MiB of mapped code, and its threads)
 was a fifth of the idle agent's memory. Why not grpclib or ``h2``: their
 pure-Python HTTP/2 state machines cost 0.7 ms of CPU per call and, with an event

@@ -1,5 +1,8 @@
 """Bringing images into containerd's stores: content, snapshots and the image store.
 
+Long on purpose: pull and archive import share one content/snapshot pipeline
+(leases, unpack, users); split, each half would reimplement its ordering.
+
 Used for registry pulls and archive imports alike: blobs are written with
 ``Content.Write`` under a lease (digest checked on both sides), layers unpacked
 with ``Snapshots.Prepare`` + ``Diff.Apply`` + ``Snapshots.Commit``, and only when

@@ -1,5 +1,10 @@
 """The containerd engine: containerd's gRPC API driven directly, external or embedded.
 
+Too long, known: it is to be split by concern (spec, images, tasks and events,
+networking, logs) behind a small engine class; the options (_options.py), spec
+building (_spec.py), CNI (_cni.py), logs (_logs.py) and images (_images.py) are
+already apart.
+
 This module imports the gRPC client (over h2) and the generated stubs; the
 entry-point module (:mod:`fogwire_engine_containerd.plugin`) imports it only when
 the engine is selected. The client's calls block, so they run on the engine's own

@@ -1,5 +1,8 @@
 """The Docker engine: :class:`fogwire.engine.Engine` on the docker SDK.
 
+Too long, known: the Docker-API code it shares with the podman engine is to move to
+one base both use.
+
 The SDK blocks, so every call runs in this engine's own thread pool (its size
 is the concurrency the engine offers; option ``workers``). Operations on one
 workload name are serialised by a per-name lock, so two concurrent calls on

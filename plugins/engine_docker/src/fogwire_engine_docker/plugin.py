@@ -16,4 +16,4 @@ def _docker_engine(context: EngineContext) -> Engine:
 @hookimpl
 def fogwire_register_engines(registry: EngineRegistry) -> None:
     """Register ``docker``: Docker Engine over its API socket (local or remote with TLS)."""
-    registry.add("docker", _docker_engine, description="Docker Engine through the docker SDK")
+    registry.add("docker", _docker_engine, description="Docker Engine through the docker SDK", requires=("docker",))

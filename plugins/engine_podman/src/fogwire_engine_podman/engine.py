@@ -1,5 +1,8 @@
 """The Podman engine: :class:`fogwire.engine.Engine` on the podman SDK and the libpod REST API.
 
+Too long, known: the Docker-API code it shares with the docker engine is to move to
+one base both use; the libpod workarounds stay here.
+
 Workarounds for podman 4.3 and podman-py 5 (``shared/reference/python-clients.md`` §2):
 
 * every create sends both ``nofile`` and ``nproc`` ulimits (option ``ulimits``):

@@ -16,4 +16,4 @@ def _podman_engine(context: EngineContext) -> Engine:
 @hookimpl
 def fogwire_register_engines(registry: EngineRegistry) -> None:
     """Register ``podman``: Podman's libpod REST service, started by the plugin if none answers."""
-    registry.add("podman", _podman_engine, description="Podman through its libpod REST service")
+    registry.add("podman", _podman_engine, description="Podman through its libpod REST service", requires=("podman",))

@@ -26,4 +26,5 @@ def fogwire_register_reload_sinks(registry: SinkRegistry) -> None:
         _skrouter_sink,
         consumes=ROUTER_CONFIG,
         description="applies skrouterd entities live over AMQP management, with rollback",
+        requires=("proton",),
     )
