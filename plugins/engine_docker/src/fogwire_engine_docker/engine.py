@@ -15,7 +15,6 @@ version newer than the daemon's fails every call (dockerd 20.10 speaks 1.41).
 from __future__ import annotations
 
 import asyncio
-import base64
 import functools
 import io
 import json
@@ -41,6 +40,7 @@ import docker.types
 import requests.exceptions
 from docker.utils import parse_repository_tag
 
+from fogwire import dockerapi
 from fogwire.convert import PositiveInt, make_converter, structure_options
 from fogwire.engine import (
     MANAGED_LABEL,
@@ -49,7 +49,6 @@ from fogwire.engine import (
     EngineContext,
     EngineEvent,
     EventKind,
-    Health,
     LoadResult,
     LogLine,
     PruneResult,
@@ -61,8 +60,6 @@ from fogwire.engine import (
 from fogwire.errors import (
     EngineError,
     ImageNotFoundError,
-    PortInUseError,
-    RegistryAuthError,
     WorkloadNotFoundError,
 )
 from fogwire.streams import (
@@ -87,11 +84,6 @@ _STATES = {
     "removing": WorkloadState.EXITED,
 }
 
-_NOT_FOUND_MARKERS = ("manifest unknown", "not found", "name unknown", "does not exist", "no such image")
-_AUTH_STATUS = re.compile(r"(?<![\w.-])401(?![\w.-])")
-"""HTTP 401 as a status code, not digits inside an image name such as ``app-401f``."""
-_AUTH_MARKERS = ("unauthorized", "authentication required", "no basic auth credentials", "denied")
-_PORT_MARKERS = ("address already in use", "port is already allocated")
 _STATUS_CODE = re.compile(r"^(?:Exited|Restarting) \((-?\d+)\)")
 _STATUS_HEALTH = re.compile(r"\((?:health: )?(healthy|unhealthy|starting)\)")
 
@@ -124,35 +116,15 @@ def parse_options(options: Any, converter: cattrs.Converter | None = None) -> Do
     return opts
 
 
-def redact(text: str, auth: RegistryAuth | None) -> str:
-    """``text`` with the password (and its base64 forms) replaced by ``***``."""
-    if auth is None or not auth.password:
-        return text
-    forms = {auth.password, base64.b64encode(auth.password.encode()).decode().rstrip("=")}
-    for form in forms:
-        text = text.replace(form, "***")
-    return text
-
-
 def pull_error(message: str, reference: str, auth: RegistryAuth | None) -> EngineError:
-    """The fogwire error for a failed pull, classified from the daemon's message."""
-    message = redact(message.strip(), auth)
-    lower = message.lower()
-    server = reference.split("/")[0] if "/" in reference else "docker.io"
-    if any(marker in lower for marker in _NOT_FOUND_MARKERS):
-        return ImageNotFoundError(f"image {reference!r} was not found in registry {server}: {message}")
-    if any(marker in lower for marker in _AUTH_MARKERS) or _AUTH_STATUS.search(lower):
-        user = f"user {auth.username!r}" if auth else "no credentials"
-        return RegistryAuthError(
-            f"registry {server} refused {user} pulling {reference!r}: {message}; "
-            "check the registry's username and password"
-        )
-    if "http response to https client" in lower:
-        return EngineError(
-            f"registry {server} speaks plain HTTP and dockerd wants HTTPS for {reference!r}: add {server!r} to "
-            f"insecure-registries in the daemon's daemon.json (loopback is insecure by default); {message}"
-        )
-    return EngineError(f"pulling {reference!r} failed: {message}")
+    """The fogwire error for a failed pull, classified from dockerd's message (see :func:`fogwire.dockerapi.pull_error`)."""
+    return dockerapi.pull_error(
+        message,
+        reference,
+        auth,
+        daemon="dockerd",
+        plain_http_fix="add {server} to insecure-registries in the daemon's daemon.json (loopback is insecure by default)",
+    )
 
 
 def _explain(error: Exception) -> str:
@@ -378,45 +350,15 @@ class DockerEngine(Engine):
     # ------------------------------------------------------------------ workloads
 
     def _create_kwargs(self, spec: WorkloadSpec) -> dict[str, Any]:
-        labels = {**spec.labels, **self.managed_labels, NAME_LABEL: spec.name}
-        kwargs: dict[str, Any] = {
-            "name": spec.name,
-            "environment": dict(spec.env),
-            "labels": labels,
-            "privileged": spec.privileged,
-            "detach": True,
-        }
-        if spec.entrypoint is not None:
-            kwargs["entrypoint"] = list(spec.entrypoint)
-        if spec.host_network:
-            kwargs["network_mode"] = "host"
-        elif spec.ports:
-            ports: dict[str, list[Any]] = {}
-            for port in spec.ports:
-                binding = (port.host_ip, port.host_port) if port.host_ip else port.host_port
-                ports.setdefault(f"{port.container_port}/{port.protocol}", []).append(binding)
-            kwargs["ports"] = ports
+        kwargs = dockerapi.create_arguments(spec, {**spec.labels, **self.managed_labels, NAME_LABEL: spec.name})
+        kwargs["privileged"] = spec.privileged
+        kwargs["detach"] = True
         if spec.mounts:
             kwargs["mounts"] = [
                 docker.types.Mount(m.target, m.source, type=m.kind, read_only=m.read_only) for m in spec.mounts
             ]
-        if spec.extra_hosts:
-            kwargs["extra_hosts"] = dict(spec.extra_hosts)
-        if spec.restart.name != "no":
-            kwargs["restart_policy"] = {"Name": spec.restart.name, "MaximumRetryCount": spec.restart.max_retries}
-        if spec.user is not None:
-            kwargs["user"] = spec.user
-        if spec.cpuset_cpus is not None:
-            kwargs["cpuset_cpus"] = spec.cpuset_cpus
         if spec.cpu_limit is not None:
             kwargs["nano_cpus"] = int(spec.cpu_limit * 1e9)
-        if spec.memory_limit_mib is not None:
-            kwargs["mem_limit"] = spec.memory_limit_mib * 1024 * 1024
-            kwargs["memswap_limit"] = kwargs["mem_limit"]
-        if spec.cap_add:
-            kwargs["cap_add"] = list(spec.cap_add)
-        if spec.cap_drop:
-            kwargs["cap_drop"] = list(spec.cap_drop)
         if spec.health_check is not None:
             hc = spec.health_check
             kwargs["healthcheck"] = {
@@ -458,15 +400,9 @@ class DockerEngine(Engine):
             self.client.api.start(found["Id"])
         except docker.errors.APIError as error:
             text = _explain(error)
-            if any(marker in text for marker in _PORT_MARKERS):
-                bindings = found.get("HostConfig", {}).get("PortBindings") or {}
-                ports = sorted(
-                    {f"{b.get('HostIp') or '*'}:{b.get('HostPort')}" for bs in bindings.values() for b in bs or []}
-                )
-                raise PortInUseError(
-                    f"workload {name!r} cannot start: a host port it publishes ({', '.join(ports)}) is already "
-                    f"in use: {text}; free the port or change the mapping"
-                ) from None
+            conflict = dockerapi.port_conflict(name, found, text)
+            if conflict is not None:
+                raise conflict from None
             if "apply caps" in text and (found.get("HostConfig") or {}).get("Privileged"):
                 raise EngineError(
                     f"cannot start privileged workload {name!r}: dockerd asks for every capability the kernel knows "
@@ -531,7 +467,7 @@ class DockerEngine(Engine):
             exit_code=exit_code,
             started_at=started,
             finished_at=finished if exit_code is not None else None,
-            health=_health(health),
+            health=dockerapi.health_of(health),
             restart_count=int(attrs_.get("RestartCount") or 0),
             oom_killed=bool(state.get("OOMKilled")),
         )
@@ -566,7 +502,7 @@ class DockerEngine(Engine):
             labels=labels,
             image_digest=summary.get("ImageID"),
             exit_code=int(code.group(1)) if code and state in (WorkloadState.EXITED, WorkloadState.DEAD) else None,
-            health=_health(health.group(1) if health else "none"),
+            health=dockerapi.health_of(health.group(1) if health else "none"),
         )
 
     async def list_managed(self) -> list[WorkloadInfo]:
@@ -634,15 +570,10 @@ class DockerEngine(Engine):
         if action == "oom":
             return EngineEvent(EventKind.OOM, name, when)
         if action.startswith("health_status"):
-            return EngineEvent(EventKind.HEALTH, name, when, health=_health(action.split(":", 1)[-1].strip()))
+            return EngineEvent(
+                EventKind.HEALTH, name, when, health=dockerapi.health_of(action.split(":", 1)[-1].strip())
+            )
         return None
-
-
-def _health(value: str) -> Health:
-    try:
-        return Health(value)
-    except ValueError:
-        return Health.NONE
 
 
 def _archive_layout(path: Path) -> str:

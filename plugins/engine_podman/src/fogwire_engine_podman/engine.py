@@ -49,6 +49,7 @@ import podman
 import podman.errors
 import requests.exceptions
 
+from fogwire import dockerapi
 from fogwire.convert import PositiveInt, make_converter, structure_options
 from fogwire.engine import (
     MANAGED_LABEL,
@@ -70,9 +71,7 @@ from fogwire.errors import (
     ConfigError,
     EngineError,
     ImageNotFoundError,
-    PortInUseError,
     Problem,
-    RegistryAuthError,
     WorkloadNotFoundError,
 )
 from fogwire.streams import (
@@ -102,11 +101,6 @@ _STATES = {
     "paused": WorkloadState.PAUSED,
 }
 
-_NOT_FOUND_MARKERS = ("manifest unknown", "not found", "name unknown", "does not exist", "no such image")
-_AUTH_STATUS = re.compile(r"(?<![\w.-])401(?![\w.-])")
-"""HTTP 401 as a status code, not digits inside an image name such as ``app-401f``."""
-_AUTH_MARKERS = ("unauthorized", "authentication required", "invalid username/password", "denied")
-_PORT_MARKERS = ("address already in use", "port is already allocated")
 _OOM_LINE = re.compile(r"oom-kill:.*oom_memcg=[^,]*?libpod-(?:conmon-)?([0-9a-f]{64})")
 
 _STATE_ACTIONS = frozenset(
@@ -168,55 +162,25 @@ def _ulimits(opts: PodmanOptions) -> list[dict[str, Any]]:
     return result
 
 
-def redact(text: str, auth: RegistryAuth | None) -> str:
-    """``text`` with the password (and its base64 forms) replaced by ``***``."""
-    if auth is None or not auth.password:
-        return text
-    raw = auth.password.encode()
-    forms = {auth.password, base64.b64encode(raw).decode().rstrip("="), base64.urlsafe_b64encode(raw).decode()}
-    for form in forms:
-        text = text.replace(form, "***")
-    return text
-
-
 def pull_error(message: str, reference: str, auth: RegistryAuth | None) -> EngineError:
-    """The fogwire error for a failed pull, classified from the service's message."""
-    message = redact(message.strip(), auth)
-    lower = message.lower()
-    server = reference.split("/")[0] if "/" in reference else "docker.io"
-    if any(marker in lower for marker in _AUTH_MARKERS) or _AUTH_STATUS.search(lower):
-        user = f"user {auth.username!r}" if auth else "no credentials"
-        return RegistryAuthError(
-            f"registry {server} refused {user} pulling {reference!r}: {message}; "
-            "check the registry's username and password"
-        )
-    if any(marker in lower for marker in _NOT_FOUND_MARKERS):
-        return ImageNotFoundError(f"image {reference!r} was not found in registry {server}: {message}")
-    if "http response to https client" in lower:
-        return EngineError(
-            f"registry {server} speaks plain HTTP and podman wants HTTPS for {reference!r}: mark its registry "
-            f"insecure, or list {server!r} in the engine option insecureRegistries; {message}"
-        )
-    return EngineError(f"pulling {reference!r} failed: {message}")
+    """The fogwire error for a failed pull, from the service's message (see :func:`fogwire.dockerapi.pull_error`).
+
+    Podman words a refused login with "not found" too, so a refusal is looked for first.
+    """
+    return dockerapi.pull_error(
+        message,
+        reference,
+        auth,
+        daemon="podman",
+        plain_http_fix="mark its registry insecure, or list {server} in the engine option insecureRegistries",
+        auth_first=True,
+    )
 
 
 def _explain(error: Exception) -> str:
     if isinstance(error, podman.errors.APIError):
         return str(error.explanation or error)
     return str(error)
-
-
-def _health(value: str | None) -> Health:
-    try:
-        return Health(value or "none")
-    except ValueError:
-        return Health.NONE
-
-
-def _image_id(value: str | None) -> str | None:
-    if not value:
-        return None
-    return value if value.startswith("sha256:") else f"sha256:{value}"
 
 
 class PodmanEngine(Engine):
@@ -442,7 +406,7 @@ class PodmanEngine(Engine):
         if response.status_code in (400, 404):
             return None
         response.raise_for_status()
-        return _image_id(response.json().get("Id"))
+        return dockerapi.image_id(response.json().get("Id"))
 
     async def image_digest(self, reference: str) -> str | None:
         """The image id (``sha256:`` of its config) of the local image ``reference``."""
@@ -466,12 +430,12 @@ class PodmanEngine(Engine):
 
     def _prune(self, keep: Collection[str]) -> PruneResult:
         containers = self.api.get("/containers/json", params={"all": True}).json() or []
-        used = {_image_id(c.get("ImageID")) for c in containers}
+        used = {dockerapi.image_id(c.get("ImageID")) for c in containers}
         kept = {i for i in (self._image_id(k) for k in keep) if i}
         removed: list[str] = []
         reclaimed = 0
         for image in self.api.get("/images/json").json() or []:
-            image_id = _image_id(image.get("Id"))
+            image_id = dockerapi.image_id(image.get("Id"))
             if image_id in used or image_id in kept:
                 continue
             tags = [t for t in image.get("Names") or image.get("RepoTags") or [] if "<none>" not in t]
@@ -497,25 +461,10 @@ class PodmanEngine(Engine):
     # ------------------------------------------------------------------ workloads
 
     def _create_kwargs(self, spec: WorkloadSpec) -> dict[str, Any]:
-        labels = {**spec.labels, **self.managed_labels, NAME_LABEL: spec.name}
-        kwargs: dict[str, Any] = {
-            "name": spec.name,
-            "environment": dict(spec.env),
-            "labels": labels,
-            "ulimits": _ulimits(self.options),
-        }
+        kwargs = dockerapi.create_arguments(spec, {**spec.labels, **self.managed_labels, NAME_LABEL: spec.name})
+        kwargs["ulimits"] = _ulimits(self.options)
         if spec.privileged:
             kwargs["privileged"] = True
-        if spec.entrypoint is not None:
-            kwargs["entrypoint"] = list(spec.entrypoint)
-        if spec.host_network:
-            kwargs["network_mode"] = "host"
-        elif spec.ports:
-            ports: dict[str, list[Any]] = {}
-            for port in spec.ports:
-                binding = (port.host_ip, port.host_port) if port.host_ip else port.host_port
-                ports.setdefault(f"{port.container_port}/{port.protocol}", []).append(binding)
-            kwargs["ports"] = ports
         binds = [m for m in spec.mounts if m.kind == "bind"]
         if binds:
             kwargs["mounts"] = [
@@ -524,24 +473,9 @@ class PodmanEngine(Engine):
         volumes = [m for m in spec.mounts if m.kind == "volume"]
         if volumes:
             kwargs["volumes"] = {m.source: {"bind": m.target, "mode": "ro" if m.read_only else "rw"} for m in volumes}
-        if spec.extra_hosts:
-            kwargs["extra_hosts"] = dict(spec.extra_hosts)
-        if spec.restart.name != "no":
-            kwargs["restart_policy"] = {"Name": spec.restart.name, "MaximumRetryCount": spec.restart.max_retries}
-        if spec.user is not None:
-            kwargs["user"] = spec.user  # the libpod body's "user"
-        if spec.cpuset_cpus is not None:
-            kwargs["cpuset_cpus"] = spec.cpuset_cpus  # resource_limits.cpu.cpus
         if spec.cpu_limit is not None:
             kwargs["cpu_period"] = 100_000
             kwargs["cpu_quota"] = int(spec.cpu_limit * 100_000)
-        if spec.memory_limit_mib is not None:
-            kwargs["mem_limit"] = spec.memory_limit_mib * 1024 * 1024
-            kwargs["memswap_limit"] = kwargs["mem_limit"]
-        if spec.cap_add:
-            kwargs["cap_add"] = list(spec.cap_add)
-        if spec.cap_drop:
-            kwargs["cap_drop"] = list(spec.cap_drop)
         if spec.health_check is not None:
             hc = spec.health_check
             kwargs["healthcheck"] = {
@@ -591,15 +525,9 @@ class PodmanEngine(Engine):
             self._track_health(found["Id"], found)
             return str(found["Id"])
         text = _body_message(response)
-        if any(marker in text for marker in _PORT_MARKERS):
-            bindings = (found.get("HostConfig") or {}).get("PortBindings") or {}
-            ports = sorted(
-                {f"{b.get('HostIp') or '*'}:{b.get('HostPort')}" for bs in bindings.values() for b in bs or []}
-            )
-            raise PortInUseError(
-                f"workload {name!r} cannot start: a host port it publishes ({', '.join(ports)}) is already in use: "
-                f"{text}; free the port or change the mapping"
-            )
+        conflict = dockerapi.port_conflict(name, found, text)
+        if conflict is not None:
+            raise conflict
         if response.status_code == 404:
             raise WorkloadNotFoundError(f"workload {name!r} disappeared while starting")
         raise EngineError(f"cannot start workload {name!r}: {text}")
@@ -678,11 +606,11 @@ class PodmanEngine(Engine):
             image=found.get("ImageName") or config.get("Image", ""),
             state=status,
             labels=labels,
-            image_digest=_image_id(found.get("Image")),
+            image_digest=dockerapi.image_id(found.get("Image")),
             exit_code=state.get("ExitCode") if exited else None,
             started_at=started,
             finished_at=finished if exited else None,
-            health=_health(health) if config.get("Healthcheck") else Health.NONE,
+            health=dockerapi.health_of(health) if config.get("Healthcheck") else Health.NONE,
             restart_count=int(found.get("RestartCount") or 0),
             oom_killed=oom,
         )
@@ -721,11 +649,11 @@ class PodmanEngine(Engine):
             image=str(summary.get("Image") or ""),
             state=state,
             labels=labels,
-            image_digest=_image_id(summary.get("ImageID")),
+            image_digest=dockerapi.image_id(summary.get("ImageID")),
             exit_code=summary.get("ExitCode") if exited else None,
             started_at=datetime.fromtimestamp(started, UTC) if started > 0 else None,
             finished_at=datetime.fromtimestamp(ended, UTC) if exited and ended > 0 else None,
-            health=_health(status) if status in ("healthy", "unhealthy", "starting") else Health.NONE,
+            health=dockerapi.health_of(status) if status in ("healthy", "unhealthy", "starting") else Health.NONE,
             restart_count=int(summary.get("Restarts") or 0),
             oom_killed=exited and summary["Id"] in self._oom,
         )
@@ -804,7 +732,7 @@ class PodmanEngine(Engine):
             return None
         if response.status_code >= 400:
             return None
-        return _health(response.json().get("Status"))
+        return dockerapi.health_of(response.json().get("Status"))
 
     async def _health_loop(self) -> None:
         while True:
@@ -933,7 +861,9 @@ class PodmanEngine(Engine):
         if action == "oom":
             return EngineEvent(EventKind.OOM, name, when)
         if action == "health_status" and not self._drive_health:
-            return EngineEvent(EventKind.HEALTH, name, when, health=_health(attributes.get("health_status")))
+            return EngineEvent(
+                EventKind.HEALTH, name, when, health=dockerapi.health_of(attributes.get("health_status"))
+            )
         return None
 
 
