@@ -1,7 +1,7 @@
 """The Docker engine: :class:`fogwire.engine.Engine` on the docker SDK.
 
-Too long, known: the Docker-API code it shares with the podman engine is to move to
-one base both use.
+Long on purpose: every engine operation on one SDK, each a blocking call and its
+async wrapper; what it shares with the podman engine is in fogwire.dockerapi.
 
 The SDK blocks, so every call runs in this engine's own thread pool (its size
 is the concurrency the engine offers; option ``workers``). Operations on one

@@ -1,7 +1,8 @@
 """The Podman engine: :class:`fogwire.engine.Engine` on the podman SDK and the libpod REST API.
 
-Too long, known: the Docker-API code it shares with the docker engine is to move to
-one base both use; the libpod workarounds stay here.
+Long on purpose: every engine operation plus podman's own health checks, OOM watch
+and event cache (the workarounds below); what it shares with the docker engine is in
+fogwire.dockerapi.
 
 Workarounds for podman 4.3 and podman-py 5 (``shared/reference/python-clients.md`` §2):
 
