@@ -460,15 +460,3 @@ def test_nothing_is_partially_accepted() -> None:
         outcome.append(assemble(converter, [good, dangling], "mixed.yaml"))
     assert outcome == []
     assert sorted(assemble(converter, [good], "good.yaml").microservices) == ["good"]
-
-
-def test_router_config_documents_are_validated_with_their_document_number(
-    tmp_path: Path, run_cli: Callable[..., Any], isolated_paths: Path
-) -> None:
-    router = "- [router, {id: r1, mode: interior}]\n- [listener, {name: amqp, host: 0.0.0.0, port: 5672}]\n"
-    good = _write(tmp_path, ms() + "---\n" + router, "good.yaml")
-    assert run_cli("validate", "-f", str(good)).code == 0
-    bad = _write(tmp_path, ms() + "---\n" + router.replace("name: amqp, ", ""), "bad.yaml")
-    result = run_cli("validate", "-f", str(bad))
-    assert result.code == 2
-    assert result.err.splitlines() == [f"{bad}:DOC#2: [1].listener.name: required field is missing"]

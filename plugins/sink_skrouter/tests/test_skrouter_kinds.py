@@ -50,8 +50,8 @@ async def test_an_agent_profile_with_the_skrouter_sink_fails_at_start(tmp_path: 
 def test_the_router_takes_router_sources_only() -> None:
     host = PluginHost(environ={})
     assert host.sink_factory("skrouter", ROUTER_CONFIG, "fogwire router")
-    assert host.source_factory("pot", ROUTER_DOCUMENT, "fogwire router")
+    assert host.source_factory("router-file", ROUTER_DOCUMENT, "fogwire router")
     with pytest.raises(PluginLoadError, match=r"config source 'file' \(distribution 'fogwire' .*\) produces ioFog"):
         host.source_factory("file", ROUTER_DOCUMENT, "fogwire router (fogwire-router)")
-    with pytest.raises(PluginLoadError, match="config source 'pot' .* produces skupper-router config as data"):
-        host.source_factory("pot", IOFOG_DOCUMENTS, "the agent")
+    with pytest.raises(PluginLoadError, match="config source 'router-file' .* produces skupper-router config as data"):
+        host.source_factory("router-file", IOFOG_DOCUMENTS, "the agent")
