@@ -190,7 +190,7 @@ def run_one(name: str, extra: list[str]) -> tuple[dict[str, Any] | None, str, fl
 
 
 def _number(value: float | None, unit: str) -> str:
-    return "-" if value is None else f"{value:g} {unit}"
+    return "-" if value is None else f"{value:.3g} {unit}"
 
 
 def main(argv: list[str] | None = None) -> int:
