@@ -8,6 +8,7 @@ the engine's actual workloads, not only what the agent reports.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 import urllib.request
@@ -291,14 +292,25 @@ async def test_offline_start_runs_the_last_applied_state(env: Env) -> None:
         assert ("created", names[1]) not in events
 
 
-async def test_unmanaged_workloads_are_never_touched(env: Env) -> None:
-    stranger = env.name("stranger")
+@contextlib.asynccontextmanager
+async def another_agents_workload(env: Env, name: str, *, started: bool) -> AsyncIterator[Engine]:
+    """A workload ``name`` managed by another agent id on the same engine, removed afterwards."""
     other = env.engine(agent_id=f"other-{env.id}")
     await other.start()
     try:
         await other.obtain_image(env.images.ref_v1, _auth(env.images))
-        await other.create(WorkloadSpec(name=stranger, image=env.images.ref_v1, command=tuple(SLEEP)))
-        await other.start_workload(stranger)
+        await other.create(WorkloadSpec(name=name, image=env.images.ref_v1, command=tuple(SLEEP)))
+        if started:
+            await other.start_workload(name)
+        yield other
+    finally:
+        await other.remove(name)
+        await other.close()
+
+
+async def test_unmanaged_workloads_are_never_touched(env: Env) -> None:
+    stranger = env.name("stranger")
+    async with another_agents_workload(env, stranger, started=True) as other:
         mine = env.name("mine")
         async with agents.running(env.agent()) as agent:
             await agent.apply(documents(env.images, [microservice(mine, env.images.ref_v1, SLEEP)]))
@@ -310,9 +322,6 @@ async def test_unmanaged_workloads_are_never_touched(env: Env) -> None:
         info = await other.inspect(stranger)
         assert info is not None and info.state is WorkloadState.RUNNING
         assert info.labels.get("io.fogwire.managed") == f"other-{env.id}"
-    finally:
-        await other.remove(stranger)
-        await other.close()
 
 
 def _auth(test_images: images.TestImages) -> Any:
@@ -329,11 +338,7 @@ async def test_apply_reports_actions_a_pass_took_before_apply_waited(env: Env) -
     holds the name) before ``apply`` starts waiting. The report must still say so.
     """
     stranger = env.name("held")
-    other = env.engine(agent_id=f"other-{env.id}")
-    await other.start()
-    try:
-        await other.obtain_image(env.images.ref_v1, _auth(env.images))
-        await other.create(WorkloadSpec(name=stranger, image=env.images.ref_v1, command=tuple(SLEEP)))
+    async with another_agents_workload(env, stranger, started=False):
         fine = env.name("fine")
         async with agents.running(env.agent()) as agent:
             await agent.reconcile_now()  # the start-up pass is over: the loop is idle
@@ -363,9 +368,6 @@ async def test_apply_reports_actions_a_pass_took_before_apply_waited(env: Env) -
             assert stranger in result["deferred"]  # in backoff in the pass apply waited for
             assert result["unchanged"] == []
             assert (await env.actual())[fine].state is WorkloadState.RUNNING
-    finally:
-        await other.remove(stranger)
-        await other.close()
 
 
 class _FlakySink(ReloadSink[Any]):
