@@ -75,10 +75,11 @@ from fogwire_engine_containerd._client import (
 )
 from fogwire_engine_containerd._cni import Cni, check_ports_free
 from fogwire_engine_containerd._daemon import EmbeddedContainerd
+from fogwire_engine_containerd._health import HealthChecks
 from fogwire_engine_containerd._images import ImageStore
 from fogwire_engine_containerd._logs import LogPump, LogReader, remove_logs
 from fogwire_engine_containerd._options import read_options
-from fogwire_engine_containerd._spec import PROCESS_TYPE_URL, SPEC_TYPE_URL, build_spec, exec_process, workload_user
+from fogwire_engine_containerd._spec import SPEC_TYPE_URL, build_spec, workload_user
 from fogwire_engine_containerd._users import layer_dirs, needs_lookup, resolve_user
 
 log = logging.getLogger("fogwire.engine.containerd")
@@ -190,8 +191,6 @@ class ContainerdEngine(Engine):
         self._restart_tasks: dict[str, asyncio.Task[None]] = {}
         self._restarting: set[str] = set()
         """Workloads whose restart (by their policy) is being launched right now."""
-        self._health_tasks: dict[str, asyncio.Task[None]] = {}
-        self._health: dict[str, Health] = {}
         self._subscribers: set[asyncio.Queue[EngineEvent | None]] = set()
         """One queue per ``events()`` consumer; ``None`` tells it the engine closed."""
         self._seen_exits: set[tuple[str, int]] = set()
@@ -201,6 +200,8 @@ class ContainerdEngine(Engine):
         self._events_stream: Any = None
         self._events_thread: threading.Thread | None = None
         self._closing = threading.Event()
+        self.health = HealthChecks(self._run, lambda: self._c, self._closing, self._emit)
+        """Health checks: containerd runs none, so the engine execs each workload's own."""
         self._subscribed = threading.Event()
         """Set once the event subscription is known to be live."""
         self._reconcile_task: asyncio.Task[None] | None = None
@@ -301,7 +302,7 @@ class ContainerdEngine(Engine):
         engine instance picks them up again.
         """
         self._closing.set()
-        for task in [*self._restart_tasks.values(), *self._health_tasks.values()]:
+        for task in [*self._restart_tasks.values(), *self.health.tasks()]:
             task.cancel()
         if self._reconcile_task is not None:
             self._reconcile_task.cancel()
@@ -693,7 +694,7 @@ class ContainerdEngine(Engine):
         await self._run(self._save, name)
         health = container.labels.get(L_HEALTH)
         if health:
-            self._start_health(name, HealthCheck(**{**json.loads(health), "test": tuple(json.loads(health)["test"])}))
+            self.health.start(name, HealthCheck(**{**json.loads(health), "test": tuple(json.loads(health)["test"])}))
 
     def _ports(self, container: Any) -> list[PortMapping]:
         raw = container.labels.get(L_PORTS)
@@ -876,7 +877,7 @@ class ContainerdEngine(Engine):
             rec = self._record(name)
             rec.user_stopped = True
             self._cancel_restart(name)
-            self._stop_health(name)
+            self.health.stop(name)
             try:
                 status = await self._run(self._stop_sync, name, timeout_s)
             except RpcError as error:
@@ -893,7 +894,7 @@ class ContainerdEngine(Engine):
         async with self._lock(name):
             container = await self._run(self._get_container, name)
             self._cancel_restart(name)
-            self._stop_health(name)
+            self.health.stop(name)
             if container is None:
                 return
             rec = self._record(name)
@@ -921,7 +922,7 @@ class ContainerdEngine(Engine):
             except RpcError as error:
                 raise self._unavailable(error, f"removing workload {name!r}") from error
             self._records.pop(name, None)
-            self._health.pop(name, None)
+            self.health.forget(name)
             self._fresh.pop(name, None)
 
     # ------------------------------------------------------------------ inspect
@@ -955,7 +956,7 @@ class ContainerdEngine(Engine):
                 task.exited_at.seconds + task.exited_at.nanos / 1e9, UTC
             )
         labels = {k: v for k, v in container.labels.items() if not k.startswith(INTERNAL)}
-        health = self._health.get(name, Health.NONE) if L_HEALTH in container.labels else Health.NONE
+        health = self.health.of(name) if L_HEALTH in container.labels else Health.NONE
         return WorkloadInfo(
             name=name,
             id=name,
@@ -1147,7 +1148,7 @@ class ContainerdEngine(Engine):
         rec.exit_code = status
         rec.finished_at = when.isoformat()
         rec.running = False
-        self._stop_health(name)
+        self.health.stop(name)
         self._emit(EngineEvent(EventKind.DIE, name, when, exit_code=status))
         task = asyncio.ensure_future(self._after_exit(name, status))
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
@@ -1283,9 +1284,9 @@ class ContainerdEngine(Engine):
                     with self._ports_lock:
                         self._published[name] = self._ports(container)
                 health = container.labels.get(L_HEALTH)
-                if health and name not in self._health_tasks:
+                if health and not self.health.checking(name):
                     data = json.loads(health)
-                    self._start_health(name, HealthCheck(**{**data, "test": tuple(data["test"])}))
+                    self.health.start(name, HealthCheck(**{**data, "test": tuple(data["test"])}))
                 continue
             if rec.running:
                 status = int(task.exit_status) if task is not None else 255
@@ -1303,83 +1304,3 @@ class ContainerdEngine(Engine):
                 with contextlib.suppress(OSError):
                     self._pump.attach(os.open(path, os.O_RDONLY | os.O_NONBLOCK), stream, log_file)
         self._attached.add(name)
-
-    # ------------------------------------------------------------------ health
-
-    def _start_health(self, name: str, check: HealthCheck) -> None:
-        self._stop_health(name)
-        self._health[name] = Health.STARTING
-        self._health_tasks[name] = asyncio.ensure_future(self._health_loop(name, check))
-
-    def _stop_health(self, name: str) -> None:
-        task = self._health_tasks.pop(name, None)
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
-
-    def _set_health(self, name: str, health: Health) -> None:
-        if self._health.get(name) is not health:
-            self._health[name] = health
-            self._emit(EngineEvent(EventKind.HEALTH, name, _now(), health=health))
-
-    async def _health_loop(self, name: str, check: HealthCheck) -> None:
-        """Run the check every ``interval_s`` with Tasks.Exec; ``retries`` failures → unhealthy."""
-        test = list(check.test)
-        if not test or test[0] == "NONE":
-            return
-        if test[0] == "CMD-SHELL":
-            args = ["/bin/sh", "-c", " ".join(test[1:])]
-        elif test[0] == "CMD":
-            args = test[1:]
-        else:
-            args = test
-        started = time.monotonic()
-        failures = 0
-        with contextlib.suppress(asyncio.CancelledError):
-            while not self._closing.is_set():
-                try:
-                    ok = await self._run(self._exec_check, name, args, check.timeout_s)
-                except (RpcError, EngineError) as error:
-                    log.debug("health check of %s could not run: %s", name, error)
-                    ok = False
-                if ok:
-                    failures = 0
-                    self._set_health(name, Health.HEALTHY)
-                elif time.monotonic() - started >= check.start_period_s:
-                    failures += 1
-                    if failures >= max(1, check.retries):
-                        self._set_health(name, Health.UNHEALTHY)
-                await asyncio.sleep(check.interval_s)
-
-    def _exec_check(self, name: str, args: list[str], timeout_s: float) -> bool:
-        c = self._c
-        container = c.containers.Get(containers_pb2.GetContainerRequest(id=name), metadata=c.md(), timeout=30).container
-        base = json.loads(container.spec.value)
-        exec_id = f"health-{os.urandom(6).hex()}"
-        c.tasks.Exec(
-            tasks_pb2.ExecProcessRequest(
-                container_id=name,
-                exec_id=exec_id,
-                spec=any_pb2.Any(type_url=PROCESS_TYPE_URL, value=exec_process(args, base)),
-            ),
-            metadata=c.md(),
-            timeout=30,
-        )
-        try:
-            waiter = c.tasks.Wait.future(tasks_pb2.WaitRequest(container_id=name, exec_id=exec_id), metadata=c.md())
-            c.tasks.Start(tasks_pb2.StartRequest(container_id=name, exec_id=exec_id), metadata=c.md(), timeout=30)
-            try:
-                status = int(waiter.result(timeout=timeout_s).exit_status)
-            except TimeoutError:
-                with contextlib.suppress(RpcError):
-                    c.tasks.Kill(
-                        tasks_pb2.KillRequest(container_id=name, exec_id=exec_id, signal=signal.SIGKILL),
-                        metadata=c.md(),
-                        timeout=30,
-                    )
-                return False
-            return status == 0
-        finally:
-            with contextlib.suppress(RpcError):
-                c.tasks.DeleteProcess(
-                    tasks_pb2.DeleteProcessRequest(container_id=name, exec_id=exec_id), metadata=c.md(), timeout=30
-                )
