@@ -118,7 +118,7 @@ async def test_concurrent_starts_use_the_configured_shims_and_publish_every_port
     infos = {info.name: info for info in await engine.list_managed()}
     shims = set()
     for name in names:
-        pid = engine._records[name].pid
+        pid = engine.records.of(name).pid
         assert pid, f"{name} has no task pid"
         shims.add(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])  # the parent: its shim
         assert infos[name].state.value == "running"

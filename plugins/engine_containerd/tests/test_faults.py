@@ -151,7 +151,7 @@ async def test_killed_containerd_is_restarted_and_workloads_come_back(
     # kill containerd, and while it is down kill two workloads' processes behind its back
     daemon.kill()
     for name in ("dies", "stays-dead"):
-        os.kill(engine._records[name].pid, signal.SIGKILL)
+        os.kill(engine.records.of(name).pid, signal.SIGKILL)
 
     await _until(
         lambda: asyncio.sleep(0, daemon.pid not in (None, old_pid) and daemon.restarts >= 1), "a new containerd"
@@ -303,7 +303,7 @@ async def test_a_new_engine_instance_takes_over_running_workloads(
     await first.start_workload("ticks")
     await first.start_workload("again")
     started = (await first.inspect("ticks")).started_at  # type: ignore[union-attr]
-    victim = first._records["again"].pid
+    victim = first.records.of("again").pid
     await first.close()
     os.kill(victim, signal.SIGKILL)  # exits while no agent runs
 

@@ -79,6 +79,7 @@ from fogwire_engine_containerd._health import HealthChecks
 from fogwire_engine_containerd._images import ImageStore
 from fogwire_engine_containerd._logs import LogPump, LogReader, remove_logs
 from fogwire_engine_containerd._options import read_options
+from fogwire_engine_containerd._records import Record, Records
 from fogwire_engine_containerd._spec import SPEC_TYPE_URL, build_spec, workload_user
 from fogwire_engine_containerd._users import layer_dirs, needs_lookup, resolve_user
 
@@ -121,34 +122,6 @@ def _parse_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-@attrs.define
-class _Record:
-    """What the plugin remembers about a workload beyond containerd's own records.
-
-    Persisted as JSON under the agent's data dir so a restarted agent keeps exit
-    codes, restart counts and whether the user stopped the workload.
-    """
-
-    started_at: str | None = None
-    finished_at: str | None = None
-    exit_code: int | None = None
-    restart_count: int = 0
-    oom_killed: bool = False
-    user_stopped: bool = False
-    running: bool = False
-    """The plugin started it and has not seen it exit (what it should be after a fault)."""
-    cni: dict[str, Any] | None = None
-    pid: int = 0
-
-    def to_json(self) -> str:
-        return json.dumps(attrs.asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str) -> _Record:
-        fields = {f.name for f in attrs.fields(cls)}
-        return cls(**{k: v for k, v in json.loads(text).items() if k in fields})
-
-
 class ContainerdEngine(Engine):
     """containerd (1.6+) over its gRPC API, as the agent's engine.
 
@@ -181,12 +154,12 @@ class ContainerdEngine(Engine):
         self.client: Client | None = None
         self.images: ImageStore | None = None
         base = context.data_dir / "containerd-engine" / self.namespace
-        self._records_dir = base / "workloads"
         self._volumes_dir = context.data_dir / "containerd-engine" / "volumes"
         self._files_dir = context.run_dir / "containerd-engine" / self.namespace
         self._runc_root = context.run_dir / "containerd-engine" / "runc"
         self._logs_dir = context.log_dir / "workloads"
-        self._records: dict[str, _Record] = {}
+        self.records = Records(base / "workloads")
+        """What the engine remembers of each workload beyond containerd (exit codes, restarts, network)."""
         self._locks: dict[str, asyncio.Lock] = {}
         self._restart_tasks: dict[str, asyncio.Task[None]] = {}
         self._restarting: set[str] = set()
@@ -249,7 +222,7 @@ class ContainerdEngine(Engine):
     async def start(self) -> None:
         """Connect to containerd (or start the embedded one), then recover workloads."""
         self._loop = asyncio.get_running_loop()
-        for d in (self._records_dir, self._files_dir, self._logs_dir, self._runc_root):
+        for d in (self.records.directory, self._files_dir, self._logs_dir, self._runc_root):
             d.mkdir(parents=True, exist_ok=True)
         address = await self._run(self._choose_address)
         self.client = Client(address, self.namespace)
@@ -262,7 +235,7 @@ class ContainerdEngine(Engine):
             ) from error
         self.images = ImageStore(self.client, self.snapshotter)
         self._pump = LogPump(self.log_max_bytes, self.log_max_files)
-        self._load_records()
+        self.records.load()
         self._events_thread = threading.Thread(target=self._events_loop, name="fogwire-containerd-events", daemon=True)
         self._events_thread.start()
         if not await self._run(self._subscribed.wait, self.start_timeout_s):
@@ -320,32 +293,6 @@ class ContainerdEngine(Engine):
         for queue in list(self._subscribers):
             queue.put_nowait(None)
         self._pool.shutdown(wait=False, cancel_futures=True)
-
-    # ------------------------------------------------------------------ records
-
-    def _record(self, name: str) -> _Record:
-        rec = self._records.get(name)
-        if rec is None:
-            rec = self._records[name] = _Record()
-        return rec
-
-    def _save(self, name: str) -> None:
-        rec = self._records.get(name)
-        if rec is None:
-            return
-        path = self._records_dir / f"{name}.json"
-        tmp = path.with_name(f".{name}.{os.urandom(4).hex()}.tmp")  # saves may run concurrently
-        try:
-            tmp.write_text(rec.to_json())
-            tmp.replace(path)
-        except OSError as error:
-            log.warning("cannot save the record of workload %s: %s", name, error)
-            tmp.unlink(missing_ok=True)
-
-    def _load_records(self) -> None:
-        for path in self._records_dir.glob("*.json"):
-            with contextlib.suppress(OSError, ValueError, TypeError):
-                self._records[path.stem] = _Record.from_json(path.read_text())
 
     # ------------------------------------------------------------------ images
 
@@ -467,8 +414,8 @@ class ContainerdEngine(Engine):
                 container = await self._run(self._create, spec, image_name)
             except RpcError as error:
                 raise self._unavailable(error, f"creating workload {spec.name!r}") from error
-            self._records[spec.name] = _Record()
-            await self._run(self._save, spec.name)
+            self.records.new(spec.name)
+            await self._run(self.records.save, spec.name)
             return self._info(container, None)
 
     def _resolve_mounts(self, spec: WorkloadSpec) -> list[dict[str, Any]]:
@@ -670,14 +617,14 @@ class ContainerdEngine(Engine):
             if container is None:
                 raise WorkloadNotFoundError(f"no managed workload named {name!r}")
             self._cancel_restart(name)
-            rec = self._record(name)
+            rec = self.records.of(name)
             rec.user_stopped = False
             await self._launch(container)
 
     async def _launch(self, container: Any) -> None:
         """Create and start a task for ``container`` (lock held by the caller)."""
         name = container.id
-        rec = self._record(name)
+        rec = self.records.of(name)
         try:
             launched = await self._run(self._launch_sync, container)
         except RpcError as error:
@@ -691,7 +638,7 @@ class ContainerdEngine(Engine):
             rec.finished_at = None
             rec.exit_code = None
             rec.oom_killed = False
-        await self._run(self._save, name)
+        await self._run(self.records.save, name)
         health = container.labels.get(L_HEALTH)
         if health:
             self.health.start(name, HealthCheck(**{**json.loads(health), "test": tuple(json.loads(health)["test"])}))
@@ -754,7 +701,7 @@ class ContainerdEngine(Engine):
             self._pump.attach(fds[1], "stderr", log_file)
             attached = True
             self._attached.add(name)
-            rec = self._record(name)
+            rec = self.records.of(name)
             if bridge:
                 netns = f"/proc/{created.pid}/ns/net"
                 try:
@@ -785,7 +732,7 @@ class ContainerdEngine(Engine):
     def _teardown_network(self, name: str) -> None:
         with self._ports_lock:
             self._published.pop(name, None)
-        rec = self._records.get(name)
+        rec = self.records.get(name)
         if rec is None or rec.cni is None:
             return
         container = self._get_container(name)
@@ -874,7 +821,7 @@ class ContainerdEngine(Engine):
             container = await self._run(self._get_container, name)
             if container is None:
                 raise WorkloadNotFoundError(f"no managed workload named {name!r}")
-            rec = self._record(name)
+            rec = self.records.of(name)
             rec.user_stopped = True
             self._cancel_restart(name)
             self.health.stop(name)
@@ -887,7 +834,7 @@ class ContainerdEngine(Engine):
                 if status is not None:
                     rec.exit_code = status
                 rec.finished_at = rec.finished_at or _iso(_now())
-            await self._run(self._save, name)
+            await self._run(self.records.save, name)
 
     async def remove(self, name: str) -> None:
         """Stop and remove the workload, its snapshot, files and log. Absent is fine."""
@@ -897,7 +844,7 @@ class ContainerdEngine(Engine):
             self.health.stop(name)
             if container is None:
                 return
-            rec = self._record(name)
+            rec = self.records.of(name)
             rec.user_stopped = True
 
             def remove_sync() -> None:
@@ -914,14 +861,14 @@ class ContainerdEngine(Engine):
                 import shutil  # only here: it pulls in bz2/lzma
 
                 shutil.rmtree(self._files_dir / name, ignore_errors=True)
-                (self._records_dir / f"{name}.json").unlink(missing_ok=True)
+                self.records.delete_file(name)
                 remove_logs(self._logs_dir / f"{name}.log")
 
             try:
                 await self._run(remove_sync)
             except RpcError as error:
                 raise self._unavailable(error, f"removing workload {name!r}") from error
-            self._records.pop(name, None)
+            self.records.drop(name)
             self.health.forget(name)
             self._fresh.pop(name, None)
 
@@ -929,7 +876,7 @@ class ContainerdEngine(Engine):
 
     def _info(self, container: Any, task: Any | None) -> WorkloadInfo:
         name = container.id
-        rec = self._records.get(name) or _Record()
+        rec = self.records.get(name) or Record()
         exit_code = rec.exit_code
         if task is None:
             if name in self._restart_tasks or name in self._restarting:
@@ -1127,21 +1074,21 @@ class ContainerdEngine(Engine):
             self._call_soon(self._on_oom, ev.container_id, when)
 
     def _managed(self, name: str) -> bool:
-        return name in self._records
+        return name in self.records
 
     def _on_event(self, kind: EventKind, name: str, when: datetime, exit_code: int | None) -> None:
         if self._managed(name):
             self._emit(EngineEvent(kind, name, when, exit_code=exit_code))
 
     def _on_oom(self, name: str, when: datetime) -> None:
-        rec = self._records.get(name)
+        rec = self.records.get(name)
         if rec is None or rec.oom_killed:
             return  # already reported for this run (by the event or by the cgroup, see _after_exit)
         rec.oom_killed = True
         self._emit(EngineEvent(EventKind.OOM, name, when))
 
     def _on_exit(self, name: str, pid: int, status: int, when: datetime) -> None:
-        rec = self._records.get(name)
+        rec = self.records.get(name)
         if rec is None or (name, pid) in self._seen_exits:
             return
         self._seen_exits.add((name, pid))
@@ -1158,10 +1105,10 @@ class ContainerdEngine(Engine):
         container = await self._run(self._get_container, name)
         if container is None:
             return
-        rec = self._record(name)
+        rec = self.records.of(name)
         if status == 128 + signal.SIGKILL and not rec.oom_killed and await self._run(self._cgroup_oom_kills, name):
             self._on_oom(name, _now())
-        await self._run(self._save, name)
+        await self._run(self.records.save, name)
         if rec.user_stopped:
             return  # stop/remove delete the task and its network themselves
         if not self._should_restart(container, rec, status):
@@ -1201,7 +1148,7 @@ class ContainerdEngine(Engine):
             policy = "no"
         return RestartPolicy(policy, int(retries or 0))
 
-    def _should_restart(self, container: Any, rec: _Record, status: int) -> bool:
+    def _should_restart(self, container: Any, rec: Record, status: int) -> bool:
         policy = self._policy(container)
         if policy.name in ("always", "unless-stopped"):
             return True
@@ -1209,7 +1156,7 @@ class ContainerdEngine(Engine):
             return policy.max_retries <= 0 or rec.restart_count < policy.max_retries
         return False
 
-    def _schedule_restart(self, name: str, rec: _Record) -> None:
+    def _schedule_restart(self, name: str, rec: Record) -> None:
         if name in self._restart_tasks or self._closing.is_set():
             return
         delay = min(0.1 * (2 ** min(rec.restart_count, 10)), 10.0)
@@ -1223,7 +1170,7 @@ class ContainerdEngine(Engine):
                 # even while this launch is still finishing: leave _restart_tasks now.
                 if self._restart_tasks.get(name) is asyncio.current_task():
                     self._restart_tasks.pop(name, None)
-                rec = self._record(name)
+                rec = self.records.of(name)
                 if rec.user_stopped:
                     return
                 container = await self._run(self._get_container, name)
@@ -1273,7 +1220,7 @@ class ContainerdEngine(Engine):
             return
         for container in containers:
             name = container.id
-            rec = self._record(name)
+            rec = self.records.of(name)
             task = tasks.get(name)
             if task is not None and task.status in (2, 4, 5):
                 if not rec.running or rec.pid != task.pid:
