@@ -25,13 +25,13 @@ async def test_an_oom_kill_without_its_event_is_read_from_the_cgroup(
 ) -> None:
     async with harness_engine("oom") as engine:
         assert isinstance(engine, ContainerdEngine)
-        dispatch = engine._dispatch
+        dispatch = engine.task_events.dispatch
 
         def without_oom_events(envelope: Any) -> None:
             if not envelope.event.type_url.endswith("TaskOOM"):  # the OOM can only come from the cgroup now
                 dispatch(envelope)
 
-        monkeypatch.setattr(engine, "_dispatch", without_oom_events)
+        monkeypatch.setattr(engine.task_events, "dispatch", without_oom_events)
         name = unique("oomcg")
         async with EventRecorder(engine) as recorder:
             await engine.create(

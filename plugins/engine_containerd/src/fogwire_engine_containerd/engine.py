@@ -65,16 +65,15 @@ from fogwire_engine_containerd._client import (
     StatusCode,
     containers_pb2,
     details,
-    events_pb2,
     is_not_found,
     is_unavailable,
     runc_options_pb2,
     snapshots_pb2,
-    task_events_pb2,
     tasks_pb2,
 )
 from fogwire_engine_containerd._cni import Cni, check_ports_free
 from fogwire_engine_containerd._daemon import EmbeddedContainerd
+from fogwire_engine_containerd._events import Subscribers, TaskEvents
 from fogwire_engine_containerd._health import HealthChecks
 from fogwire_engine_containerd._images import ImageStore
 from fogwire_engine_containerd._logs import LogPump, LogReader, remove_logs
@@ -90,8 +89,6 @@ T = TypeVar("T")
 RUNTIME = "io.containerd.runc.v2"
 """Shims the agent's workloads are spread over (see ``_shim_group_for_new_workload``)."""
 RUNC_OPTIONS_TYPE_URL = "containerd.runc.v1.Options"
-MARKER_TOPIC = "/fogwire/subscribed"
-MARKER_TYPE_URL = "fogwire.containerd/marker"
 INTERNAL = "io.fogwire.containerd/"
 """Prefix of the labels the plugin keeps for itself (not reported as workload labels)."""
 L_IMAGE_REF = INTERNAL + "image"
@@ -164,19 +161,26 @@ class ContainerdEngine(Engine):
         self._restart_tasks: dict[str, asyncio.Task[None]] = {}
         self._restarting: set[str] = set()
         """Workloads whose restart (by their policy) is being launched right now."""
-        self._subscribers: set[asyncio.Queue[EngineEvent | None]] = set()
-        """One queue per ``events()`` consumer; ``None`` tells it the engine closed."""
+        self.subscribers = Subscribers()
+        """The readers of :meth:`events`."""
         self._seen_exits: set[tuple[str, int]] = set()
         self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="fogwire-containerd")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pump: LogPump | None = None
-        self._events_stream: Any = None
-        self._events_thread: threading.Thread | None = None
         self._closing = threading.Event()
         self.health = HealthChecks(self._run, lambda: self._c, self._closing, self._emit)
         """Health checks: containerd runs none, so the engine execs each workload's own."""
-        self._subscribed = threading.Event()
-        """Set once the event subscription is known to be live."""
+        self.task_events = TaskEvents(
+            client=lambda: self._c,
+            namespace=self.namespace,
+            closing=self._closing,
+            call_soon=self._call_soon,
+            on_exit=self._on_exit,
+            on_start=lambda name, when: self._on_event(EventKind.START, name, when, None),
+            on_oom=self._on_oom,
+            on_resubscribed=self._schedule_reconcile,
+        )
+        """containerd's task events, read on a thread of their own."""
         self._reconcile_task: asyncio.Task[None] | None = None
         self._published: dict[str, list[PortMapping]] = {}
         """Host ports of this engine's workloads with a network set up (see :meth:`_reserve_ports`)."""
@@ -236,9 +240,8 @@ class ContainerdEngine(Engine):
         self.images = ImageStore(self.client, self.snapshotter)
         self._pump = LogPump(self.log_max_bytes, self.log_max_files)
         self.records.load()
-        self._events_thread = threading.Thread(target=self._events_loop, name="fogwire-containerd-events", daemon=True)
-        self._events_thread.start()
-        if not await self._run(self._subscribed.wait, self.start_timeout_s):
+        self.task_events.start()
+        if not await self._run(self.task_events.subscribed.wait, self.start_timeout_s):
             log.warning("containerd's event stream did not come up in %.0fs; exits may be missed", self.start_timeout_s)
         await self._reconcile()
 
@@ -279,19 +282,14 @@ class ContainerdEngine(Engine):
             task.cancel()
         if self._reconcile_task is not None:
             self._reconcile_task.cancel()
-        stream = self._events_stream
-        if stream is not None:
-            stream.cancel()
-        if self._events_thread is not None:
-            await self._run(self._events_thread.join, 5)
+        await self._run(self.task_events.stop, 5)
         if self._pump is not None:
             await self._run(self._pump.close)
         if self.client is not None:
             await self._run(self.client.close)
         if self.daemon is not None:
             await self._run(self.daemon.stop)
-        for queue in list(self._subscribers):
-            queue.put_nowait(None)
+        self.subscribers.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     # ------------------------------------------------------------------ images
@@ -985,93 +983,17 @@ class ContainerdEngine(Engine):
 
     async def events(self) -> AsyncIterator[EngineEvent]:
         """Start/die/oom/health events of managed workloads, until cancelled or closed."""
-        queue: asyncio.Queue[EngineEvent | None] = asyncio.Queue()
-        self._subscribers.add(queue)
-        try:
-            while True:
-                event = await queue.get()
-                if event is None:
-                    return
-                yield event
-        finally:
-            self._subscribers.discard(queue)
+        async for event in self.subscribers.events():
+            yield event
 
     def _emit(self, event: EngineEvent) -> None:
-        for queue in list(self._subscribers):
-            queue.put_nowait(event)
-
-    def _events_loop(self) -> None:
-        """Subscriber thread: containerd task events → the loop; resubscribes after a restart.
-
-        A subscription is only known to be live once an event comes through it, so
-        after each (re)subscribe the thread publishes a marker event until it sees
-        it; only then does it count as subscribed (and, after a reconnect,
-        reconcile), so no exit can slip between the check and the subscription.
-        """
-        filters = [
-            f'namespace=="{self.namespace}",topic~="^/tasks/(start|exit|oom)$"',
-            f'namespace=="{self.namespace}",topic=="{MARKER_TOPIC}"',
-        ]
-        backoff = 0.1
-        first = True
-        while not self._closing.is_set():
-            token = os.urandom(8).hex()
-            live = threading.Event()
-            try:
-                stream = self._c.subscribe(filters)
-                self._events_stream = stream
-                threading.Thread(target=self._mark, args=(token, live), daemon=True).start()
-                for envelope in stream:
-                    backoff = 0.1
-                    if envelope.topic == MARKER_TOPIC:
-                        if envelope.event.value == token.encode() and not live.is_set():
-                            live.set()
-                            self._subscribed.set()
-                            if not first:
-                                self._call_soon(self._schedule_reconcile)
-                            first = False
-                        continue
-                    self._dispatch(envelope)
-            except RpcError as error:
-                if self._closing.is_set():
-                    return
-                log.debug("containerd event stream ended: %s", details(error))
-            finally:
-                live.set()  # stops the marker thread
-            if self._closing.wait(backoff):
-                return
-            backoff = min(backoff * 2, 2.0)
-
-    def _mark(self, token: str, live: threading.Event) -> None:
-        """Publish the marker event until the subscriber thread has seen it."""
-        event = any_pb2.Any(type_url=MARKER_TYPE_URL, value=token.encode())
-        while not live.is_set() and not self._closing.is_set():
-            with contextlib.suppress(RpcError, ValueError):
-                self._c.events.Publish(
-                    events_pb2.PublishRequest(topic=MARKER_TOPIC, event=event), metadata=self._c.md(), timeout=5
-                )
-            live.wait(0.05)
+        self.subscribers.emit(event)
 
     def _call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
         loop = self._loop
         if loop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(fn, *args)
-
-    def _dispatch(self, envelope: Any) -> None:
-        type_url = envelope.event.type_url.rsplit("/", 1)[-1]
-        when = datetime.fromtimestamp(envelope.timestamp.seconds + envelope.timestamp.nanos / 1e9, UTC)
-        if type_url == "containerd.events.TaskExit":
-            ev = task_events_pb2.TaskExit.FromString(envelope.event.value)
-            if ev.id and ev.id != ev.container_id:
-                return  # an exec'd process (health check), not the workload
-            self._call_soon(self._on_exit, ev.container_id, int(ev.pid), int(ev.exit_status), when)
-        elif type_url == "containerd.events.TaskStart":
-            ev = task_events_pb2.TaskStart.FromString(envelope.event.value)
-            self._call_soon(self._on_event, EventKind.START, ev.container_id, when, None)
-        elif type_url == "containerd.events.TaskOOM":
-            ev = task_events_pb2.TaskOOM.FromString(envelope.event.value)
-            self._call_soon(self._on_oom, ev.container_id, when)
 
     def _managed(self, name: str) -> bool:
         return name in self.records
