@@ -102,11 +102,16 @@ def test_options_are_read_through_the_model(tmp_path: Any) -> None:
             {"namespace": "ns1", "shimGroups": 2, "logMaxBytes": 1000, "embedded": False, "cniBridge": "br9"},
         )
     )
-    assert (engine.namespace, engine.shim_groups, engine.log_max_bytes, engine.embedded_mode) == ("ns1", 2, 1000, False)
+    assert (engine.namespace, engine.containers.shim_groups, engine.log_max_bytes, engine.embedded_mode) == (
+        "ns1",
+        2,
+        1000,
+        False,
+    )
     assert engine.cni.bridge == "br9"
     assert engine.shim_group == "fogwire-ns1-opts"
     single = ContainerdEngine(_context(tmp_path, {"shimGroup": "one"}))
-    assert (single.shim_group, single.shim_groups) == ("one", 1)
+    assert (single.shim_group, single.containers.shim_groups) == ("one", 1)
 
 
 @pytest.mark.parametrize(

@@ -21,11 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import itertools
 import json
 import logging
 import os
-import re
 import signal
 import threading
 import time
@@ -35,12 +33,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-import attrs
-from google.protobuf import any_pb2, field_mask_pb2
+from google.protobuf import any_pb2
 
 from fogwire.engine import (
     MANAGED_LABEL,
-    NAME_LABEL,
     Engine,
     EngineContext,
     EngineEvent,
@@ -62,7 +58,6 @@ from fogwire_engine_containerd import _ref
 from fogwire_engine_containerd._client import (
     Client,
     RpcError,
-    StatusCode,
     containers_pb2,
     details,
     is_not_found,
@@ -72,32 +67,30 @@ from fogwire_engine_containerd._client import (
     tasks_pb2,
 )
 from fogwire_engine_containerd._cni import Cni, check_ports_free
+from fogwire_engine_containerd._containers import ContainerBuilder
 from fogwire_engine_containerd._daemon import EmbeddedContainerd
 from fogwire_engine_containerd._events import Subscribers, TaskEvents
 from fogwire_engine_containerd._health import HealthChecks
 from fogwire_engine_containerd._images import ImageStore
+from fogwire_engine_containerd._labels import (
+    ID_RE,
+    INTERNAL,
+    L_HEALTH,
+    L_IMAGE_ID,
+    L_IMAGE_REF,
+    L_NETWORK,
+    L_PORTS,
+    L_RESTART,
+    RUNC_OPTIONS_TYPE_URL,
+)
 from fogwire_engine_containerd._logs import LogPump, LogReader, remove_logs
 from fogwire_engine_containerd._options import read_options
 from fogwire_engine_containerd._records import Record, Records
-from fogwire_engine_containerd._spec import SPEC_TYPE_URL, build_spec, workload_user
-from fogwire_engine_containerd._users import layer_dirs, needs_lookup, resolve_user
 
 log = logging.getLogger("fogwire.engine.containerd")
 
 T = TypeVar("T")
 
-RUNTIME = "io.containerd.runc.v2"
-"""Shims the agent's workloads are spread over (see ``_shim_group_for_new_workload``)."""
-RUNC_OPTIONS_TYPE_URL = "containerd.runc.v1.Options"
-INTERNAL = "io.fogwire.containerd/"
-"""Prefix of the labels the plugin keeps for itself (not reported as workload labels)."""
-L_IMAGE_REF = INTERNAL + "image"
-L_IMAGE_ID = INTERNAL + "image-id"
-L_RESTART = INTERNAL + "restart"
-L_PORTS = INTERNAL + "ports"
-L_NETWORK = INTERNAL + "network"
-L_HEALTH = INTERNAL + "health"
-_ID_RE = re.compile(r"^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$")
 _STATUS = {
     1: WorkloadState.CREATED,
     2: WorkloadState.RUNNING,
@@ -142,8 +135,6 @@ class ContainerdEngine(Engine):
         self.cgroup_parent = opts.cgroup_parent
         group = opts.shim_group
         self.shim_group = f"fogwire-{self.namespace}-{context.agent_id}" if group is True else str(group or "")
-        self.shim_groups = opts.shim_groups if group is True else 1
-        self._next_shim = itertools.count()
         self.start_timeout_s = opts.start_timeout_s
         self.log_max_bytes = opts.log_max_bytes
         self.log_max_files = opts.log_max_files
@@ -189,6 +180,17 @@ class ContainerdEngine(Engine):
         """Workloads whose current task's FIFOs this engine drains."""
         self._fresh: dict[str, tuple[Any, list[Any]]] = {}
         """Containers this engine created and has not started yet, with their snapshot mounts."""
+        self.containers = ContainerBuilder(
+            client=lambda: self._c,
+            images=lambda: self._img,
+            options=opts,
+            agent_id=context.agent_id,
+            managed_labels=self.managed_labels,
+            shim_group=self.shim_group,
+            files_dir=self._files_dir,
+            volumes_dir=self._volumes_dir,
+        )
+        """Creates containers (spec, host files, mounts, snapshot, user)."""
 
     # ------------------------------------------------------------------ plumbing
 
@@ -368,7 +370,7 @@ class ContainerdEngine(Engine):
 
     def _get_container(self, name: str) -> Any | None:
         """The container ``name`` if it exists *and* is managed by this agent."""
-        if not _ID_RE.match(name):
+        if not ID_RE.match(name):
             return None
         try:
             resp = self._c.containers.Get(
@@ -398,7 +400,7 @@ class ContainerdEngine(Engine):
 
     async def create(self, spec: WorkloadSpec) -> WorkloadInfo:
         """Create the container (snapshot + OCI spec + labels); the task comes with start."""
-        if not _ID_RE.match(spec.name) or len(spec.name) > 76:
+        if not ID_RE.match(spec.name) or len(spec.name) > 76:
             raise EngineError(
                 f"workload name {spec.name!r} is not a valid containerd id (letters, digits, '.', '_', '-'; "
                 "starting and ending with a letter or digit)"
@@ -409,201 +411,13 @@ class ContainerdEngine(Engine):
             raise ImageNotFoundError(f"workload {spec.name!r}: {error}") from error
         async with self._lock(spec.name):
             try:
-                container = await self._run(self._create, spec, image_name)
+                container, mounts = await self._run(self.containers.build, spec, image_name)
             except RpcError as error:
                 raise self._unavailable(error, f"creating workload {spec.name!r}") from error
+            self._fresh[spec.name] = (container, mounts)  # the first start needs no task lookup nor Mounts call
             self.records.new(spec.name)
             await self._run(self.records.save, spec.name)
             return self._info(container, None)
-
-    def _resolve_mounts(self, spec: WorkloadSpec) -> list[dict[str, Any]]:
-        out = []
-        for m in spec.mounts:
-            if m.kind == "volume":
-                if not _ID_RE.match(m.source):
-                    raise EngineError(f"workload {spec.name!r}: invalid volume name {m.source!r}")
-                source = self._volumes_dir / m.source / "_data"
-                source.mkdir(parents=True, exist_ok=True)
-            else:
-                source = Path(m.source)
-                if not source.is_absolute() or not source.exists():
-                    raise EngineError(
-                        f"workload {spec.name!r}: bind mount source {m.source!r} does not exist "
-                        "(it must be an absolute host path)"
-                    )
-            opts = ["rbind", "ro" if m.read_only else "rw"]
-            out.append({"destination": m.target, "type": "bind", "source": str(source), "options": opts})
-        return out
-
-    def _host_files(self, spec: WorkloadSpec) -> dict[str, Path]:
-        d = self._files_dir / spec.name
-        d.mkdir(parents=True, exist_ok=True)
-        hosts = d / "hosts"
-        resolv = d / "resolv.conf"
-        try:
-            resolv_text = Path("/etc/resolv.conf").read_text()
-        except OSError:
-            resolv_text = ""
-        resolv.write_text(resolv_text)
-        if spec.host_network:
-            try:
-                base = Path("/etc/hosts").read_text()
-            except OSError:
-                base = "127.0.0.1\tlocalhost\n"
-        else:
-            base = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-        extra = "".join(f"{ip}\t{host}\n" for host, ip in spec.extra_hosts.items())
-        hosts.write_text(base + extra)
-        files = {"/etc/hosts": hosts, "/etc/resolv.conf": resolv}
-        if not spec.host_network:
-            hostname = d / "hostname"
-            hostname.write_text(spec.name + "\n")
-            files["/etc/hostname"] = hostname
-        return files
-
-    def _create(self, spec: WorkloadSpec, image_name: str) -> Any:
-        c = self._c
-        files_existed = (self._files_dir / spec.name).exists()
-        if files_existed:  # an earlier create of this name: don't rewrite the files of a container that may run
-            with contextlib.suppress(RpcError):
-                got = c.containers.Get(containers_pb2.GetContainerRequest(id=spec.name), metadata=c.md(), timeout=30)
-                raise self._name_taken(spec.name, got.container)
-        image = self._img.get(image_name)
-        if image is None:
-            raise ImageNotFoundError(
-                f"workload {spec.name!r}: image {spec.image!r} is not present; pull or load it first"
-            )
-        config = self._img.config(image)
-        image_id = self._img.config_digest(image)
-        chain = self._img.top_chain(image)
-        runtime_spec = build_spec(
-            spec,
-            config,
-            namespace=self.namespace,
-            mounts=self._resolve_mounts(spec),
-            host_files=self._host_files(spec),
-            cgroup_parent=self.cgroup_parent,
-            shim_group=self._shim_group_for_new_workload(),
-        )
-        labels = {
-            **spec.labels,
-            **self.managed_labels,
-            NAME_LABEL: spec.name,
-            L_IMAGE_REF: spec.image,
-            L_IMAGE_ID: image_id,
-            L_RESTART: f"{spec.restart.name}:{spec.restart.max_retries}",
-            L_NETWORK: "host" if spec.host_network else "bridge",
-        }
-        if spec.ports:
-            labels[L_PORTS] = json.dumps([attrs.asdict(p) for p in spec.ports], separators=(",", ":"))
-        if spec.health_check is not None:
-            labels[L_HEALTH] = json.dumps(attrs.asdict(spec.health_check), separators=(",", ":"))
-        # The container first, then its snapshot: the container's reference keeps
-        # containerd's GC off the snapshot from the moment it exists (no lease needed).
-        container = containers_pb2.Container(
-            id=spec.name,
-            labels=labels,
-            image=image_name,
-            runtime=containers_pb2.Container.Runtime(name=RUNTIME),
-            spec=any_pb2.Any(type_url=SPEC_TYPE_URL, value=json.dumps(runtime_spec).encode()),
-            snapshotter=self.snapshotter,
-            snapshot_key=spec.name,
-        )
-        try:
-            created = c.containers.Create(
-                containers_pb2.CreateContainerRequest(container=container), metadata=c.md(), timeout=30
-            ).container
-        except RpcError as error:
-            if error.code() is StatusCode.ALREADY_EXISTS:
-                if not files_existed:
-                    import shutil  # only here: it pulls in bz2/lzma
-
-                    shutil.rmtree(self._files_dir / spec.name, ignore_errors=True)
-                raise self._name_taken(spec.name) from error
-            raise
-        prepare = snapshots_pb2.PrepareSnapshotRequest(snapshotter=self.snapshotter, key=spec.name, parent=chain)
-        try:
-            try:
-                prepared = c.snapshots.Prepare(prepare, metadata=c.md(), timeout=60)
-            except RpcError as error:
-                if error.code() is not StatusCode.ALREADY_EXISTS:
-                    raise
-                self._remove_snapshot(spec.name)  # left over from a crashed create
-                prepared = c.snapshots.Prepare(prepare, metadata=c.md(), timeout=60)
-        except RpcError:
-            with contextlib.suppress(RpcError):
-                c.containers.Delete(containers_pb2.DeleteContainerRequest(id=spec.name), metadata=c.md(), timeout=30)
-            raise
-        user = workload_user(spec, config)
-        if needs_lookup(user):
-            try:
-                created = self._set_named_user(created, runtime_spec, user, prepared.mounts)
-            except (EngineError, RpcError) as error:
-                with contextlib.suppress(RpcError):
-                    c.containers.Delete(
-                        containers_pb2.DeleteContainerRequest(id=spec.name), metadata=c.md(), timeout=30
-                    )
-                self._remove_snapshot(spec.name)
-                import shutil  # only here: it pulls in bz2/lzma
-
-                shutil.rmtree(self._files_dir / spec.name, ignore_errors=True)
-                if isinstance(error, EngineError):
-                    whose = f"user {spec.user!r} of the spec" if spec.user else "the image's User"
-                    raise EngineError(f"workload {spec.name!r} (image {spec.image!r}, {whose}): {error}") from error
-                raise
-        # the first start needs neither a task lookup nor a Mounts call
-        self._fresh[spec.name] = (created, list(prepared.mounts))
-        return created
-
-    def _set_named_user(self, container: Any, runtime_spec: dict[str, Any], user: str, mounts: Any) -> Any:
-        """Resolve ``user`` (the spec's or the image's) in the snapshot's files; store the numeric ids in the spec."""
-        resolved = resolve_user(user, layer_dirs(mounts))
-        process_user: dict[str, Any] = {"uid": resolved.uid, "gid": resolved.gid}
-        if resolved.additional_gids:
-            process_user["additionalGids"] = list(resolved.additional_gids)
-        runtime_spec["process"]["user"] = process_user
-        container.spec.value = json.dumps(runtime_spec).encode()
-        c = self._c
-        return c.containers.Update(
-            containers_pb2.UpdateContainerRequest(
-                container=container, update_mask=field_mask_pb2.FieldMask(paths=["spec"])
-            ),
-            metadata=c.md(),
-            timeout=30,
-        ).container
-
-    def _name_taken(self, name: str, existing: Any | None = None) -> EngineError:
-        """The error for creating ``name`` when a container of that name exists, saying whose it is."""
-        if existing is None:
-            try:
-                existing = self._c.containers.Get(
-                    containers_pb2.GetContainerRequest(id=name), metadata=self._c.md(), timeout=30
-                ).container
-            except RpcError:
-                return EngineError(f"a container named {name!r} already exists; remove it or choose another name")
-        whose = "this agent" if existing.labels.get(MANAGED_LABEL) == self.context.agent_id else "another owner"
-        return EngineError(
-            f"a container named {name!r} already exists (managed by {whose}); remove it or choose another name"
-        )
-
-    def _shim_group_for_new_workload(self) -> str:
-        """The shim group of a workload being created: round robin over ``shim_groups`` shims.
-
-        One runc shim creates its tasks one at a time (it holds its lock across
-        ``runc create``), so a single shim for every workload serialises
-        concurrent starts; a few shims keep most of the saving in processes.
-        """
-        if not self.shim_group or self.shim_groups == 1:
-            return self.shim_group
-        return f"{self.shim_group}-{next(self._next_shim) % self.shim_groups}"
-
-    def _remove_snapshot(self, key: str) -> None:
-        with contextlib.suppress(RpcError):
-            self._c.snapshots.Remove(
-                snapshots_pb2.RemoveSnapshotRequest(snapshotter=self.snapshotter, key=key),
-                metadata=self._c.md(),
-                timeout=60,
-            )
 
     # ------------------------------------------------------------------ tasks
 
@@ -855,7 +669,7 @@ class ContainerdEngine(Engine):
                 except RpcError as error:
                     if not is_not_found(error):
                         raise
-                self._remove_snapshot(name)
+                self.containers.remove_snapshot(name)
                 import shutil  # only here: it pulls in bz2/lzma
 
                 shutil.rmtree(self._files_dir / name, ignore_errors=True)

@@ -1,0 +1,19 @@
+"""Names the containerd engine writes into containerd: its runtime, its own labels, valid ids."""
+
+from __future__ import annotations
+
+import re
+
+RUNTIME = "io.containerd.runc.v2"
+"""The runc shim every workload runs under (spread over shim groups, see ``_containers``)."""
+RUNC_OPTIONS_TYPE_URL = "containerd.runc.v1.Options"
+INTERNAL = "io.fogwire.containerd/"
+"""Prefix of the labels the plugin keeps for itself (not reported as workload labels)."""
+L_IMAGE_REF = INTERNAL + "image"
+L_IMAGE_ID = INTERNAL + "image-id"
+L_RESTART = INTERNAL + "restart"
+L_PORTS = INTERNAL + "ports"
+L_NETWORK = INTERNAL + "network"
+L_HEALTH = INTERNAL + "health"
+ID_RE = re.compile(r"^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$")
+"""A valid containerd id (and workload name)."""
