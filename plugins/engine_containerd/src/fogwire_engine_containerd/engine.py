@@ -48,7 +48,6 @@ from fogwire.engine import (
     PortMapping,
     PruneResult,
     RegistryAuth,
-    RestartPolicy,
     WorkloadInfo,
     WorkloadSpec,
     WorkloadState,
@@ -80,12 +79,12 @@ from fogwire_engine_containerd._labels import (
     L_IMAGE_REF,
     L_NETWORK,
     L_PORTS,
-    L_RESTART,
     RUNC_OPTIONS_TYPE_URL,
 )
 from fogwire_engine_containerd._logs import LogPump, LogReader, remove_logs
 from fogwire_engine_containerd._options import read_options
 from fogwire_engine_containerd._records import Record, Records
+from fogwire_engine_containerd._restarts import Restarts, cgroup_oom_kills, should_restart
 
 log = logging.getLogger("fogwire.engine.containerd")
 
@@ -149,9 +148,6 @@ class ContainerdEngine(Engine):
         self.records = Records(base / "workloads")
         """What the engine remembers of each workload beyond containerd (exit codes, restarts, network)."""
         self._locks: dict[str, asyncio.Lock] = {}
-        self._restart_tasks: dict[str, asyncio.Task[None]] = {}
-        self._restarting: set[str] = set()
-        """Workloads whose restart (by their policy) is being launched right now."""
         self.subscribers = Subscribers()
         """The readers of :meth:`events`."""
         self._seen_exits: set[tuple[str, int]] = set()
@@ -191,6 +187,14 @@ class ContainerdEngine(Engine):
             volumes_dir=self._volumes_dir,
         )
         """Creates containers (spec, host files, mounts, snapshot, user)."""
+        self.restarts = Restarts(
+            records=self.records,
+            lock=self._lock,
+            get_container=lambda name: self._run(self._get_container, name),
+            launch=self._launch,
+            closing=self._closing,
+        )
+        """Restart policies, applied by the engine (containerd has none)."""
 
     # ------------------------------------------------------------------ plumbing
 
@@ -280,7 +284,7 @@ class ContainerdEngine(Engine):
         engine instance picks them up again.
         """
         self._closing.set()
-        for task in [*self._restart_tasks.values(), *self.health.tasks()]:
+        for task in [*self.restarts.tasks(), *self.health.tasks()]:
             task.cancel()
         if self._reconcile_task is not None:
             self._reconcile_task.cancel()
@@ -428,7 +432,7 @@ class ContainerdEngine(Engine):
             container = fresh[0] if fresh is not None else await self._run(self._get_container, name)
             if container is None:
                 raise WorkloadNotFoundError(f"no managed workload named {name!r}")
-            self._cancel_restart(name)
+            self.restarts.cancel(name)
             rec = self.records.of(name)
             rec.user_stopped = False
             await self._launch(container)
@@ -635,7 +639,7 @@ class ContainerdEngine(Engine):
                 raise WorkloadNotFoundError(f"no managed workload named {name!r}")
             rec = self.records.of(name)
             rec.user_stopped = True
-            self._cancel_restart(name)
+            self.restarts.cancel(name)
             self.health.stop(name)
             try:
                 status = await self._run(self._stop_sync, name, timeout_s)
@@ -652,7 +656,7 @@ class ContainerdEngine(Engine):
         """Stop and remove the workload, its snapshot, files and log. Absent is fine."""
         async with self._lock(name):
             container = await self._run(self._get_container, name)
-            self._cancel_restart(name)
+            self.restarts.cancel(name)
             self.health.stop(name)
             if container is None:
                 return
@@ -691,7 +695,7 @@ class ContainerdEngine(Engine):
         rec = self.records.get(name) or Record()
         exit_code = rec.exit_code
         if task is None:
-            if name in self._restart_tasks or name in self._restarting:
+            if self.restarts.pending(name):
                 state = WorkloadState.RESTARTING
             elif rec.started_at:
                 state = WorkloadState.EXITED
@@ -701,7 +705,7 @@ class ContainerdEngine(Engine):
             state = _STATUS.get(int(task.status), WorkloadState.UNKNOWN)
             if state is WorkloadState.EXITED:
                 exit_code = int(task.exit_status)
-                if name in self._restart_tasks or name in self._restarting:
+                if self.restarts.pending(name):
                     state = WorkloadState.RESTARTING
             elif state is WorkloadState.CREATED and rec.started_at:
                 state = WorkloadState.RESTARTING
@@ -842,93 +846,22 @@ class ContainerdEngine(Engine):
         if container is None:
             return
         rec = self.records.of(name)
-        if status == 128 + signal.SIGKILL and not rec.oom_killed and await self._run(self._cgroup_oom_kills, name):
+        if (
+            status == 128 + signal.SIGKILL
+            and not rec.oom_killed
+            and await self._run(cgroup_oom_kills, self.cgroup_parent, self.namespace, name)
+        ):
             self._on_oom(name, _now())
         await self._run(self.records.save, name)
         if rec.user_stopped:
             return  # stop/remove delete the task and its network themselves
-        if not self._should_restart(container, rec, status):
+        if not should_restart(container, rec, status):
             async with self._lock(name):
                 if not rec.running:  # unless a new task was started meanwhile
                     with contextlib.suppress(RpcError):
                         await self._run(self._teardown_network, name)
             return
-        self._schedule_restart(name, rec)
-
-    def _cgroup_oom_kills(self, name: str) -> bool:
-        """Whether the kernel OOM-killed a process in the workload's cgroup (it lives until the task is deleted).
-
-        The shim watches for OOM only once the task has started, so a workload that
-        hits its limit at once can be killed before that and no ``TaskOOM`` event
-        comes; the cgroup's own counter still tells.
-        """
-        path = f"{self.cgroup_parent}/{self.namespace}/{name}".strip("/")
-        for counters in (
-            Path("/sys/fs/cgroup/memory") / path / "memory.oom_control",  # cgroup v1
-            Path("/sys/fs/cgroup") / path / "memory.events",  # cgroup v2
-        ):
-            try:
-                text = counters.read_text()
-            except OSError:
-                continue
-            for line in text.splitlines():
-                key, _, value = line.partition(" ")
-                if key == "oom_kill" and value.strip().isdigit():
-                    return int(value) > 0
-        return False
-
-    @staticmethod
-    def _policy(container: Any) -> RestartPolicy:
-        policy, _, retries = container.labels.get(L_RESTART, "no:0").partition(":")
-        if policy not in ("no", "always", "on-failure", "unless-stopped"):
-            policy = "no"
-        return RestartPolicy(policy, int(retries or 0))
-
-    def _should_restart(self, container: Any, rec: Record, status: int) -> bool:
-        policy = self._policy(container)
-        if policy.name in ("always", "unless-stopped"):
-            return True
-        if policy.name == "on-failure" and status != 0:
-            return policy.max_retries <= 0 or rec.restart_count < policy.max_retries
-        return False
-
-    def _schedule_restart(self, name: str, rec: Record) -> None:
-        if name in self._restart_tasks or self._closing.is_set():
-            return
-        delay = min(0.1 * (2 ** min(rec.restart_count, 10)), 10.0)
-        self._restart_tasks[name] = asyncio.ensure_future(self._restart_after(name, delay))
-
-    async def _restart_after(self, name: str, delay: float) -> None:
-        try:
-            await asyncio.sleep(delay)
-            async with self._lock(name):
-                # From here on the next exit must be able to schedule the next restart,
-                # even while this launch is still finishing: leave _restart_tasks now.
-                if self._restart_tasks.get(name) is asyncio.current_task():
-                    self._restart_tasks.pop(name, None)
-                rec = self.records.of(name)
-                if rec.user_stopped:
-                    return
-                container = await self._run(self._get_container, name)
-                if container is None:
-                    return
-                rec.restart_count += 1
-                self._restarting.add(name)
-                try:
-                    await self._launch(container)
-                except EngineError as error:
-                    log.warning("restarting workload %s failed: %s", name, error)
-                    self._schedule_restart(name, rec)
-                finally:
-                    self._restarting.discard(name)
-        finally:
-            if self._restart_tasks.get(name) is asyncio.current_task():
-                self._restart_tasks.pop(name, None)
-
-    def _cancel_restart(self, name: str) -> None:
-        task = self._restart_tasks.pop(name, None)
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
+        self.restarts.schedule(name, rec)
 
     # ------------------------------------------------------------------ recovery
 
