@@ -108,7 +108,7 @@ def test_options_are_read_through_the_model(tmp_path: Any) -> None:
         1000,
         False,
     )
-    assert engine.cni.bridge == "br9"
+    assert engine.network.cni.bridge == "br9"
     assert engine.shim_group == "fogwire-ns1-opts"
     single = ContainerdEngine(_context(tmp_path, {"shimGroup": "one"}))
     assert (single.shim_group, single.containers.shim_groups) == ("one", 1)

@@ -45,7 +45,6 @@ from fogwire.engine import (
     HealthCheck,
     LoadResult,
     LogLine,
-    PortMapping,
     PruneResult,
     RegistryAuth,
     WorkloadInfo,
@@ -65,7 +64,7 @@ from fogwire_engine_containerd._client import (
     snapshots_pb2,
     tasks_pb2,
 )
-from fogwire_engine_containerd._cni import Cni, check_ports_free
+from fogwire_engine_containerd._cni import Cni
 from fogwire_engine_containerd._containers import ContainerBuilder
 from fogwire_engine_containerd._daemon import EmbeddedContainerd
 from fogwire_engine_containerd._events import Subscribers, TaskEvents
@@ -77,11 +76,10 @@ from fogwire_engine_containerd._labels import (
     L_HEALTH,
     L_IMAGE_ID,
     L_IMAGE_REF,
-    L_NETWORK,
-    L_PORTS,
     RUNC_OPTIONS_TYPE_URL,
 )
 from fogwire_engine_containerd._logs import LogPump, LogReader, remove_logs
+from fogwire_engine_containerd._network import WorkloadNetwork, on_bridge, ports_of
 from fogwire_engine_containerd._options import read_options
 from fogwire_engine_containerd._records import Record, Records
 from fogwire_engine_containerd._restarts import Restarts, cgroup_oom_kills, should_restart
@@ -130,7 +128,6 @@ class ContainerdEngine(Engine):
         self.embedded_mode = opts.embedded
         self.containerd_binary = opts.containerd_binary
         self.default_socket = opts.socket
-        self.cni = Cni(Path(opts.cni_bin_dir), bridge=opts.cni_bridge, subnet=opts.cni_subnet)
         self.cgroup_parent = opts.cgroup_parent
         group = opts.shim_group
         self.shim_group = f"fogwire-{self.namespace}-{context.agent_id}" if group is True else str(group or "")
@@ -169,9 +166,6 @@ class ContainerdEngine(Engine):
         )
         """containerd's task events, read on a thread of their own."""
         self._reconcile_task: asyncio.Task[None] | None = None
-        self._published: dict[str, list[PortMapping]] = {}
-        """Host ports of this engine's workloads with a network set up (see :meth:`_reserve_ports`)."""
-        self._ports_lock = threading.Lock()
         self._attached: set[str] = set()
         """Workloads whose current task's FIFOs this engine drains."""
         self._fresh: dict[str, tuple[Any, list[Any]]] = {}
@@ -195,6 +189,14 @@ class ContainerdEngine(Engine):
             closing=self._closing,
         )
         """Restart policies, applied by the engine (containerd has none)."""
+        self.network = WorkloadNetwork(
+            cni=Cni(Path(opts.cni_bin_dir), bridge=opts.cni_bridge, subnet=opts.cni_subnet),
+            namespace=self.namespace,
+            records=self.records,
+            files_dir=self._files_dir,
+            get_container=self._get_container,
+        )
+        """Published ports and the CNI bridge of workloads without host networking."""
 
     # ------------------------------------------------------------------ plumbing
 
@@ -459,22 +461,6 @@ class ContainerdEngine(Engine):
         if health:
             self.health.start(name, HealthCheck(**{**json.loads(health), "test": tuple(json.loads(health)["test"])}))
 
-    def _ports(self, container: Any) -> list[PortMapping]:
-        raw = container.labels.get(L_PORTS)
-        return [PortMapping(**p) for p in json.loads(raw)] if raw else []
-
-    def _reserve_ports(self, name: str, ports: list[PortMapping]) -> None:
-        """Check ``ports`` against the host and this engine's published ports, and claim them."""
-        with self._ports_lock:
-            taken: set[tuple[str, int, str]] = {
-                (p.host_ip, p.host_port, p.protocol)
-                for other, published in self._published.items()
-                if other != name
-                for p in published
-            }
-            check_ports_free(name, ports, taken)
-            self._published[name] = ports
-
     def _launch_sync(self, container: Any) -> tuple[int, datetime] | None:
         c = self._c
         name = container.id
@@ -485,10 +471,10 @@ class ContainerdEngine(Engine):
             if task.status in (2, 4, 5):  # running, paused, pausing
                 return None
             self._delete_task(name)
-        bridge = container.labels.get(L_NETWORK) != "host"
-        ports = self._ports(container)
+        bridge = on_bridge(container)
+        ports = ports_of(container)
         if bridge and ports:
-            self._reserve_ports(name, ports)
+            self.network.reserve(name, ports)
         fifo_dir = self._files_dir / name / "io"
         stdout, stderr = fifo_dir / "stdout", fifo_dir / "stderr"
         fds = [LogPump.make_fifo(stdout), LogPump.make_fifo(stderr)]
@@ -517,19 +503,12 @@ class ContainerdEngine(Engine):
             self._pump.attach(fds[1], "stderr", log_file)
             attached = True
             self._attached.add(name)
-            rec = self.records.of(name)
             if bridge:
-                netns = f"/proc/{created.pid}/ns/net"
                 try:
-                    rec.cni = self.cni.add(self._cni_id(name), netns, ports)
+                    self.network.attach(name, created.pid, ports)
                 except EngineError:
                     self._kill_and_delete(name)
                     raise
-                address = Cni.address(rec.cni)
-                if address:
-                    hosts = self._files_dir / name / "hosts"
-                    with open(hosts, "a") as f:
-                        f.write(f"{address}\t{name}\n")
             started = _now()
             c.tasks.Start(tasks_pb2.StartRequest(container_id=name), metadata=c.md(), timeout=60)
             return int(created.pid), started
@@ -542,23 +521,6 @@ class ContainerdEngine(Engine):
                     with contextlib.suppress(OSError):
                         os.close(fd)
 
-    def _cni_id(self, name: str) -> str:
-        return f"{self.namespace}-{name}"
-
-    def _teardown_network(self, name: str) -> None:
-        with self._ports_lock:
-            self._published.pop(name, None)
-        rec = self.records.get(name)
-        if rec is None or rec.cni is None:
-            return
-        container = self._get_container(name)
-        ports = self._ports(container) if container is not None else []
-        try:
-            self.cni.delete(self._cni_id(name), "", ports, rec.cni)
-        except EngineError as error:
-            log.warning("network teardown of %s: %s", name, error)
-        rec.cni = None
-
     def _delete_task(self, name: str) -> Any | None:
         try:
             resp = self._c.tasks.Delete(
@@ -570,7 +532,7 @@ class ContainerdEngine(Engine):
             raise
         finally:
             self._attached.discard(name)
-            self._teardown_network(name)
+            self.network.teardown(name)
         return resp
 
     def _kill_and_delete(self, name: str) -> None:
@@ -578,7 +540,7 @@ class ContainerdEngine(Engine):
         c = self._c
         task = self._get_task(name)
         if task is None:
-            self._teardown_network(name)
+            self.network.teardown(name)
             return
         if task.status != 3:
             waiter = c.tasks.Wait.future(tasks_pb2.WaitRequest(container_id=name), metadata=c.md())
@@ -665,7 +627,7 @@ class ContainerdEngine(Engine):
 
             def remove_sync() -> None:
                 self._kill_and_delete(name)
-                self._teardown_network(name)
+                self.network.teardown(name)
                 try:
                     self._c.containers.Delete(
                         containers_pb2.DeleteContainerRequest(id=name), metadata=self._c.md(), timeout=30
@@ -859,7 +821,7 @@ class ContainerdEngine(Engine):
             async with self._lock(name):
                 if not rec.running:  # unless a new task was started meanwhile
                     with contextlib.suppress(RpcError):
-                        await self._run(self._teardown_network, name)
+                        await self._run(self.network.teardown, name)
             return
         self.restarts.schedule(name, rec)
 
@@ -896,9 +858,7 @@ class ContainerdEngine(Engine):
                     rec.running, rec.pid = True, int(task.pid)
                     rec.started_at = rec.started_at or _iso(_now())
                 await self._run(self._reattach_logs, name)
-                if container.labels.get(L_NETWORK) != "host":
-                    with self._ports_lock:
-                        self._published[name] = self._ports(container)
+                self.network.adopt(container)
                 health = container.labels.get(L_HEALTH)
                 if health and not self.health.checking(name):
                     data = json.loads(health)
