@@ -23,17 +23,13 @@ import contextlib
 import functools
 import json
 import logging
-import os
 import signal
 import threading
-import time
 from collections.abc import AsyncIterator, Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
-
-from google.protobuf import any_pb2
 
 from fogwire.engine import (
     MANAGED_LABEL,
@@ -60,9 +56,6 @@ from fogwire_engine_containerd._client import (
     details,
     is_not_found,
     is_unavailable,
-    runc_options_pb2,
-    snapshots_pb2,
-    tasks_pb2,
 )
 from fogwire_engine_containerd._cni import Cni
 from fogwire_engine_containerd._containers import ContainerBuilder
@@ -76,13 +69,13 @@ from fogwire_engine_containerd._labels import (
     L_HEALTH,
     L_IMAGE_ID,
     L_IMAGE_REF,
-    RUNC_OPTIONS_TYPE_URL,
 )
 from fogwire_engine_containerd._logs import LogPump, LogReader, remove_logs
-from fogwire_engine_containerd._network import WorkloadNetwork, on_bridge, ports_of
+from fogwire_engine_containerd._network import WorkloadNetwork
 from fogwire_engine_containerd._options import read_options
 from fogwire_engine_containerd._records import Record, Records
 from fogwire_engine_containerd._restarts import Restarts, cgroup_oom_kills, should_restart
+from fogwire_engine_containerd._tasks import Tasks
 
 log = logging.getLogger("fogwire.engine.containerd")
 
@@ -166,8 +159,6 @@ class ContainerdEngine(Engine):
         )
         """containerd's task events, read on a thread of their own."""
         self._reconcile_task: asyncio.Task[None] | None = None
-        self._attached: set[str] = set()
-        """Workloads whose current task's FIFOs this engine drains."""
         self._fresh: dict[str, tuple[Any, list[Any]]] = {}
         """Containers this engine created and has not started yet, with their snapshot mounts."""
         self.containers = ContainerBuilder(
@@ -197,6 +188,16 @@ class ContainerdEngine(Engine):
             get_container=self._get_container,
         )
         """Published ports and the CNI bridge of workloads without host networking."""
+        self.tasks = Tasks(
+            client=lambda: self._c,
+            pump=lambda: self._pump,
+            network=self.network,
+            snapshotter=self.snapshotter,
+            runc_root=self._runc_root,
+            files_dir=self._files_dir,
+            logs_dir=self._logs_dir,
+        )
+        """The workloads' containerd tasks: launch, stop, kill, delete."""
 
     # ------------------------------------------------------------------ plumbing
 
@@ -391,19 +392,6 @@ class ContainerdEngine(Engine):
             return None
         return container
 
-    def _list_tasks(self) -> dict[str, Any]:
-        """Every task of the namespace by container id (ListTasks fills ``id``, not ``container_id``)."""
-        resp = self._c.tasks.List(tasks_pb2.ListTasksRequest(), metadata=self._c.md(), timeout=30)
-        return {t.container_id or t.id: t for t in resp.tasks}
-
-    def _get_task(self, name: str) -> Any | None:
-        try:
-            return self._c.tasks.Get(tasks_pb2.GetRequest(container_id=name), metadata=self._c.md(), timeout=30).process
-        except RpcError as error:
-            if is_not_found(error):
-                return None
-            raise
-
     async def create(self, spec: WorkloadSpec) -> WorkloadInfo:
         """Create the container (snapshot + OCI spec + labels); the task comes with start."""
         if not ID_RE.match(spec.name) or len(spec.name) > 76:
@@ -444,7 +432,8 @@ class ContainerdEngine(Engine):
         name = container.id
         rec = self.records.of(name)
         try:
-            launched = await self._run(self._launch_sync, container)
+            fresh = self._fresh.pop(name, None)
+            launched = await self._run(self.tasks.launch, container, fresh[1] if fresh is not None else None)
         except RpcError as error:
             raise self._unavailable(error, f"starting workload {name!r}") from error
         if launched is None:
@@ -461,138 +450,6 @@ class ContainerdEngine(Engine):
         if health:
             self.health.start(name, HealthCheck(**{**json.loads(health), "test": tuple(json.loads(health)["test"])}))
 
-    def _launch_sync(self, container: Any) -> tuple[int, datetime] | None:
-        c = self._c
-        name = container.id
-        fresh = self._fresh.pop(name, None)
-        fresh_mounts = fresh[1] if fresh is not None else None
-        task = None if fresh_mounts is not None else self._get_task(name)
-        if task is not None:
-            if task.status in (2, 4, 5):  # running, paused, pausing
-                return None
-            self._delete_task(name)
-        bridge = on_bridge(container)
-        ports = ports_of(container)
-        if bridge and ports:
-            self.network.reserve(name, ports)
-        fifo_dir = self._files_dir / name / "io"
-        stdout, stderr = fifo_dir / "stdout", fifo_dir / "stderr"
-        fds = [LogPump.make_fifo(stdout), LogPump.make_fifo(stderr)]
-        attached = False
-        try:
-            mounts = (
-                fresh_mounts
-                or c.snapshots.Mounts(
-                    snapshots_pb2.MountsRequest(snapshotter=self.snapshotter, key=name), metadata=c.md(), timeout=30
-                ).mounts
-            )
-            options = any_pb2.Any(
-                type_url=RUNC_OPTIONS_TYPE_URL,
-                value=runc_options_pb2.Options(root=str(self._runc_root)).SerializeToString(),
-            )
-            created = c.tasks.Create(
-                tasks_pb2.CreateTaskRequest(
-                    container_id=name, rootfs=mounts, stdout=str(stdout), stderr=str(stderr), options=options
-                ),
-                metadata=c.md(),
-                timeout=60,
-            )
-            assert self._pump is not None
-            log_file = self._logs_dir / f"{name}.log"
-            self._pump.attach(fds[0], "stdout", log_file)
-            self._pump.attach(fds[1], "stderr", log_file)
-            attached = True
-            self._attached.add(name)
-            if bridge:
-                try:
-                    self.network.attach(name, created.pid, ports)
-                except EngineError:
-                    self._kill_and_delete(name)
-                    raise
-            started = _now()
-            c.tasks.Start(tasks_pb2.StartRequest(container_id=name), metadata=c.md(), timeout=60)
-            return int(created.pid), started
-        except RpcError as error:
-            self._kill_and_delete(name)
-            raise EngineError(f"starting workload {name!r} failed: {details(error)}") from error
-        finally:
-            if not attached:
-                for fd in fds:
-                    with contextlib.suppress(OSError):
-                        os.close(fd)
-
-    def _delete_task(self, name: str) -> Any | None:
-        try:
-            resp = self._c.tasks.Delete(
-                tasks_pb2.DeleteTaskRequest(container_id=name), metadata=self._c.md(), timeout=60
-            )
-        except RpcError as error:
-            if is_not_found(error):
-                return None
-            raise
-        finally:
-            self._attached.discard(name)
-            self.network.teardown(name)
-        return resp
-
-    def _kill_and_delete(self, name: str) -> None:
-        """SIGKILL every process of the task, wait for the exit, delete the task."""
-        c = self._c
-        task = self._get_task(name)
-        if task is None:
-            self.network.teardown(name)
-            return
-        if task.status != 3:
-            waiter = c.tasks.Wait.future(tasks_pb2.WaitRequest(container_id=name), metadata=c.md())
-            try:
-                c.tasks.Kill(
-                    tasks_pb2.KillRequest(container_id=name, signal=signal.SIGKILL, all=True),
-                    metadata=c.md(),
-                    timeout=30,
-                )
-                waiter.result(timeout=10)
-            except (RpcError, TimeoutError):
-                pass
-            finally:
-                waiter.cancel()
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                self._delete_task(name)
-                return
-            except RpcError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-
-    def _stop_sync(self, name: str, timeout_s: float) -> int | None:
-        """SIGTERM, SIGKILL after ``timeout_s``, then delete the task; return the exit status."""
-        c = self._c
-        task = self._get_task(name)
-        if task is None:
-            return None
-        if task.status in (2, 4, 5):
-            waiter = c.tasks.Wait.future(tasks_pb2.WaitRequest(container_id=name), metadata=c.md())
-            try:
-                c.tasks.Kill(
-                    tasks_pb2.KillRequest(container_id=name, signal=signal.SIGTERM), metadata=c.md(), timeout=30
-                )
-                waiter.result(timeout=max(timeout_s, 0.01))
-            except TimeoutError:
-                c.tasks.Kill(
-                    tasks_pb2.KillRequest(container_id=name, signal=signal.SIGKILL, all=True),
-                    metadata=c.md(),
-                    timeout=30,
-                )
-                waiter.result(timeout=30)
-            except RpcError as error:
-                if not is_not_found(error):
-                    raise
-            finally:
-                waiter.cancel()
-        deleted = self._delete_task(name)
-        return int(deleted.exit_status) if deleted is not None else int(task.exit_status)
-
     async def stop(self, name: str, timeout_s: float = 10.0) -> None:
         """Stop the workload; its restart policy does not bring it back."""
         async with self._lock(name):
@@ -604,7 +461,7 @@ class ContainerdEngine(Engine):
             self.restarts.cancel(name)
             self.health.stop(name)
             try:
-                status = await self._run(self._stop_sync, name, timeout_s)
+                status = await self._run(self.tasks.stop, name, timeout_s)
             except RpcError as error:
                 raise self._unavailable(error, f"stopping workload {name!r}") from error
             if rec.running or status is not None:
@@ -626,7 +483,7 @@ class ContainerdEngine(Engine):
             rec.user_stopped = True
 
             def remove_sync() -> None:
-                self._kill_and_delete(name)
+                self.tasks.kill_and_delete(name)
                 self.network.teardown(name)
                 try:
                     self._c.containers.Delete(
@@ -706,7 +563,7 @@ class ContainerdEngine(Engine):
             container = self._get_container(name)
             if container is None:
                 return None
-            return self._info(container, self._get_task(name))
+            return self._info(container, self.tasks.get(name))
 
         try:
             return await self._run(inspect_sync)
@@ -718,7 +575,7 @@ class ContainerdEngine(Engine):
 
         def list_sync() -> list[WorkloadInfo]:
             containers = self._list_containers()
-            tasks = self._list_tasks()
+            tasks = self.tasks.all()
             return [self._info(c, tasks.get(c.id)) for c in containers]
 
         try:
@@ -845,7 +702,7 @@ class ContainerdEngine(Engine):
         """
         try:
             containers = await self._run(self._list_containers)
-            tasks = await self._run(self._list_tasks)
+            tasks = await self._run(self.tasks.all)
         except RpcError as error:
             log.warning("reconcile after reconnect failed: %s", details(error))
             return
@@ -857,7 +714,7 @@ class ContainerdEngine(Engine):
                 if not rec.running or rec.pid != task.pid:
                     rec.running, rec.pid = True, int(task.pid)
                     rec.started_at = rec.started_at or _iso(_now())
-                await self._run(self._reattach_logs, name)
+                await self._run(self.tasks.reattach_logs, name)
                 self.network.adopt(container)
                 health = container.labels.get(L_HEALTH)
                 if health and not self.health.checking(name):
@@ -868,15 +725,5 @@ class ContainerdEngine(Engine):
                 status = int(task.exit_status) if task is not None else 255
                 self._on_exit(name, rec.pid, status, _now())
 
-    def _reattach_logs(self, name: str) -> None:
-        """Reopen the FIFOs of a task this engine instance did not start."""
-        if self._pump is None or name in self._attached:
-            return
-        fifo_dir = self._files_dir / name / "io"
-        log_file = self._logs_dir / f"{name}.log"
-        for stream in ("stdout", "stderr"):
-            path = fifo_dir / stream
-            if path.exists():
-                with contextlib.suppress(OSError):
-                    self._pump.attach(os.open(path, os.O_RDONLY | os.O_NONBLOCK), stream, log_file)
-        self._attached.add(name)
+
+# END

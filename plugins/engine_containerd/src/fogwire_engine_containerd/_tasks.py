@@ -1,0 +1,238 @@
+"""containerd tasks of the engine's workloads: create and start, stop, kill, delete (all blocking).
+
+A workload's task is created on its snapshot's mounts with FIFOs for its output,
+which the log pump drains into the workload's log file; a bridge workload's
+network is added once the task's namespace exists and removed when the task is
+deleted. Stopping is SIGTERM, then SIGKILL after the timeout, then delete.
+These methods block on gRPC calls: the engine runs them on its thread pool.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import any_pb2
+
+from fogwire.errors import EngineError
+from fogwire_engine_containerd._client import (
+    Client,
+    RpcError,
+    details,
+    is_not_found,
+    runc_options_pb2,
+    snapshots_pb2,
+    tasks_pb2,
+)
+from fogwire_engine_containerd._labels import RUNC_OPTIONS_TYPE_URL
+from fogwire_engine_containerd._logs import LogPump
+from fogwire_engine_containerd._network import WorkloadNetwork, on_bridge, ports_of
+
+
+class Tasks:
+    """The workloads' tasks (see the module docstring).
+
+    :param client: the engine's started client.
+    :param pump: the engine's log pump (made at start).
+    :param network: the workloads' bridge network.
+    :param snapshotter: the snapshotter of the workloads' snapshots.
+    :param runc_root: runc's state directory for the engine's tasks.
+    :param files_dir: where each workload's FIFOs and host files live.
+    :param logs_dir: where each workload's log file lives.
+    """
+
+    def __init__(
+        self,
+        *,
+        client: Callable[[], Client],
+        pump: Callable[[], LogPump | None],
+        network: WorkloadNetwork,
+        snapshotter: str,
+        runc_root: Path,
+        files_dir: Path,
+        logs_dir: Path,
+    ) -> None:
+        self._client = client
+        self._pump = pump
+        self.network = network
+        self.snapshotter = snapshotter
+        self._runc_root = runc_root
+        self._files_dir = files_dir
+        self._logs_dir = logs_dir
+        self.attached: set[str] = set()
+        """Workloads whose current task's FIFOs the log pump drains."""
+
+    def all(self) -> dict[str, Any]:
+        """Every task of the namespace by container id (ListTasks fills ``id``, not ``container_id``)."""
+        resp = self._client().tasks.List(tasks_pb2.ListTasksRequest(), metadata=self._client().md(), timeout=30)
+        return {t.container_id or t.id: t for t in resp.tasks}
+
+    def get(self, name: str) -> Any | None:
+        """The task of container ``name``, or ``None``."""
+        try:
+            return (
+                self._client()
+                .tasks.Get(tasks_pb2.GetRequest(container_id=name), metadata=self._client().md(), timeout=30)
+                .process
+            )
+        except RpcError as error:
+            if is_not_found(error):
+                return None
+            raise
+
+    def launch(self, container: Any, fresh_mounts: list[Any] | None) -> tuple[int, datetime] | None:
+        """Create and start ``container``'s task, its output drained to its log; ``(pid, started)``.
+
+        ``None`` when it already runs. ``fresh_mounts`` are the snapshot's mounts of a
+        container just created (its first start needs no task lookup nor Mounts call).
+        """
+        c = self._client()
+        name = container.id
+        task = None if fresh_mounts is not None else self.get(name)
+        if task is not None:
+            if task.status in (2, 4, 5):  # running, paused, pausing
+                return None
+            self.delete(name)
+        bridge = on_bridge(container)
+        ports = ports_of(container)
+        if bridge and ports:
+            self.network.reserve(name, ports)
+        fifo_dir = self._files_dir / name / "io"
+        stdout, stderr = fifo_dir / "stdout", fifo_dir / "stderr"
+        fds = [LogPump.make_fifo(stdout), LogPump.make_fifo(stderr)]
+        attached = False
+        try:
+            mounts = (
+                fresh_mounts
+                or c.snapshots.Mounts(
+                    snapshots_pb2.MountsRequest(snapshotter=self.snapshotter, key=name), metadata=c.md(), timeout=30
+                ).mounts
+            )
+            options = any_pb2.Any(
+                type_url=RUNC_OPTIONS_TYPE_URL,
+                value=runc_options_pb2.Options(root=str(self._runc_root)).SerializeToString(),
+            )
+            created = c.tasks.Create(
+                tasks_pb2.CreateTaskRequest(
+                    container_id=name, rootfs=mounts, stdout=str(stdout), stderr=str(stderr), options=options
+                ),
+                metadata=c.md(),
+                timeout=60,
+            )
+            pump = self._pump()
+            assert pump is not None
+            log_file = self._logs_dir / f"{name}.log"
+            pump.attach(fds[0], "stdout", log_file)
+            pump.attach(fds[1], "stderr", log_file)
+            attached = True
+            self.attached.add(name)
+            if bridge:
+                try:
+                    self.network.attach(name, created.pid, ports)
+                except EngineError:
+                    self.kill_and_delete(name)
+                    raise
+            started = datetime.now(UTC)
+            c.tasks.Start(tasks_pb2.StartRequest(container_id=name), metadata=c.md(), timeout=60)
+            return int(created.pid), started
+        except RpcError as error:
+            self.kill_and_delete(name)
+            raise EngineError(f"starting workload {name!r} failed: {details(error)}") from error
+        finally:
+            if not attached:
+                for fd in fds:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+
+    def delete(self, name: str) -> Any | None:
+        """Delete the task of ``name`` (its network and log draining end with it); its exit, or ``None``."""
+        try:
+            resp = self._client().tasks.Delete(
+                tasks_pb2.DeleteTaskRequest(container_id=name), metadata=self._client().md(), timeout=60
+            )
+        except RpcError as error:
+            if is_not_found(error):
+                return None
+            raise
+        finally:
+            self.attached.discard(name)
+            self.network.teardown(name)
+        return resp
+
+    def kill_and_delete(self, name: str) -> None:
+        """SIGKILL every process of the task, wait for the exit, delete the task."""
+        c = self._client()
+        task = self.get(name)
+        if task is None:
+            self.network.teardown(name)
+            return
+        if task.status != 3:
+            waiter = c.tasks.Wait.future(tasks_pb2.WaitRequest(container_id=name), metadata=c.md())
+            try:
+                c.tasks.Kill(
+                    tasks_pb2.KillRequest(container_id=name, signal=signal.SIGKILL, all=True),
+                    metadata=c.md(),
+                    timeout=30,
+                )
+                waiter.result(timeout=10)
+            except (RpcError, TimeoutError):
+                pass
+            finally:
+                waiter.cancel()
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self.delete(name)
+                return
+            except RpcError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def stop(self, name: str, timeout_s: float) -> int | None:
+        """SIGTERM, SIGKILL after ``timeout_s``, then delete the task; return the exit status."""
+        c = self._client()
+        task = self.get(name)
+        if task is None:
+            return None
+        if task.status in (2, 4, 5):
+            waiter = c.tasks.Wait.future(tasks_pb2.WaitRequest(container_id=name), metadata=c.md())
+            try:
+                c.tasks.Kill(
+                    tasks_pb2.KillRequest(container_id=name, signal=signal.SIGTERM), metadata=c.md(), timeout=30
+                )
+                waiter.result(timeout=max(timeout_s, 0.01))
+            except TimeoutError:
+                c.tasks.Kill(
+                    tasks_pb2.KillRequest(container_id=name, signal=signal.SIGKILL, all=True),
+                    metadata=c.md(),
+                    timeout=30,
+                )
+                waiter.result(timeout=30)
+            except RpcError as error:
+                if not is_not_found(error):
+                    raise
+            finally:
+                waiter.cancel()
+        deleted = self.delete(name)
+        return int(deleted.exit_status) if deleted is not None else int(task.exit_status)
+
+    def reattach_logs(self, name: str) -> None:
+        """Reopen the FIFOs of a task this engine instance did not start."""
+        pump = self._pump()
+        if pump is None or name in self.attached:
+            return
+        fifo_dir = self._files_dir / name / "io"
+        log_file = self._logs_dir / f"{name}.log"
+        for stream in ("stdout", "stderr"):
+            path = fifo_dir / stream
+            if path.exists():
+                with contextlib.suppress(OSError):
+                    pump.attach(os.open(path, os.O_RDONLY | os.O_NONBLOCK), stream, log_file)
+        self.attached.add(name)
