@@ -1,9 +1,12 @@
 """The containerd engine: containerd's gRPC API driven directly, external or embedded.
 
-Too long, known: it is to be split by concern (spec, images, tasks and events,
-networking, logs) behind a small engine class; the options (_options.py), spec
-building (_spec.py), CNI (_cni.py), logs (_logs.py) and images (_images.py) are
-already apart.
+Long on purpose: this is the Engine class alone; each public operation orchestrates
+the collaborators, one module per concern, under the workload's lock: _containers
+(OCI spec, host files, snapshot, user), _images (pull, import, prune), _tasks
+(launch, stop, kill), _events (containerd's task events), _restarts (restart
+policies, cgroup OOM), _health (health checks), _network (ports, CNI), _logs (log
+pump and rotation), _records (what the engine remembers), _info (what it reports),
+_options (its options model).
 
 This module imports the gRPC client (over h2) and the generated stubs; the
 entry-point module (:mod:`fogwire_engine_containerd.plugin`) imports it only when
@@ -37,7 +40,6 @@ from fogwire.engine import (
     EngineContext,
     EngineEvent,
     EventKind,
-    Health,
     HealthCheck,
     LoadResult,
     LogLine,
@@ -63,12 +65,10 @@ from fogwire_engine_containerd._daemon import EmbeddedContainerd
 from fogwire_engine_containerd._events import Subscribers, TaskEvents
 from fogwire_engine_containerd._health import HealthChecks
 from fogwire_engine_containerd._images import ImageStore
+from fogwire_engine_containerd._info import workload_info
 from fogwire_engine_containerd._labels import (
     ID_RE,
-    INTERNAL,
     L_HEALTH,
-    L_IMAGE_ID,
-    L_IMAGE_REF,
 )
 from fogwire_engine_containerd._logs import LogPump, LogReader, remove_logs
 from fogwire_engine_containerd._network import WorkloadNetwork
@@ -81,14 +81,6 @@ log = logging.getLogger("fogwire.engine.containerd")
 
 T = TypeVar("T")
 
-_STATUS = {
-    1: WorkloadState.CREATED,
-    2: WorkloadState.RUNNING,
-    3: WorkloadState.EXITED,
-    4: WorkloadState.PAUSED,
-    5: WorkloadState.PAUSED,
-}
-
 
 def _now() -> datetime:
     return datetime.now(UTC)
@@ -96,10 +88,6 @@ def _now() -> datetime:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
-
-
-def _parse_time(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
 
 
 class ContainerdEngine(Engine):
@@ -511,49 +499,12 @@ class ContainerdEngine(Engine):
 
     def _info(self, container: Any, task: Any | None) -> WorkloadInfo:
         name = container.id
-        rec = self.records.get(name) or Record()
-        exit_code = rec.exit_code
-        if task is None:
-            if self.restarts.pending(name):
-                state = WorkloadState.RESTARTING
-            elif rec.started_at:
-                state = WorkloadState.EXITED
-            else:
-                state = WorkloadState.CREATED
-        else:
-            state = _STATUS.get(int(task.status), WorkloadState.UNKNOWN)
-            if state is WorkloadState.EXITED:
-                exit_code = int(task.exit_status)
-                if self.restarts.pending(name):
-                    state = WorkloadState.RESTARTING
-            elif state is WorkloadState.CREATED and rec.started_at:
-                state = WorkloadState.RESTARTING
-        finished_at = _parse_time(rec.finished_at)
-        if (
-            task is not None
-            and state in (WorkloadState.EXITED, WorkloadState.RESTARTING)
-            and task.HasField("exited_at")
-        ):
-            finished_at = finished_at or datetime.fromtimestamp(
-                task.exited_at.seconds + task.exited_at.nanos / 1e9, UTC
-            )
-        labels = {k: v for k, v in container.labels.items() if not k.startswith(INTERNAL)}
-        health = self.health.of(name) if L_HEALTH in container.labels else Health.NONE
-        return WorkloadInfo(
-            name=name,
-            id=name,
-            image=container.labels.get(L_IMAGE_REF, container.image),
-            state=state,
-            labels=labels,
-            image_digest=container.labels.get(L_IMAGE_ID),
-            exit_code=exit_code
-            if state in (WorkloadState.EXITED, WorkloadState.RESTARTING, WorkloadState.DEAD)
-            else None,
-            started_at=_parse_time(rec.started_at),
-            finished_at=finished_at if state is not WorkloadState.RUNNING else None,
-            health=health,
-            restart_count=rec.restart_count,
-            oom_killed=rec.oom_killed,
+        return workload_info(
+            container,
+            task,
+            self.records.get(name) or Record(),
+            health=self.health.of(name),
+            restarting=self.restarts.pending(name),
         )
 
     async def inspect(self, name: str) -> WorkloadInfo | None:
