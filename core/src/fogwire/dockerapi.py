@@ -11,13 +11,22 @@ keys, ulimits).
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
+import logging
+import os
 import re
-from collections.abc import Mapping
+import select
+import threading
+import time
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from fogwire.engine import Health, RegistryAuth, WorkloadSpec
 from fogwire.errors import EngineError, ImageNotFoundError, PortInUseError, RegistryAuthError
+
+log = logging.getLogger(__name__)
 
 NOT_FOUND_MARKERS = ("manifest unknown", "not found", "name unknown", "does not exist", "no such image")
 """Words of a daemon's pull error that mean the image (or its repository) does not exist."""
@@ -145,3 +154,95 @@ def create_arguments(spec: WorkloadSpec, labels: Mapping[str, str]) -> dict[str,
     if spec.cap_drop:
         arguments["cap_drop"] = list(spec.cap_drop)
     return arguments
+
+
+class KernelOomWatch:
+    """OOM kills of containers, read from the kernel log (``/dev/kmsg``) in a thread of its own.
+
+    A daemon's own OOM report is not reliable: on cgroup v1 dockerd misses it when
+    the container's cgroup is gone before the shim read its eventfd (a loaded host),
+    and podman's conmon does not report it at all without systemd. The kernel's
+    ``oom-kill:`` record names the memory cgroup, and so the container id, every time.
+    ``pattern``'s first group is the container id in that record; ``on_kill(id)`` is
+    called in the watch thread, and :meth:`killed_since` answers for inspect.
+    """
+
+    def __init__(self, pattern: re.Pattern[str], on_kill: Callable[[str], None], engine: str) -> None:
+        self.pattern = pattern
+        self.on_kill = on_kill
+        self.engine = engine
+        self.killed: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @staticmethod
+    def available() -> bool:
+        """Whether this process may read the kernel log."""
+        return os.access("/dev/kmsg", os.R_OK)
+
+    @classmethod
+    def start_if(
+        cls,
+        mode: str,
+        *,
+        local: bool,
+        pattern: re.Pattern[str],
+        engine: str,
+        on_kill: Callable[[str], Coroutine[Any, Any, None]],
+    ) -> KernelOomWatch | None:
+        """Start a watch as an engine's ``oomWatch`` option says (``on``, ``off``, ``auto``), or ``None``.
+
+        ``auto`` watches when the daemon is ``local`` and the log readable. ``on_kill``
+        runs on the calling event loop for each kill.
+        """
+        if not (mode == "on" or (mode == "auto" and local and cls.available())):
+            return None
+        loop = asyncio.get_running_loop()
+
+        def deliver(container_id: str) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed
+                asyncio.run_coroutine_threadsafe(on_kill(container_id), loop)
+
+        watch = cls(pattern, deliver, engine)
+        watch.start()
+        return watch
+
+    def start(self) -> None:
+        """Start reading from the log's end (records before this call are not looked at)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=f"fogwire-{self.engine}-oom", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread within half a second."""
+        self._stop.set()
+
+    def killed_since(self, container_id: str, started: float | None) -> bool:
+        """Whether the kernel killed ``container_id`` for memory after it started (``started`` epoch s)."""
+        at = self.killed.get(container_id)
+        return at is not None and (started is None or at >= started - 1)
+
+    def _run(self) -> None:
+        try:
+            fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
+        except OSError as error:
+            log.warning("cannot read /dev/kmsg (%s): OOM kills of %s workloads may go unreported", error, self.engine)
+            return
+        try:
+            os.lseek(fd, 0, os.SEEK_END)
+            while not self._stop.is_set():
+                ready, _, _ = select.select([fd], [], [], 0.5)
+                if not ready:
+                    continue
+                try:
+                    record = os.read(fd, 8192).decode("utf-8", "replace")
+                except BlockingIOError:
+                    continue
+                except OSError:  # EPIPE: records were overwritten; go on from the next one
+                    continue
+                match = self.pattern.search(record)
+                if match:
+                    self.killed[match.group(1)] = time.time()
+                    self.on_kill(match.group(1))
+        finally:
+            os.close(fd)

@@ -6,12 +6,18 @@ come from the harness fixtures (``harness_images``, ``harness_dockerd``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+import functools
+import secrets
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
+from fogwire_engine_docker.engine import DockerEngine
 
-from fogwire.engine import RegistryAuth
+from fogwire.engine import EngineContext, RegistryAuth
 from fogwire.testing import ContractArchives, ContractRegistry, UnmanagedContainers
 from harness import images, services
 
@@ -90,3 +96,40 @@ class LabelFreeContainers:
 def fogwire_unmanaged(docker_client: docker.DockerClient) -> UnmanagedContainers:
     """Label-free containers instead of the suite's default (another agent's)."""
     return LabelFreeContainers(docker_client)
+
+
+@contextlib.asynccontextmanager
+async def _started_engine(
+    tmp_path: Path,
+    dockerd: services.Dockerd,
+    test_images: images.TestImages,
+    prefix: str,
+    options: dict[str, Any] | None = None,
+) -> AsyncIterator[DockerEngine]:
+    """A started engine of an agent id of its own with the test image pulled; its workloads go after."""
+    context = EngineContext(
+        agent_id=f"{prefix}-{secrets.token_hex(3)}",
+        data_dir=tmp_path,
+        run_dir=tmp_path,
+        log_dir=tmp_path,
+        url=dockerd.host,
+        options=options or {},
+    )
+    engine = DockerEngine(context)
+    await engine.start()
+    try:
+        auth = RegistryAuth(test_images.registry, test_images.username, test_images.password, insecure=True)
+        await engine.obtain_image(test_images.ref_v1, auth)
+        yield engine
+    finally:
+        for workload in await engine.list_managed():
+            await engine.remove(workload.name)
+        await engine.close()
+
+
+@pytest.fixture
+def docker_engine(
+    tmp_path: Path, harness_dockerd: services.Dockerd, harness_images: images.TestImages
+) -> Callable[..., contextlib.AbstractAsyncContextManager[DockerEngine]]:
+    """``async with docker_engine(prefix, options) as engine``: a started engine of an agent id of its own."""
+    return functools.partial(_started_engine, tmp_path, harness_dockerd, harness_images)

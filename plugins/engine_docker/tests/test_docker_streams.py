@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
-from collections.abc import AsyncIterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import pytest
 from fogwire_engine_docker.engine import DockerEngine
 
-from fogwire.engine import EngineContext, RegistryAuth, WorkloadSpec, WorkloadState
-from harness import images, services
+from fogwire.engine import WorkloadSpec, WorkloadState
+from harness import images
 
 ROUNDS = 60
 STREAMS = 4
@@ -30,25 +29,10 @@ INSPECTS = 8
 
 @pytest.fixture
 async def engine(
-    tmp_path: Path, harness_dockerd: services.Dockerd, harness_images: images.TestImages
+    docker_engine: Callable[..., AbstractAsyncContextManager[DockerEngine]],
 ) -> AsyncIterator[DockerEngine]:
-    context = EngineContext(
-        agent_id=f"dstreams-{secrets.token_hex(3)}",
-        data_dir=tmp_path,
-        run_dir=tmp_path,
-        log_dir=tmp_path,
-        url=harness_dockerd.host,
-    )
-    started = DockerEngine(context)
-    await started.start()
-    try:
-        auth = RegistryAuth(harness_images.registry, harness_images.username, harness_images.password, insecure=True)
-        await started.obtain_image(harness_images.ref_v1, auth)
+    async with docker_engine("dstreams") as started:
         yield started
-    finally:
-        for workload in await started.list_managed():
-            await started.remove(workload.name)
-        await started.close()
 
 
 async def _consume(stream: AsyncIterator[Any]) -> None:

@@ -15,6 +15,7 @@ version newer than the daemon's fails every call (dockerd 20.10 speaks 1.41).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import io
 import json
@@ -29,8 +30,9 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import attrs
 import cattrs
@@ -86,6 +88,10 @@ _STATES = {
 
 _STATUS_CODE = re.compile(r"^(?:Exited|Restarting) \((-?\d+)\)")
 _STATUS_HEALTH = re.compile(r"\((?:health: )?(healthy|unhealthy|starting)\)")
+_OOM_LINE = re.compile(r"oom-kill:.*oom_memcg=[^,]*?docker[-/]([0-9a-f]{64})")
+"""The kernel's record of an OOM kill in a docker container's memory cgroup (cgroupfs or systemd driver)."""
+_OOM_REPEAT_S = 5.0
+"""An OOM of one workload reported by both dockerd and the kernel log within this is one event."""
 
 
 @attrs.frozen
@@ -94,12 +100,15 @@ class DockerOptions:
 
     ``tlsCa``/``tlsCert``/``tlsKey`` are file paths for a remote daemon
     (``tcp://host:2376``); with ``tlsCa`` the daemon's certificate is verified.
-    ``workers`` bounds how many API calls run at once.
+    ``workers`` bounds how many API calls run at once. ``oomWatch``: ``auto``
+    also reads OOM kills from ``/dev/kmsg`` when the daemon is local and the log
+    readable (dockerd misses some on a loaded cgroup-v1 host), ``on``/``off`` force it.
     """
 
     tls_ca: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
+    oom_watch: Literal["auto", "on", "off"] = "auto"
     workers: PositiveInt = PositiveInt(8)
     timeout_s: PositiveInt = PositiveInt(120)
 
@@ -144,6 +153,8 @@ class DockerEngine(Engine):
         self._executor = ThreadPoolExecutor(self.options.workers, thread_name_prefix="fogwire-docker")
         self._client: docker.DockerClient | None = None
         self._locks: dict[str, asyncio.Lock] = {}
+        self._subscribers: set[asyncio.Queue[EngineEvent | BaseException | None]] = set()
+        self._oom_watch: dockerapi.KernelOomWatch | None = None
 
     # ------------------------------------------------------------------ plumbing
 
@@ -205,9 +216,31 @@ class DockerEngine(Engine):
                 self._client = await self._call(self._connect)
             except docker.errors.DockerException as error:
                 raise EngineError(f"cannot connect to dockerd at {self.where}: {error}") from error
+            self._oom_watch = dockerapi.KernelOomWatch.start_if(
+                self.options.oom_watch,
+                local=self.context.url is None or self.context.url.startswith("unix:"),
+                pattern=_OOM_LINE,
+                engine="docker",
+                on_kill=self._publish_oom,
+            )
+
+    async def _publish_oom(self, container_id: str) -> None:
+        try:
+            found = await self._call(self.client.api.inspect_container, container_id)
+        except (docker.errors.DockerException, EngineError):
+            return
+        labels = (found.get("Config") or {}).get("Labels") or {}
+        if labels.get(MANAGED_LABEL) != self.context.agent_id:
+            return
+        name = labels.get(NAME_LABEL) or str(found.get("Name", "")).lstrip("/")
+        event = EngineEvent(EventKind.OOM, name, datetime.now(UTC))
+        for queue in list(self._subscribers):
+            queue.put_nowait(event)
 
     async def close(self) -> None:
         """Close the client's connections and the thread pool."""
+        if self._oom_watch is not None:
+            self._oom_watch.stop()
         if self._client is not None:
             client, self._client = self._client, None
             await asyncio.get_running_loop().run_in_executor(self._executor, client.close)
@@ -456,6 +489,11 @@ class DockerEngine(Engine):
         started = parse_time(state.get("StartedAt"))
         finished = parse_time(state.get("FinishedAt"))
         exit_code = state.get("ExitCode") if status in (WorkloadState.EXITED, WorkloadState.DEAD) else None
+        oom = bool(state.get("OOMKilled")) or (
+            exit_code is not None
+            and self._oom_watch is not None
+            and self._oom_watch.killed_since(attrs_["Id"], started.timestamp() if started else None)
+        )
         health = (state.get("Health") or {}).get("Status") or "none"
         return WorkloadInfo(
             name=labels.get(NAME_LABEL) or str(attrs_.get("Name", "")).lstrip("/"),
@@ -469,7 +507,7 @@ class DockerEngine(Engine):
             finished_at=finished if exit_code is not None else None,
             health=dockerapi.health_of(health),
             restart_count=int(attrs_.get("RestartCount") or 0),
-            oom_killed=bool(state.get("OOMKilled")),
+            oom_killed=oom,
         )
 
     def _inspect(self, name: str) -> WorkloadInfo | None:
@@ -539,7 +577,11 @@ class DockerEngine(Engine):
             yield LogLine(stream, text)  # type: ignore[arg-type]
 
     async def events(self) -> AsyncIterator[EngineEvent]:
-        """start/die/oom/health events of this agent's workloads, from the first ``__anext__`` on."""
+        """start/die/oom/health events of this agent's workloads, from the first ``__anext__`` on.
+
+        dockerd's stream, merged with the kernel log's OOM kills when the OOM watch runs;
+        an OOM both report is yielded once.
+        """
         since = time.time() - 0.05
         client = self.client
         filters = {"type": "container", "label": [f"{MANAGED_LABEL}={self.context.agent_id}"]}
@@ -549,10 +591,39 @@ class DockerEngine(Engine):
             # the reader releases the response; the loop's side only wakes it (see fogwire.streams)
             return stream, stream.close, functools.partial(shutdown_response, stream._response)
 
-        async for raw in stream_in_thread(opener, "fogwire-docker-events"):
-            event = self._event(raw)
-            if event is not None:
-                yield event
+        queue: asyncio.Queue[EngineEvent | BaseException | None] = asyncio.Queue()
+        self._subscribers.add(queue)
+
+        async def pump() -> None:
+            try:
+                async for raw in stream_in_thread(opener, "fogwire-docker-events"):
+                    event = self._event(raw)
+                    if event is not None:
+                        queue.put_nowait(event)
+                queue.put_nowait(None)
+            except Exception as error:
+                queue.put_nowait(error)
+
+        task = asyncio.create_task(pump(), name="fogwire-docker-event-pump")
+        last_oom: dict[str, float] = {}
+        try:
+            while True:
+                item = await queue.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                if item.kind is EventKind.OOM:
+                    now = time.monotonic()
+                    if now - last_oom.get(item.workload, -_OOM_REPEAT_S) < _OOM_REPEAT_S:
+                        continue
+                    last_oom[item.workload] = now
+                yield item
+        finally:
+            self._subscribers.discard(queue)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     def _event(self, raw: dict[str, Any]) -> EngineEvent | None:
         actor = raw.get("Actor") or {}

@@ -33,10 +33,7 @@ import functools
 import json
 import logging
 import math
-import os
 import re
-import select
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -199,10 +196,9 @@ class PodmanEngine(Engine):
         self._locks: dict[str, asyncio.Lock] = {}
         self._subscribers: set[asyncio.Queue[EngineEvent | BaseException]] = set()
         self._streams: set[DedicatedStream] = set()
-        self._oom: dict[str, float] = {}
+        self._oom_watch: dockerapi.KernelOomWatch | None = None
         self._health: dict[str, tuple[float, float, Health]] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        self._kmsg_stop = threading.Event()
         self._drive_health = False
         self._cache: dict[str, WorkloadInfo] | None = None
 
@@ -310,14 +306,14 @@ class PodmanEngine(Engine):
             for info in await self.list_managed():
                 if info.state is WorkloadState.RUNNING:
                     await self._call(self._track_health, info.id)
-        watch = self.options.oom_watch
-        if watch == "on" or (watch == "auto" and local and os.access("/dev/kmsg", os.R_OK)):
-            loop = asyncio.get_running_loop()
-            threading.Thread(target=self._kmsg_loop, args=(loop,), name="fogwire-podman-oom", daemon=True).start()
+        self._oom_watch = dockerapi.KernelOomWatch.start_if(
+            self.options.oom_watch, local=local, pattern=_OOM_LINE, engine="podman", on_kill=self._publish_oom
+        )
 
     async def close(self) -> None:
         """Stop the helpers, close the client, stop a service the engine started."""
-        self._kmsg_stop.set()
+        if self._oom_watch is not None:
+            self._oom_watch.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -596,10 +592,12 @@ class PodmanEngine(Engine):
         started = _whole_seconds(parse_time(state.get("StartedAt")))
         finished = _whole_seconds(parse_time(state.get("FinishedAt")))
         exited = status in (WorkloadState.EXITED, WorkloadState.DEAD)
-        oom = bool(state.get("OOMKilled"))
-        oom_at = self._oom.get(found["Id"])
-        if not oom and exited and oom_at is not None and started is not None:
-            oom = oom_at >= started.timestamp() - 1
+        oom = bool(state.get("OOMKilled")) or (
+            exited
+            and started is not None
+            and self._oom_watch is not None
+            and self._oom_watch.killed_since(found["Id"], started.timestamp())
+        )
         health = (state.get("Health") or state.get("Healthcheck") or {}).get("Status")
         return WorkloadInfo(
             name=labels.get(NAME_LABEL) or str(found.get("Name", "")),
@@ -656,7 +654,7 @@ class PodmanEngine(Engine):
             finished_at=datetime.fromtimestamp(ended, UTC) if exited and ended > 0 else None,
             health=dockerapi.health_of(status) if status in ("healthy", "unhealthy", "starting") else Health.NONE,
             restart_count=int(summary.get("Restarts") or 0),
-            oom_killed=exited and summary["Id"] in self._oom,
+            oom_killed=exited and self._oom_watch is not None and summary["Id"] in self._oom_watch.killed,
         )
 
     async def list_managed(self) -> list[WorkloadInfo]:
@@ -761,33 +759,6 @@ class PodmanEngine(Engine):
         if labels.get(MANAGED_LABEL) != self.context.agent_id:
             return None
         return str(labels.get(NAME_LABEL) or (found or {}).get("Name"))
-
-    def _kmsg_loop(self, loop: asyncio.AbstractEventLoop) -> None:
-        try:
-            fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
-        except OSError as error:
-            log.warning("cannot read /dev/kmsg (%s): OOM kills of podman workloads will not be reported", error)
-            return
-        try:
-            os.lseek(fd, 0, os.SEEK_END)
-            while not self._kmsg_stop.is_set():
-                ready, _, _ = select.select([fd], [], [], 0.5)
-                if not ready:
-                    continue
-                try:
-                    record = os.read(fd, 8192).decode("utf-8", "replace")
-                except BlockingIOError:
-                    continue
-                except OSError:  # EPIPE: records were overwritten; go on from the next one
-                    continue
-                match = _OOM_LINE.search(record)
-                if match:
-                    container_id = match.group(1)
-                    self._oom[container_id] = time.time()
-                    with contextlib.suppress(RuntimeError):
-                        asyncio.run_coroutine_threadsafe(self._publish_oom(container_id), loop)
-        finally:
-            os.close(fd)
 
     async def _publish_oom(self, container_id: str) -> None:
         name = await self._name_of(container_id)
