@@ -3,7 +3,7 @@ bundle with no variant for this architecture refused before anything reaches the
 
 They live here, with the cross-package tests, because core's own tests run in an
 environment holding core alone (no engine plugin). They reuse the bundle helpers of
-core's tests (``core/tests/test_bundle_lib.py``).
+fogwire_bundle.testing.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core" / "tests"))
 from fogwire_bundle.errors import BundleError
 from fogwire_bundle.importer import EngineTarget, import_bundle
 from fogwire_bundle.oci import machine_platform
-from test_bundle_lib import Image, layout_bundle, make_koffer_bundle, random_layer, unique
+from fogwire_bundle.testing import Image, layout_bundle, make_koffer_bundle, random_layer, unique
 
 from fogwire.engine import EngineContext, WorkloadSpec, WorkloadState
 from fogwire.plugins import PluginHost

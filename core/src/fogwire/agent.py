@@ -31,7 +31,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ from fogwire.model.desired import DesiredState, assemble
 from fogwire.paths import Paths, default_paths
 from fogwire.payloads import DESIRED_STATE, IOFOG_DOCUMENTS, Documents
 from fogwire.plugins import Kind, PluginHost
-from fogwire.reconcile import Outcome, PassResult, Plan, Reconciler
+from fogwire.reconcile import MicroserviceStatus, Outcome, PassResult, Plan, Reconciler
 from fogwire.resolve import device_arch
 from fogwire.services import AgentService, ServiceContext
 from fogwire.sinks import ReloadSink, SinkContext
@@ -106,6 +106,18 @@ class _Handle:
     async def add_event(self, kind: str, detail: str) -> None:
         """Record an event for ``fogwire status``."""
         await self._running.store.call(self._running.store.add_event, None, kind, detail)
+
+    def statuses(self) -> list[MicroserviceStatus]:
+        """Each microservice as last seen, without asking the engine."""
+        return self._running.reconciler.statuses(self._running.desired)
+
+    async def prune(self) -> list[str]:
+        """Prune unused images now."""
+        return await self._agent.prune()
+
+    def set_pruning_frequency(self, hours: int) -> None:
+        """Prune every ``hours`` hours from now on (0: never)."""
+        self._agent.set_pruning_frequency(hours)
 
 
 class Agent:
@@ -185,6 +197,8 @@ class Agent:
         self._pass_waiters: list[tuple[int, asyncio.Future[PassResult]]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_task: asyncio.Task[None] | None = None
+        self._prune_task: asyncio.Task[None] | None = None
+        self._pruning_hours = int(self.profile.pruning_frequency)
 
     @classmethod
     def from_config(cls, config: AgentConfig, paths: Paths, **kwargs: Any) -> Agent:
@@ -263,7 +277,12 @@ class Agent:
         name = self._source_spec
         factory = self.plugins.source_factory(name, IOFOG_DOCUMENTS, AGENT)
         context = SourceContext(
-            self.paths.state_dir, self.paths.run_dir, self._source_options, self.environ, self.converter
+            self.paths.state_dir,
+            self.paths.run_dir,
+            self._source_options,
+            self.environ,
+            self.converter.unstructure(self.profile),
+            self.converter,
         )
         return self.plugins.build("config_source", name, factory, context)
 
@@ -363,6 +382,7 @@ class Agent:
         """
         async with self.session():
             running = self.running
+            handle = _Handle(self, running)
             server = None
             tasks: list[asyncio.Task[Any]] = []
             try:
@@ -375,11 +395,22 @@ class Agent:
                 tasks = [
                     asyncio.create_task(self._watch_source(running), name="fogwire-source"),
                     asyncio.create_task(self._watch_engine(running), name="fogwire-engine-events"),
-                    asyncio.create_task(self._prune_loop(), name="fogwire-prune"),
                     asyncio.create_task(self._watchdog_loop(running), name="fogwire-watchdog"),
                 ]
+                self._prune_task = asyncio.create_task(self._prune_loop(), name="fogwire-prune")
+                tasks.append(self._prune_task)
+                if running.source is not None:
+                    source = running.source
+                    tasks.append(
+                        asyncio.create_task(
+                            self._keep_running(running, f"config source {source.name}", lambda: source.serve(handle)),
+                            name="fogwire-source-serve",
+                        )
+                    )
                 tasks += [
-                    asyncio.create_task(self._run_service(running, s), name=f"fogwire-service-{s.name}")
+                    asyncio.create_task(
+                        self._keep_running(running, f"agent service {s.name}", s.run), name=f"fogwire-service-{s.name}"
+                    )
                     for s in running.services
                 ]
                 self._wake_up(changed=True)
@@ -389,7 +420,7 @@ class Agent:
             finally:
                 sd_notify("STOPPING=1", self.environ)
                 self.started.clear()
-                everything = [*tasks, *([self._loop_task] if self._loop_task else [])]
+                everything = [*tasks, *(t for t in (self._loop_task, self._prune_task) if t is not None)]
                 for task in everything:
                     task.cancel()
                 await asyncio.gather(*everything, return_exceptions=True)
@@ -543,20 +574,20 @@ class Agent:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 60.0)
 
-    async def _run_service(self, running: Running, service: AgentService) -> None:
-        """Run an agent service; one that fails is logged, recorded and run again after a backoff."""
+    async def _keep_running(self, running: Running, what: str, work: Callable[[], Awaitable[None]]) -> None:
+        """Run ``work`` (a service, a source's serve); one that fails is logged, recorded and run again after a backoff."""
         delay = 1.0
         while not self._stopping.is_set():
             started = time.monotonic()
             try:
-                await service.run()
+                await work()
                 return
             except asyncio.CancelledError:
                 raise
             except Exception as error:
                 reason = f"{type(error).__name__}: {error}"
-                log.warning("agent service %s failed (%s); running it again in %.0fs", service.name, reason, delay)
-                await running.store.call(running.store.add_event, None, "service-failed", f"{service.name}: {reason}")
+                log.warning("%s failed (%s); running it again in %.0fs", what, reason, delay)
+                await running.store.call(running.store.add_event, None, "service-failed", f"{what}: {reason}")
             if time.monotonic() - started > 60:
                 delay = 1.0
             await asyncio.sleep(delay)
@@ -577,8 +608,15 @@ class Agent:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 60.0)
 
+    def set_pruning_frequency(self, hours: int) -> None:
+        """Prune every ``hours`` hours from now on (0: never); the period starts again now."""
+        self._pruning_hours = max(0, int(hours))
+        if self._prune_task is not None and not self._prune_task.done():
+            self._prune_task.cancel()
+            self._prune_task = asyncio.create_task(self._prune_loop(), name="fogwire-prune")
+
     async def _prune_loop(self) -> None:
-        hours = self.profile.pruning_frequency
+        hours = self._pruning_hours
         if hours <= 0:
             return
         while True:

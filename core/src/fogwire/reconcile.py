@@ -161,6 +161,9 @@ class MicroserviceStatus:
     last_error: str | None
     image: str | None
     config_hash: str | None
+    container_id: str | None = None
+    started_at: float | None = None
+    """When the workload last started (epoch seconds), if known."""
 
 
 class Reconciler:
@@ -763,6 +766,8 @@ class Reconciler:
                     last_error=record.last_error,
                     image=w.image if w else None,
                     config_hash=w.labels.get(CONFIG_HASH_LABEL) if w else None,
+                    container_id=w.id if w else None,
+                    started_at=w.started_at.timestamp() if w and w.started_at else None,
                 )
             )
         return out

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import cattrs
 
     from fogwire.engine import Engine
+    from fogwire.reconcile import MicroserviceStatus
 
 
 class AgentHandle(Protocol):
@@ -37,6 +38,15 @@ class AgentHandle(Protocol):
 
     async def add_event(self, kind: str, detail: str) -> None:
         """Record an event that ``fogwire status`` shows (``kind`` is a short word such as ``bundle-imported``)."""
+
+    def statuses(self) -> list[MicroserviceStatus]:
+        """Each microservice as the last pass and engine listing left it (no engine call: cheap to poll)."""
+
+    async def prune(self) -> list[str]:
+        """Remove images no microservice uses, now; return the removed references."""
+
+    def set_pruning_frequency(self, hours: int) -> None:
+        """Prune every ``hours`` hours from now on (0: never), replacing the agent config's ``pruningFrequency``."""
 
 
 @attrs.frozen

@@ -27,6 +27,8 @@ from fogwire.payloads import JSONValue
 if TYPE_CHECKING:
     import cattrs
 
+    from fogwire.services import AgentHandle
+
 P = TypeVar("P")
 P_co = TypeVar("P_co", covariant=True)
 
@@ -75,13 +77,16 @@ class SourceContext:
     ``options`` are the source's own settings (for ``file``: ``path``), plain data to
     structure with :func:`fogwire.convert.structure_options` on ``converter`` (the
     consumer's one converter); ``environ`` is the environment to read variables from
-    (tests pass their own).
+    (tests pass their own). ``profile`` is the consumer's own settings as plain data
+    with camelCase keys (the agent's current profile: ``controllerUrl``, ``arch``, …),
+    for a source that serves one consumer and reads its settings.
     """
 
     state_dir: Path
     run_dir: Path
     options: Mapping[str, Any] = attrs.field(factory=dict)
     environ: Mapping[str, str] = attrs.field(factory=dict)
+    profile: Mapping[str, Any] = attrs.field(factory=dict)
     converter: cattrs.Converter = attrs.field(factory=core_converter, repr=False, eq=False)
 
 
@@ -107,6 +112,15 @@ class ConfigSource(abc.ABC, Generic[P_co]):
 
         Implementations reconnect on their own after transport errors and yield a
         notice after every reconnect, so no update is missed while disconnected.
+        """
+
+    async def serve(self, agent: AgentHandle) -> None:
+        """Work the source does for the agent while it runs, beside delivering config; default: none.
+
+        The agent runs it once its parts are up, as it runs an agent service (an
+        exception is logged and recorded, and it runs again after a backoff). The
+        controller source reports the node's status through it. Consumers other
+        than the agent never call it.
         """
 
     async def close(self) -> None:

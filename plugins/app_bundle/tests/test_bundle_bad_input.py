@@ -20,7 +20,7 @@ from fogwire_bundle.errors import BundleError
 from fogwire_bundle.importer import RegistryTarget, Target, import_bundle
 from fogwire_bundle.layout import LayoutDir
 from fogwire_bundle.oci import canonical_json, sha256_hex
-from test_bundle_lib import (
+from fogwire_bundle.testing import (
     Image,
     build_layout,
     client_for,

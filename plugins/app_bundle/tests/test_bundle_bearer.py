@@ -22,7 +22,7 @@ from fogwire_bundle.create import create_bundle
 from fogwire_bundle.errors import BundleError
 from fogwire_bundle.importer import RegistryTarget, import_bundle
 from fogwire_bundle.registry import Credentials, RegistryClient
-from test_bundle_lib import Image, client_for, layout_bundle, prefix_fixture, random_layer
+from fogwire_bundle.testing import Image, client_for, layout_bundle, prefix_fixture, random_layer
 
 from harness import images, services
 

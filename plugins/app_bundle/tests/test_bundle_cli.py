@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_bundle_lib import Image, layout_bundle, prefix_fixture, random_layer
+from fogwire_bundle.testing import Image, layout_bundle, prefix_fixture, random_layer
 
 from harness import images, services
 

@@ -14,7 +14,7 @@ import pytest
 from fogwire_bundle.importer import RegistryTarget, import_bundle
 from fogwire_bundle.oci import DOCKER_MANIFEST, machine_platform
 from fogwire_bundle.reader import stage
-from test_bundle_lib import client_for, make_koffer_bundle, prefix_fixture
+from fogwire_bundle.testing import client_for, make_koffer_bundle, prefix_fixture
 
 from harness import images, services
 

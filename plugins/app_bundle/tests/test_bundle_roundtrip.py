@@ -23,7 +23,7 @@ from fogwire_bundle.importer import RegistryTarget, import_bundle
 from fogwire_bundle.oci import INDEX_TYPES, OCI_INDEX, Platform
 from fogwire_bundle.progress import Progress
 from fogwire_bundle.registry import UPLOAD_CHUNK, RegistryClient
-from test_bundle_lib import (
+from fogwire_bundle.testing import (
     Image,
     build_layout,
     client_for,

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 from fogwire_bundle.importer import ImportResult, RegistryTarget, import_bundle
+from fogwire_bundle.testing import Image, client_for, layout_bundle, prefix_fixture, random_layer
 from fogwire_bundle.watch import BundleWatcher
-from test_bundle_lib import Image, client_for, layout_bundle, prefix_fixture, random_layer
 
 from harness import services
 

@@ -12,6 +12,8 @@
         configSource: {name: file, options: {path: /etc/fogwire/desired.yaml}}
         reloadSinks: []
         services: []                     # e.g. [{name: bundle-watch, options: {dir: /var/lib/fogwire/bundles-inbox}}]
+        controllerUrl: null              # with configSource {name: controller}: https://controller:51121/api/v3/
+        controllerCert: null             # CA file or PEM of a controller behind a private CA
 """
 
 from __future__ import annotations
@@ -59,6 +61,17 @@ class Profile:
     watchdog_enabled: bool = False
     arch: str = "auto"
     controller_url: str | None = None
+    """The ioFog Controller's API base (``https://host:51121/api/v3/``), for the ``controller`` source."""
+    controller_cert: str | None = None
+    """A CA certificate (file path or PEM text) that the controller's HTTPS certificate is verified with."""
+    change_frequency: PositiveInt = PositiveInt(20)
+    """Seconds between polls of the controller for changes (the controller's own value wins once fetched)."""
+    status_frequency: PositiveInt = PositiveInt(10)
+    """Seconds between status reports to the controller (the controller's own value wins once fetched)."""
+    available_disk_threshold: NonNegativeInt = NonNegativeInt(20)
+    """Percent of free disk under which the agent records an event (and reports the violation)."""
+    network_interface: str = "dynamic"
+    """The interface whose address is reported to the controller (``dynamic``: the default route's)."""
     upgrade_scan_frequency: NonNegativeInt = NonNegativeInt(24)
     disk_directory: str | None = None
     agent_id: str = "fogwire"

@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from fogwire_bundle.archive import Format, pack
 from fogwire_bundle.layout import BlobInfo, BundleImage, LayoutDir
 from fogwire_bundle.oci import OCI_MANIFEST, canonical_json, sha256_hex
 from fogwire_bundle.registry import Credentials, RegistryClient
-
 from harness import services
 
 LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
