@@ -434,6 +434,12 @@ class Reconciler:
 
             outcomes = await asyncio.gather(*(guarded(a) for a in plan.actions))
             await self._forget_gone(desired)
+            if plan.actions:
+                # what the pass made is what status readers (the controller's reports) see next, not the list before it
+                try:
+                    await self.list_actual()
+                except Exception as error:
+                    log.debug("listing workloads after the pass failed: %s", error)
             self.progress = time.monotonic()
             return PassResult(plan, tuple(outcomes), self._writes - writes_before, time.monotonic() - started, serial)
 

@@ -107,6 +107,7 @@ class ControllerSource(ConfigSource[Documents]):
         self._wanted: list[str] = []
         self._report_now = asyncio.Event()
         self._disk_low = False
+        self._first_seen: dict[tuple[str, str], float] = {}
 
     # ------------------------------------------------------------------ parts
 
@@ -399,7 +400,7 @@ class ControllerSource(ConfigSource[Documents]):
         now = time.time()
         device = probe.read()
         body = status_body(
-            entries=microservice_entries(statuses, self._wanted, self._rejected, now),
+            entries=microservice_entries(statuses, self._wanted, self._rejected, now, self._first_seen),
             device=device,
             started_at=self.started_at,
             version=f"fogwire {fogwire.__version__}",

@@ -52,10 +52,20 @@ def controller_word(ms: MicroserviceStatus) -> str:
 
 
 def microservice_entries(
-    statuses: Iterable[MicroserviceStatus], wanted: Iterable[str], rejected: Mapping[str, str], now: float
+    statuses: Iterable[MicroserviceStatus],
+    wanted: Iterable[str],
+    rejected: Mapping[str, str],
+    now: float,
+    first_seen: dict[tuple[str, str], float] | None = None,
 ) -> list[dict[str, Any]]:
-    """One ``microserviceStatus`` entry per microservice the controller listed (``wanted``) and each one rejected."""
+    """One ``microserviceStatus`` entry per microservice the controller listed (``wanted``) and each one rejected.
+
+    An engine's listing may not carry start times (docker's does not): ``first_seen``
+    (kept by the caller) then gives the time a container was first seen, so
+    ``startTime`` and ``operatingDuration`` still mean something.
+    """
     by_name = {s.name: s for s in statuses}
+    seen = {} if first_seen is None else first_seen
     out: list[dict[str, Any]] = []
     for uuid in sorted(set(wanted)):
         ms = by_name.get(uuid)
@@ -64,7 +74,10 @@ def microservice_entries(
             continue
         word = controller_word(ms)
         error = ms.last_error or "" if word == "FAILED" else ""
-        out.append(_entry(uuid, ms.container_id or "", word, ms.started_at if word == "RUNNING" else None, now, error))
+        started = ms.started_at
+        if started is None and ms.container_id:
+            started = seen.setdefault((uuid, ms.container_id), now)
+        out.append(_entry(uuid, ms.container_id or "", word, started if word == "RUNNING" else None, now, error))
     for uuid, reason in sorted(rejected.items()):
         out.append(_entry(uuid, "", "FAILED", None, now, reason))
     return out

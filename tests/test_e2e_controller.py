@@ -1,0 +1,211 @@
+"""A fogwire node managed by a controller, end to end on every installed engine.
+
+An operator at work on the stand-in controller's user side: a node is created and
+provisioned, two microservices are deployed and run (and are reported RUNNING), an
+env var changes (the workload is replaced), one is deleted (removed), one with an
+image that does not exist is reported FAILED with the reason, and the registry
+password the controller hands out never shows in the agent's status or logs.
+The agent is a real :class:`fogwire.Agent` on a real engine; the stand-in follows
+``controller-agent-api.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from fogwire_config_controller import credentials
+from fogwire_config_controller.client import ControllerClient
+from fogwire_config_controller.testing import StandInController
+
+from fogwire.agent import Agent
+from fogwire.engine import EngineContext, WorkloadState
+from fogwire.model.agent_config import PluginSelection, Profile
+from fogwire.paths import Paths
+from fogwire.plugins import PluginHost
+from harness import agents, images, services
+
+ENGINES = agents.installed_engines()
+SLEEP = ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]
+T = TypeVar("T")
+
+
+async def eventually(
+    check: Callable[[], Any], what: str, timeout: float = 60.0, seen: Callable[[], Any] | None = None
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            shown = f"; last seen: {seen()}" if seen is not None else ""
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{shown}")
+        await asyncio.sleep(0.2)
+
+
+class Node:
+    """One test's node: paths, agent id, the stand-in, engine access."""
+
+    def __init__(self, kind: str, tmp: Path, controller: StandInController) -> None:
+        self.kind = kind
+        self.url = services.engine_url(kind)
+        self.controller = controller
+        self.agent_id = f"t14-{uuid.uuid4().hex[:6]}"
+        self.paths = Paths(tmp / "config.yaml", tmp / "state", tmp / "log", tmp / "run")
+        self.host = PluginHost()
+        self.uuid = ""
+
+    async def provision(self) -> str:
+        self.uuid = self.controller.create_node(self.agent_id)
+        key = self.controller.provisioning_key(self.uuid)
+        client = ControllerClient(self.controller.url)
+        answer = (await client.request("POST", "agent/provision", {"key": key, "type": 1}, authenticated=False)).data
+        self.paths.ensure()
+        credentials.save(self.paths.state_dir, credentials.Credentials.from_answer(client.base, answer, 1))
+        return self.uuid
+
+    def agent(self) -> Agent:
+        profile = Profile(
+            container_engine=self.kind,
+            container_engine_url=self.url,
+            agent_id=self.agent_id,
+            controller_url=self.controller.url,
+            config_source=PluginSelection("controller"),
+            change_frequency=1,
+            status_frequency=1,
+        )
+        return Agent(
+            engine=self.kind,
+            profile=profile,
+            paths=self.paths,
+            plugins=self.host,
+            control_socket=False,
+            rollback_grace_s=1.0,
+            backoff_cap_s=1.0,
+        )
+
+    @contextlib.asynccontextmanager
+    async def engine(self) -> AsyncIterator[Any]:
+        context = EngineContext(
+            self.agent_id, self.paths.state_dir / "engine", self.paths.run_dir, self.paths.log_dir, url=self.url
+        )
+        engine = self.host.engine_factory(self.kind)(context)
+        await engine.start()
+        try:
+            yield engine
+        finally:
+            await engine.close()
+
+    async def actual(self) -> dict[str, Any]:
+        async with self.engine() as engine:
+            return {w.name: w for w in await engine.list_managed()}
+
+    async def cleanup(self) -> None:
+        async with self.engine() as engine:
+            for w in await engine.list_managed():
+                await engine.remove(w.name)
+
+    def reported(self, ms: str) -> dict[str, Any] | None:
+        return self.controller.reported(self.uuid)["microservices"].get(ms)
+
+
+@pytest.fixture(params=ENGINES)
+async def node(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Node]:
+    # both auth generations run: the token one on the first engine, EdDSA JWTs on the others
+    auth = "legacy" if request.param == ENGINES[0] else "jwt"
+    controller = StandInController(auth=auth)
+    await controller.start()
+    n = Node(request.param, tmp_path, controller)
+    try:
+        yield n
+    finally:
+        await n.cleanup()
+        await controller.close()
+
+
+async def test_an_operator_manages_a_node_through_the_controller(
+    node: Node, harness_images: images.TestImages, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    controller = node.controller
+    await node.provision()
+    registry = controller.add_registry(
+        f"http://{harness_images.registry}", harness_images.username, harness_images.password
+    )
+    web = controller.deploy(
+        node.uuid,
+        x86=harness_images.ref_v1,
+        arm=harness_images.ref_v1,
+        registry_id=registry,
+        cmd=SLEEP,
+        env=[{"key": "GREETING", "value": "hello"}],
+        config={"greeting": "hello"},
+    )
+    worker = controller.deploy(
+        node.uuid, x86=harness_images.ref_v1, arm=harness_images.ref_v1, registry_id=registry, cmd=SLEEP
+    )
+
+    async with agents.running(node.agent()) as agent:
+
+        async def both_running() -> bool:
+            actual = await node.actual()
+            reported = [node.reported(web), node.reported(worker)]
+            return {actual.get(web) and actual[web].state, actual.get(worker) and actual[worker].state} == {
+                WorkloadState.RUNNING
+            } and all(r is not None and r["status"] == "RUNNING" for r in reported)
+
+        await eventually(
+            both_running,
+            "both microservices to run and be reported RUNNING",
+            seen=lambda: (controller.reported(node.uuid), controller.requests[-5:]),
+        )
+        first = await node.actual()
+        assert controller.pending_changes(node.uuid) == [], "every change was acknowledged"
+        entry = node.reported(web)
+        assert entry is not None and entry["containerId"] and entry["startTime"] > 0
+        status = controller.reported(node.uuid)
+        assert status["daemonStatus"] == "RUNNING" and status["lastStatusTime"] > 0
+
+        controller.update(web, env=[{"key": "GREETING", "value": "changed"}])
+
+        async def replaced() -> bool:
+            w = (await node.actual()).get(web)
+            return (
+                w is not None
+                and w.state is WorkloadState.RUNNING
+                and w.labels["io.fogwire.config-hash"] != first[web].labels["io.fogwire.config-hash"]
+            )
+
+        await eventually(replaced, "the changed microservice to be replaced")
+
+        controller.delete(worker)
+
+        async def removed() -> bool:
+            return worker not in await node.actual()
+
+        await eventually(removed, "the deleted microservice to be removed")
+
+        broken = controller.deploy(
+            node.uuid, x86=f"{harness_images.registry}/fogwire/nothing-here:1", registry_id=registry, cmd=SLEEP
+        )
+
+        async def failed() -> dict[str, Any] | None:
+            entry = node.reported(broken)
+            return entry if entry is not None and entry["status"] == "FAILED" and entry["errorMessage"] else None
+
+        entry = await eventually(failed, "the broken microservice to be reported FAILED with its reason")
+        assert "nothing-here" in entry["errorMessage"]
+        assert node.reported(web) is not None and node.reported(web)["status"] == "RUNNING"
+
+        shown = json.dumps(await agent.status())
+        assert harness_images.password not in shown
+    assert harness_images.password not in caplog.text
