@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+import yaml
 from fogwire_config_controller import credentials
 from fogwire_config_controller.client import ControllerClient
 from fogwire_config_controller.testing import StandInController
@@ -72,6 +74,14 @@ class Node:
         self.paths.ensure()
         credentials.save(self.paths.state_dir, credentials.Credentials.from_answer(client.base, answer, 1))
         return self.uuid
+
+    def agent_with_socket(self) -> Agent:
+        """The agent as ``fogwire daemon`` runs it from the config file, serving the CLI socket."""
+        from fogwire.config import load_agent_config
+
+        return Agent.from_config(
+            load_agent_config(self.paths.config_file), self.paths, plugins=self.host, rollback_grace_s=1.0
+        )
 
     def agent(self) -> Agent:
         profile = Profile(
@@ -209,3 +219,78 @@ async def test_an_operator_manages_a_node_through_the_controller(
         shown = json.dumps(await agent.status())
         assert harness_images.password not in shown
     assert harness_images.password not in caplog.text
+
+
+async def _fogwire(node: Node, *args: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "fogwire.cli",
+        "--config",
+        str(node.paths.config_file),
+        "--state-dir",
+        str(node.paths.state_dir),
+        "--run-dir",
+        str(node.paths.run_dir),
+        "--log-dir",
+        str(node.paths.log_dir),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    return process.returncode or 0, out.decode(), err.decode()
+
+
+@pytest.mark.parametrize("kind", ENGINES[:1])
+async def test_provision_and_deprovision_from_the_cli(
+    kind: str, tmp_path: Path, harness_images: images.TestImages
+) -> None:
+    controller = StandInController(auth="jwt")
+    await controller.start()
+    node = Node(kind, tmp_path, controller)
+    try:
+        node.paths.ensure()
+        node.paths.config_file.write_text(
+            yaml.safe_dump(
+                {
+                    "currentProfile": "default",
+                    "profiles": {
+                        "default": {
+                            "containerEngine": kind,
+                            "containerEngineUrl": node.url,
+                            "agentId": node.agent_id,
+                            "controllerUrl": controller.url,
+                            "configSource": {"name": "controller"},
+                            "changeFrequency": 1,
+                            "statusFrequency": 1,
+                        }
+                    },
+                }
+            )
+        )
+        node.uuid = controller.create_node("cli-node")
+        code, _, err = await _fogwire(node, "provision", "nokey123")
+        assert code == 4 and "Invalid Provisioning Key" in err
+        code, out, _ = await _fogwire(node, "provision", controller.provisioning_key(node.uuid))
+        assert code == 0 and node.uuid in out
+        stored = credentials.load(node.paths.state_dir)
+        assert stored is not None and stored.secret not in out
+        assert oct(credentials.credentials_path(node.paths.state_dir).stat().st_mode & 0o777) == "0o600"
+        ms = controller.deploy(node.uuid, x86=harness_images.ref_v1, registry_id=2, cmd=SLEEP)
+        async with agents.running(node.agent_with_socket()):
+
+            async def running() -> bool:
+                w = (await node.actual()).get(ms)
+                return w is not None and w.state is WorkloadState.RUNNING
+
+            await eventually(running, "the microservice to run")
+            code, out, err = await _fogwire(node, "deprovision")
+            assert code == 0, err
+            assert "the controller at" in out and "was told" in out
+            assert await node.actual() == {}
+            assert credentials.load(node.paths.state_dir) is None
+            assert controller.nodes[node.uuid].deprovisioned
+    finally:
+        await node.cleanup()
+        await controller.close()
