@@ -277,7 +277,10 @@ async def test_provision_and_deprovision_from_the_cli(
         stored = credentials.load(node.paths.state_dir)
         assert stored is not None and stored.secret not in out
         assert oct(credentials.credentials_path(node.paths.state_dir).stat().st_mode & 0o777) == "0o600"
-        ms = controller.deploy(node.uuid, x86=harness_images.ref_v1, registry_id=2, cmd=SLEEP)
+        registry = controller.add_registry(
+            f"http://{harness_images.registry}", harness_images.username, harness_images.password
+        )
+        ms = controller.deploy(node.uuid, x86=harness_images.ref_v1, registry_id=registry, cmd=SLEEP)
         async with agents.running(node.agent_with_socket()):
 
             async def running() -> bool:
@@ -291,6 +294,33 @@ async def test_provision_and_deprovision_from_the_cli(
             assert await node.actual() == {}
             assert credentials.load(node.paths.state_dir) is None
             assert controller.nodes[node.uuid].deprovisioned
+    finally:
+        await node.cleanup()
+        await controller.close()
+
+
+@pytest.mark.parametrize("kind", ENGINES[:1])
+async def test_a_running_daemon_picks_up_a_provisioning_without_a_restart(
+    kind: str, tmp_path: Path, harness_images: images.TestImages
+) -> None:
+    controller = StandInController(auth="legacy")
+    await controller.start()
+    node = Node(kind, tmp_path, controller)
+    try:
+        async with agents.running(node.agent()):
+            await asyncio.sleep(1.5)  # running, not provisioned: nothing to do
+            await node.provision()
+            registry = controller.add_registry(
+                f"http://{harness_images.registry}", harness_images.username, harness_images.password
+            )
+            ms = controller.deploy(node.uuid, x86=harness_images.ref_v1, registry_id=registry, cmd=SLEEP)
+
+            async def running() -> bool:
+                w = (await node.actual()).get(ms)
+                reported = node.reported(ms) if controller.nodes[node.uuid].status else None
+                return w is not None and w.state is WorkloadState.RUNNING and bool(reported)
+
+            await eventually(running, "the microservice of the new provisioning to run and be reported")
     finally:
         await node.cleanup()
         await controller.close()
