@@ -29,7 +29,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
@@ -44,7 +43,7 @@ from fogwire.engine import Engine, EngineContext, EventKind, Health, LogLine
 from fogwire.errors import ConfigError, FogwireError, PluginLoadError, SourceError
 from fogwire.model.agent_config import AgentConfig, Profile
 from fogwire.model.desired import DesiredState, assemble
-from fogwire.paths import Paths, default_paths
+from fogwire.paths import Paths, default_paths, replace_file
 from fogwire.payloads import DESIRED_STATE, IOFOG_DOCUMENTS, Documents
 from fogwire.plugins import Kind, PluginHost
 from fogwire.reconcile import MicroserviceStatus, Outcome, PassResult, Plan, Reconciler
@@ -795,19 +794,8 @@ def pass_summary(result: PassResult) -> dict[str, Any]:
 
 
 def write_documents(path: Path, documents: list[Any]) -> None:
-    """Write ``documents`` as multi-document YAML to ``path`` atomically (temp file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = yaml.safe_dump_all(documents, sort_keys=False)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``documents`` as multi-document YAML to ``path`` atomically, mode 0600 (it may hold registry passwords)."""
+    replace_file(path, yaml.safe_dump_all(documents, sort_keys=False), mode=0o600)
 
 
 def remove_microservice(documents: list[Any], name: str) -> list[Any] | None:

@@ -8,6 +8,7 @@ is overridable by environment variable and by a CLI flag (flags win).
 from __future__ import annotations
 
 import os
+import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -87,3 +88,24 @@ def with_overrides(paths: Paths, **overrides: str | os.PathLike[str] | None) -> 
     """``paths`` with the given (flag) values replacing the environment and defaults."""
     changes = {key: Path(value) for key, value in overrides.items() if value}
     return attrs.evolve(paths, **changes)
+
+
+def replace_file(path: Path, text: str, mode: int = 0o644) -> None:
+    """Make ``path`` hold ``text`` (mode ``mode``), atomically: a reader sees the old or the new file, never half.
+
+    Written to a temporary file beside it, flushed to disk, then renamed over it;
+    the directory is made when missing. On any failure the temporary file goes
+    and ``path`` is untouched.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import signal
 import tempfile
 import time
@@ -34,6 +33,7 @@ from typing import Any
 import attrs
 
 from fogwire.errors import ConfigError, FogwireError, SourceError
+from fogwire.paths import replace_file
 from fogwire.payloads import JSONValue
 from fogwire.sinks import ApplyReport, Outcome, ReloadSink, SinkContext
 from fogwire.sources import ConfigSource, SourceContext
@@ -102,20 +102,7 @@ def management_url_for(config: RouterConfig) -> str | None:
 
 def write_atomically(path: Path, config: RouterConfig, converter: Any = None) -> None:
     """Write ``config`` as skrouterd's JSON list to ``path`` via a temporary file and rename."""
-    text = json.dumps(unstructure_skrouterd_list(config, converter), indent=4) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
+    replace_file(path, json.dumps(unstructure_skrouterd_list(config, converter), indent=4) + "\n")
 
 
 class RouterSupervisor:

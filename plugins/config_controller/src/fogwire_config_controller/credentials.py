@@ -17,18 +17,21 @@ No secret is ever in a ``repr``, a log line or an error text.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import os
 import secrets
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import attrs
+from jwt import PyJWS
+from jwt.algorithms import Algorithm
 
 from fogwire.errors import SourceError
+from fogwire.paths import replace_file
 
 JWT_ISSUER = "https://edgelet.default.svc.bridge.local"
 """The ``iss`` edgelet signs controller tokens with."""
@@ -113,17 +116,7 @@ def save(state_dir: Path, credentials: Credentials) -> Path:
         "fogType": credentials.fog_type,
         "provisionedAt": credentials.provisioned_at,
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".credentials.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    replace_file(path, json.dumps(data), mode=0o600)
     return path
 
 
@@ -145,12 +138,50 @@ def identity(state_dir: Path) -> tuple[int, int, int] | None:
     return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+class _Ed25519(Algorithm):
+    """EdDSA over Ed25519 with PyNaCl, so PyJWT frames and checks the token without ``cryptography``."""
+
+    def prepare_key(self, key: Any) -> Any:
+        """A PyNaCl ``SigningKey`` (to sign) or ``VerifyKey`` (to verify), as given."""
+        return key
+
+    def sign(self, msg: bytes, key: Any) -> bytes:
+        """The 64-byte Ed25519 signature of ``msg``."""
+        signature: bytes = key.sign(msg).signature
+        return signature
+
+    def verify(self, msg: bytes, key: Any, sig: bytes) -> bool:
+        """Whether ``sig`` is ``key``'s signature of ``msg``."""
+        import nacl.exceptions
+
+        try:
+            key.verify(msg, sig)
+        except nacl.exceptions.BadSignatureError:
+            return False
+        return True
+
+    @staticmethod
+    def to_jwk(key_obj: Any, as_dict: bool = False) -> Any:
+        """Not needed: keys come from the provision answer."""
+        raise NotImplementedError
+
+    @staticmethod
+    def from_jwk(jwk: Any) -> Any:
+        """Not needed: :func:`signing_key` reads the provisioned JWK."""
+        raise NotImplementedError
 
 
+@functools.cache
+def jws() -> PyJWS:
+    """PyJWT's JWS codec with EdDSA (PyNaCl) as its only algorithm."""
+    codec = PyJWS(algorithms=[])
+    codec.register_algorithm("EdDSA", _Ed25519())
+    return codec
+
+
+@functools.lru_cache(maxsize=4)
 def signing_key(private_key: str) -> Any:
-    """The PyNaCl signing key in a provisioned ``privateKey`` (base64 of an Ed25519 JWK)."""
+    """The PyNaCl signing key in a provisioned ``privateKey`` (base64 of an Ed25519 JWK); decoded once."""
     import nacl.signing
 
     try:
@@ -173,7 +204,7 @@ def sign_jwt(private_key: str, node_uuid: str, audience: str, now: float | None 
 
     The claims are edgelet's (``internal/auth/jwt.go``): ``iss`` the bridge name,
     ``aud`` the controller URL, ``iat``/``nbf`` now, ``exp`` 10 minutes on, and
-    ``jti`` the base32 SHA-256 of the claims and a random nonce.
+    ``jti`` the base32 SHA-256 of the claims and a random nonce. PyJWT frames it.
     """
     issued = int(time.time() if now is None else now)
     claims: dict[str, Any] = {
@@ -188,7 +219,5 @@ def sign_jwt(private_key: str, node_uuid: str, audience: str, now: float | None 
     nonce = secrets.token_hex(16)
     digest = hashlib.sha256(json.dumps({"claims": claims, "nonce": nonce}, sort_keys=True).encode()).digest()
     claims["jti"] = base64.b32encode(digest).decode().rstrip("=")
-    head = _b64url(json.dumps({"alg": "EdDSA", "typ": "JWT"}, separators=(",", ":")).encode())
-    body = _b64url(json.dumps(claims, separators=(",", ":")).encode())
-    signature = signing_key(private_key).sign(f"{head}.{body}".encode()).signature
-    return f"{head}.{body}.{_b64url(signature)}"
+    payload = json.dumps(claims, separators=(",", ":")).encode()
+    return jws().encode(payload, signing_key(private_key), algorithm="EdDSA", headers={"typ": "JWT"})

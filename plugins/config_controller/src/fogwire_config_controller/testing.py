@@ -118,10 +118,6 @@ def _parse_iso(value: str) -> float:
     return datetime.strptime(value.replace("Z", "+0000"), "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
 
 
-def _b64url_decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 @attrs.define
 class ChangeRow:
     """One row of the controller's change-event table."""
@@ -512,18 +508,20 @@ class StandInController:
             return failed if node is None else node
         if not header.startswith("Bearer "):
             return failed
-        try:
-            head, payload, signature = header.removeprefix("Bearer ").split(".")
-            claims = json.loads(_b64url_decode(payload))
-            header_fields = json.loads(_b64url_decode(head))
-            node = self.nodes.get(str(claims.get("sub")))
-            if node is None or node.public_key is None or header_fields.get("alg") != "EdDSA":
-                return failed
-            import nacl.exceptions
-            import nacl.signing
+        import jwt
+        import nacl.signing
 
-            nacl.signing.VerifyKey(node.public_key).verify(f"{head}.{payload}".encode(), _b64url_decode(signature))
-        except (ValueError, TypeError, nacl.exceptions.BadSignatureError):
+        from fogwire_config_controller.credentials import jws
+
+        token = header.removeprefix("Bearer ")
+        try:
+            unverified = json.loads(jws().decode_complete(token, options={"verify_signature": False})["payload"])
+            node = self.nodes.get(str(unverified.get("sub")))
+            if node is None or node.public_key is None:
+                return failed
+            verified = jws().decode_complete(token, nacl.signing.VerifyKey(node.public_key), algorithms=["EdDSA"])  # type: ignore[arg-type]  # a PyNaCl key, for the PyNaCl algorithm
+            claims = json.loads(verified["payload"])
+        except (jwt.InvalidTokenError, ValueError, AttributeError):
             return failed
         now = time.time()
         if claims.get("tokenUse") != "controller" or not claims.get("jti"):
