@@ -54,6 +54,11 @@ async def eventually(
         await asyncio.sleep(0.2)
 
 
+def add_harness_registry(controller: StandInController, test_images: images.TestImages) -> int:
+    """The harness registry (plain http, with credentials) as a user registry at the controller; its id."""
+    return controller.add_registry(f"http://{test_images.registry}", test_images.username, test_images.password)
+
+
 class Node:
     """One test's node: paths, agent id, the stand-in, engine access."""
 
@@ -148,9 +153,7 @@ async def test_an_operator_manages_a_node_through_the_controller(
     caplog.set_level(logging.DEBUG)
     controller = node.controller
     await node.provision()
-    registry = controller.add_registry(
-        f"http://{harness_images.registry}", harness_images.username, harness_images.password
-    )
+    registry = add_harness_registry(controller, harness_images)
     web = controller.deploy(
         node.uuid,
         x86=harness_images.ref_v1,
@@ -277,9 +280,7 @@ async def test_provision_and_deprovision_from_the_cli(
         stored = credentials.load(node.paths.state_dir)
         assert stored is not None and stored.secret not in out
         assert oct(credentials.credentials_path(node.paths.state_dir).stat().st_mode & 0o777) == "0o600"
-        registry = controller.add_registry(
-            f"http://{harness_images.registry}", harness_images.username, harness_images.password
-        )
+        registry = add_harness_registry(controller, harness_images)
         ms = controller.deploy(node.uuid, x86=harness_images.ref_v1, registry_id=registry, cmd=SLEEP)
         async with agents.running(node.agent_with_socket()):
 
@@ -310,9 +311,7 @@ async def test_a_running_daemon_picks_up_a_provisioning_without_a_restart(
         async with agents.running(node.agent()):
             await asyncio.sleep(1.5)  # running, not provisioned: nothing to do
             await node.provision()
-            registry = controller.add_registry(
-                f"http://{harness_images.registry}", harness_images.username, harness_images.password
-            )
+            registry = add_harness_registry(controller, harness_images)
             ms = controller.deploy(node.uuid, x86=harness_images.ref_v1, registry_id=registry, cmd=SLEEP)
 
             async def running() -> bool:

@@ -108,6 +108,7 @@ class ControllerSource(ConfigSource[Documents]):
         self._report_now = asyncio.Event()
         self._disk_low = False
         self._first_seen: dict[tuple[str, str], float] = {}
+        self._credentials: tuple[Any, creds_store.Credentials | None] = (None, None)
 
     # ------------------------------------------------------------------ parts
 
@@ -130,6 +131,13 @@ class ControllerSource(ConfigSource[Documents]):
             self._client_for = key
         return self._client
 
+    def credentials(self) -> creds_store.Credentials | None:
+        """The stored credentials, read again only when the file changed (a stat per call)."""
+        identity = creds_store.identity(self.context.state_dir)
+        if identity != self._credentials[0]:
+            self._credentials = (identity, creds_store.load(self.context.state_dir) if identity else None)
+        return self._credentials[1]
+
     async def _event(self, kind: str, detail: str) -> None:
         log.info("%s: %s", kind, detail)
         if self.agent is not None:
@@ -143,7 +151,7 @@ class ControllerSource(ConfigSource[Documents]):
         deprovisioned = await asyncio.to_thread(state.get, "deprovisioned")
         if deprovisioned is not None:
             return ConfigSnapshot.of(f"controller (deprovisioned: {deprovisioned})", [])
-        credentials = await asyncio.to_thread(creds_store.load, self.context.state_dir)
+        credentials = self.credentials()
         if credentials is None:
             raise SourceError("the node is not provisioned: run 'fogwire provision KEY' (see docs/controller.md)")
         snapshot = await asyncio.to_thread(state.snapshot)
@@ -167,14 +175,14 @@ class ControllerSource(ConfigSource[Documents]):
         next_poll = 0.0
         failures = 0
         while True:
-            identity = await asyncio.to_thread(creds_store.identity, self.context.state_dir)
+            identity = creds_store.identity(self.context.state_dir)
             if identity != last_identity or not started:
                 last_identity = identity
                 if await self._credentials_changed(state) or started:
                     yield ChangeNotice("the node's provisioning changed")
                 started = True
                 next_poll, failures = 0.0, 0
-            credentials = await asyncio.to_thread(creds_store.load, self.context.state_dir)
+            credentials = self.credentials()
             if credentials is None or time.monotonic() < next_poll:
                 await asyncio.sleep(0.5 if credentials is None else min(1.0, max(0.05, next_poll - time.monotonic())))
                 continue
@@ -202,7 +210,7 @@ class ControllerSource(ConfigSource[Documents]):
 
     async def _credentials_changed(self, state: ControllerState) -> bool:
         """Adopt new (or no) credentials; ``True`` when the desired state may differ now."""
-        credentials = await asyncio.to_thread(creds_store.load, self.context.state_dir)
+        credentials = self.credentials()
         self._unauthorized.clear()
         if credentials is None:
             return False
@@ -362,7 +370,7 @@ class ControllerSource(ConfigSource[Documents]):
         next_report = 0.0
         probe: DeviceProbe | None = None
         while True:
-            credentials = await asyncio.to_thread(creds_store.load, self.context.state_dir)
+            credentials = self.credentials()
             statuses = agent.statuses()
             signature = (
                 tuple((s.name, controller_word(s), s.container_id) for s in statuses if s.name in self._wanted),
