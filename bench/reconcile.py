@@ -192,26 +192,26 @@ def proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def bench_idle(idle_seconds: float, work: Path) -> dict[str, Any]:
-    """The daemon on the containerd plugin (external harness containerd), idle with an empty desired state."""
+def bench_idle(
+    idle_seconds: float, work: Path, profile: dict[str, Any] | None = None, extra_packages: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """The daemon on the containerd plugin (external harness containerd), idle with an empty desired state.
+
+    ``profile`` adds to (or replaces) the agent-config profile's keys, e.g. another
+    ``configSource``; the daemon's state dir is ``work / "s"``.
+    """
     url = services.start_containerd().url
     desired = work / "desired.yaml"
     desired.write_text("")
     config = work / "config.yaml"
-    config.write_text(
-        json.dumps(
-            {
-                "profiles": {
-                    "default": {
-                        "containerEngine": "containerd",
-                        "containerEngineUrl": url,
-                        "agentId": f"bench-idle-{uuid.uuid4().hex[:6]}",
-                        "configSource": {"name": "file", "options": {"path": str(desired)}},
-                    }
-                }
-            }
-        )
-    )
+    settings: dict[str, Any] = {
+        "containerEngine": "containerd",
+        "containerEngineUrl": url,
+        "agentId": f"bench-idle-{uuid.uuid4().hex[:6]}",
+        "configSource": {"name": "file", "options": {"path": str(desired)}},
+        **(profile or {}),
+    }
+    config.write_text(json.dumps({"profiles": {"default": settings}}))
     flags = [
         "--config",
         str(config),
@@ -225,7 +225,7 @@ def bench_idle(idle_seconds: float, work: Path) -> dict[str, Any]:
     # Bytecode as an installed package has it: a stale .pyc (a source edited since, and
     # PYTHONDONTWRITEBYTECODE set) is compiled in the daemon on every start, which
     # leaves up to 3 MiB of freed compiler memory in its heap.
-    packages = ("fogwire", "fogwire_engine_containerd")
+    packages = ("fogwire", "fogwire_engine_containerd", *extra_packages)
     find = f"import importlib.util as u; print(*[p for n in {packages!r} for p in u.find_spec(n).submodule_search_locations], sep='\\n')"
     dirs = subprocess.run([sys.executable, "-c", find], check=True, capture_output=True, text=True).stdout.split()
     subprocess.run([sys.executable, "-m", "compileall", "-q", *dirs], check=True, stdout=subprocess.DEVNULL)

@@ -111,6 +111,47 @@ BENCHMARKS: dict[str, tuple[list[str], list[Row]]] = {
             Row("idle daemon CPU", _get("idle_cpu_percent"), "%", "< 1 %", lambda d: d["idle_cpu_percent"] < 1),
         ],
     ),
+    "controller": (
+        [],
+        [
+            Row(
+                "controller poll answer → first create, 30 new",
+                _get("react_ms"),
+                "ms",
+                "< 100 ms",
+                lambda d: d["react_ms"] < 100,
+                _get("apply_ms"),
+                "Agent.apply → first create",
+            ),
+            Row(
+                "idle daemon RSS, controller source",
+                _get("idle_rss_mib"),
+                "MiB",
+                "< 45 MiB",
+                lambda d: d["idle_rss_mib"] < 45,
+                _get("file_idle_rss_mib"),
+                "file source",
+            ),
+            Row(
+                "idle daemon CPU, controller source (5 s / 5 s)",
+                _get("idle_cpu_percent"),
+                "%",
+                "< 1 %",
+                lambda d: d["idle_cpu_percent"] < 1,
+                _get("file_idle_cpu_percent"),
+                "file source",
+            ),
+            Row(
+                "build + send a status of 100",
+                _get("status_ms"),
+                "ms",
+                "< 10 ms",
+                lambda d: d["status_ms"] < 10,
+                _get("bare_put_ms"),
+                "bare http.client PUT",
+            ),
+        ],
+    ),
     "engine_start": (
         ["--engine", "containerd"],
         [

@@ -30,7 +30,7 @@ def fogwire_register_config_sources(registry: SourceRegistry) -> None:
         _controller,
         produces=IOFOG_DOCUMENTS,
         description="desired state from an ioFog / PoT Controller (provision, change polling, status reports)",
-        requires=("nacl", "jwt"),
+        requires=("nacl",),
     )
 
 

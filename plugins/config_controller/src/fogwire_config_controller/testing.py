@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 import secrets
 import string
@@ -42,7 +43,51 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import attrs
+import jwt
+import jwt.algorithms
 from aiohttp import web
+
+
+class _Ed25519(jwt.algorithms.Algorithm):
+    """EdDSA over Ed25519 with PyNaCl, so PyJWT frames and checks the token without ``cryptography``."""
+
+    def prepare_key(self, key: Any) -> Any:
+        """A PyNaCl ``SigningKey`` (to sign) or ``VerifyKey`` (to verify), as given."""
+        return key
+
+    def sign(self, msg: bytes, key: Any) -> bytes:
+        """The 64-byte Ed25519 signature of ``msg``."""
+        signature: bytes = key.sign(msg).signature
+        return signature
+
+    def verify(self, msg: bytes, key: Any, sig: bytes) -> bool:
+        """Whether ``sig`` is ``key``'s signature of ``msg``."""
+        import nacl.exceptions
+
+        try:
+            key.verify(msg, sig)
+        except nacl.exceptions.BadSignatureError:
+            return False
+        return True
+
+    @staticmethod
+    def to_jwk(key_obj: Any, as_dict: bool = False) -> Any:
+        """Not needed: keys come from the provision answer."""
+        raise NotImplementedError
+
+    @staticmethod
+    def from_jwk(jwk: Any) -> Any:
+        """Not needed: :func:`signing_key` reads the provisioned JWK."""
+        raise NotImplementedError
+
+
+@functools.cache
+def jws() -> Any:
+    """PyJWT's JWS codec with EdDSA (PyNaCl) as its only algorithm: the stand-in checks tokens with it."""
+    codec = jwt.PyJWS(algorithms=[])
+    codec.register_algorithm("EdDSA", _Ed25519())
+    return codec
+
 
 AGENT_PREFIX = "/api/v3/agent/"
 CHANGE_FLAGS = (
@@ -188,6 +233,8 @@ class StandInController:
         }
         self.requests: list[tuple[str, str]] = []
         """(method, path) of every agent call, in order."""
+        self.answered: list[tuple[str, str, float]] = []
+        """(method, path, ``time.perf_counter()``) of every answer, as it left the handler."""
         self.used_jtis: set[str] = set()
         self.faults: list[Fault] = []
         self.delays: dict[tuple[str, str], float] = {}
@@ -407,6 +454,7 @@ class StandInController:
                     return self._html(fault.status, str(fault.body or "Internal Server Error"))
                 return web.json_response(fault.body or {"name": "Error", "message": "injected"}, status=fault.status)
         response: web.StreamResponse = await handler(request)
+        self.answered.append((request.method, agent_path, time.perf_counter()))
         return response
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
@@ -508,10 +556,7 @@ class StandInController:
             return failed if node is None else node
         if not header.startswith("Bearer "):
             return failed
-        import jwt
         import nacl.signing
-
-        from fogwire_config_controller.credentials import jws
 
         token = header.removeprefix("Bearer ")
         try:
@@ -519,7 +564,7 @@ class StandInController:
             node = self.nodes.get(str(unverified.get("sub")))
             if node is None or node.public_key is None:
                 return failed
-            verified = jws().decode_complete(token, nacl.signing.VerifyKey(node.public_key), algorithms=["EdDSA"])  # type: ignore[arg-type]  # a PyNaCl key, for the PyNaCl algorithm
+            verified = jws().decode_complete(token, nacl.signing.VerifyKey(node.public_key), algorithms=["EdDSA"])
             claims = json.loads(verified["payload"])
         except (jwt.InvalidTokenError, ValueError, AttributeError):
             return failed
