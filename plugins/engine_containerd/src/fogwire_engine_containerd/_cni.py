@@ -8,6 +8,7 @@ own DNAT rules (see :class:`Cni`).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -22,6 +23,8 @@ from fogwire.errors import EngineError, PortInUseError
 
 CNI_VERSION = "1.0.0"
 
+
+log = logging.getLogger(__name__)
 
 HOSTPORT_CHAIN = "FOGWIRE-HOSTPORTS"
 
@@ -186,6 +189,32 @@ class Cni:
             errors.append(str(error))
         if errors:
             raise EngineError("; ".join(errors))
+
+    def release_leftovers(self, container_id: str) -> None:
+        """Free what an ADD whose caller died left behind: the address of ``container_id`` and its DNAT rules.
+
+        The CNI result of that ADD was never recorded, so :meth:`delete` can't be
+        given it: the address is released by a DEL without one, the rules are found
+        by their ``fogwire:<id>`` comment.
+        """
+        try:
+            self._run("DEL", self._bridge_conf(), container_id, "")
+        except EngineError as error:
+            log.debug("releasing the leftover address of %s: %s", container_id, error)
+        try:
+            listing = subprocess.run(
+                ["iptables", "-w", "-t", "nat", "-S", HOSTPORT_CHAIN], capture_output=True, timeout=60, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return
+        mark = f"fogwire:{container_id}"
+        stale = [
+            "-D" + line[2:]
+            for line in listing.stdout.decode(errors="replace").splitlines()
+            if line.startswith("-A ") and mark in line.split()
+        ]
+        if stale:
+            self._rules.commit(stale)
 
     @staticmethod
     def address(result: dict[str, Any]) -> str | None:

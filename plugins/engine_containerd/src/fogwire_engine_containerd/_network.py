@@ -88,7 +88,15 @@ class WorkloadNetwork:
     def attach(self, name: str, pid: int, ports: list[PortMapping]) -> None:
         """Add the bridge network to the task ``pid``'s namespace and name its address in ``/etc/hosts``."""
         rec = self._records.of(name)
-        rec.cni = self.cni.add(self._id(name), f"/proc/{pid}/ns/net", ports)
+        try:
+            rec.cni = self.cni.add(self._id(name), f"/proc/{pid}/ns/net", ports)
+        except EngineError as error:
+            if "duplicate allocation" not in str(error):
+                raise
+            # an ADD for this workload whose agent was killed before it recorded the result
+            log.info("workload %s: releasing the network left by an interrupted start", name)
+            self.cni.release_leftovers(self._id(name))
+            rec.cni = self.cni.add(self._id(name), f"/proc/{pid}/ns/net", ports)
         address = Cni.address(rec.cni)
         if address:
             with open(self._files_dir / name / "hosts", "a") as hosts:

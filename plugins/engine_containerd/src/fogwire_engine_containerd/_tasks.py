@@ -10,6 +10,7 @@ These methods block on gRPC calls: the engine runs them on its thread pool.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import time
@@ -24,6 +25,7 @@ from fogwire.errors import EngineError
 from fogwire_engine_containerd._client import (
     Client,
     RpcError,
+    StatusCode,
     details,
     is_not_found,
     runc_options_pb2,
@@ -33,6 +35,8 @@ from fogwire_engine_containerd._client import (
 from fogwire_engine_containerd._labels import RUNC_OPTIONS_TYPE_URL
 from fogwire_engine_containerd._logs import LogPump
 from fogwire_engine_containerd._network import WorkloadNetwork, on_bridge, ports_of
+
+log = logging.getLogger(__name__)
 
 
 class Tasks:
@@ -118,13 +122,18 @@ class Tasks:
                 type_url=RUNC_OPTIONS_TYPE_URL,
                 value=runc_options_pb2.Options(root=str(self._runc_root)).SerializeToString(),
             )
-            created = c.tasks.Create(
-                tasks_pb2.CreateTaskRequest(
-                    container_id=name, rootfs=mounts, stdout=str(stdout), stderr=str(stderr), options=options
-                ),
-                metadata=c.md(),
-                timeout=60,
+            request = tasks_pb2.CreateTaskRequest(
+                container_id=name, rootfs=mounts, stdout=str(stdout), stderr=str(stderr), options=options
             )
+            try:
+                created = c.tasks.Create(request, metadata=c.md(), timeout=60)
+            except RpcError as error:
+                if error.code() is not StatusCode.ALREADY_EXISTS:
+                    raise
+                # a task left over by a launch whose caller died mid-create (kill -9 of the agent)
+                log.info("workload %s: removing a task left over by an interrupted start", name)
+                self.kill_and_delete(name)
+                created = c.tasks.Create(request, metadata=c.md(), timeout=60)
             pump = self._pump()
             assert pump is not None
             log_file = self._logs_dir / f"{name}.log"
