@@ -431,3 +431,64 @@ async def test_kill_9_between_fetch_and_ack_then_a_reboot_without_network(
             await daemon.wait()
         await node.cleanup()
         await controller.close()
+
+
+@pytest.mark.parametrize("kind", ENGINES[:1])
+async def test_controller_commands_prune_and_the_unsupported_ones(
+    kind: str, tmp_path: Path, harness_images: images.TestImages
+) -> None:
+    controller = StandInController(auth="legacy")
+    await controller.start()
+    node = Node(kind, tmp_path, controller)
+    try:
+        await node.provision()
+        async with agents.running(node.agent()) as agent:
+            await eventually(lambda: asyncio.sleep(0, not controller.pending_changes(node.uuid)), "the first ack")
+            controller.command(node.uuid, "prune")
+            controller.command(node.uuid, "reboot")
+            controller.command(node.uuid, "tunnel")
+
+            async def recorded() -> list[str] | None:
+                events = [f"{e['kind']}: {e['message']}" for e in (await agent.status())["events"]]
+                wanted = ("controller-prune", "reboot asked", "tunnel asked")
+                return events if all(any(w in e for e in events) for w in wanted) else None
+
+            events = await eventually(recorded, "the prune and the notices", seen=lambda: controller.requests[-5:])
+            assert any("not supported" in e and "reboot" in e for e in events)
+            await eventually(lambda: asyncio.sleep(0, not controller.pending_changes(node.uuid)), "the ack")
+    finally:
+        await node.cleanup()
+        await controller.close()
+
+
+@pytest.mark.parametrize("kind", ENGINES[:1])
+async def test_deprovision_without_a_daemon_and_with_the_controller_down(
+    kind: str, tmp_path: Path, harness_images: images.TestImages
+) -> None:
+    controller = StandInController(auth="legacy")
+    await controller.start()
+    node = Node(kind, tmp_path, controller)
+    try:
+        node.write_config()
+        node.uuid = controller.create_node("arm-node")
+        code, out, err = await _fogwire(node, "provision", "--type", "arm", controller.provisioning_key(node.uuid))
+        assert code == 0, err
+        assert controller.nodes[node.uuid].fog_type == 2 and "fog type 2" in out
+        registry = add_harness_registry(controller, harness_images)
+        ms = controller.deploy(node.uuid, arm=harness_images.ref_v1, registry_id=registry, cmd=SLEEP)
+        async with agents.running(node.agent()):
+
+            async def running() -> bool:
+                w = (await node.actual()).get(ms)
+                return w is not None and w.state is WorkloadState.RUNNING
+
+            await eventually(running, "the arm image's microservice to run")
+        await controller.stop()
+        code, out, err = await _fogwire(node, "deprovision")
+        assert code == 0, err
+        assert "could not be told" in out and "deprovisioned locally" in out
+        assert await node.actual() == {}
+        assert credentials.load(node.paths.state_dir) is None
+    finally:
+        await node.cleanup()
+        await controller.close()

@@ -209,3 +209,28 @@ async def test_delete_node_and_config_flags(
         legacy_controller.command(node, "deleteNode")
         await eventually(lambda: running.microservices() == {}, "the empty desired state")
     assert credentials.load(tmp_path) is None
+
+
+async def test_the_router_system_microservice_is_a_normal_workload(
+    controller: StandInController, consumer: tuple[Consumer, str]
+) -> None:
+    running, node = consumer
+    router_config = {
+        "mode": "edge",
+        "id": node,
+        "listeners": [{"role": "normal", "host": "0.0.0.0", "port": 5672}],
+        "connectors": [{"name": "upstream", "role": "edge", "host": "10.0.0.1", "port": 56722}],
+    }
+    uuid = controller.deploy(
+        node,
+        x86="iofog/router:latest",
+        arm="iofog/router:latest",
+        registry_id=1,
+        config=router_config,
+        portMappings=[{"portInternal": 5672, "portExternal": 5672, "isUdp": False}],
+        isRouter=True,
+    )
+    spec = await eventually(lambda: (running.microservices() or {}).get(uuid), "the router microservice")
+    assert spec["images"] == {"x86": "iofog/router:latest", "arm": "iofog/router:latest", "registry": 1}
+    assert spec["config"] == router_config  # kept for the on-device API the router wrapper reads
+    assert spec["container"]["ports"] == [{"internal": 5672, "external": 5672, "protocol": "tcp"}]
