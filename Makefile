@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
-.PHONY: help setup services stop-services test test-fast lint pytest isolated fix demo wheels bench docs clean distclean
+.PHONY: help setup services stop-services test test-fast lint pytest isolated fix demo demo-fleet wheels bench docs clean distclean
 
 PY := .venv/bin/python
 
@@ -39,6 +39,9 @@ fix: setup ## ruff format + ruff check --fix over the Python trees
 
 demo: setup ## the demo (scripts/demo.sh)
 	@scripts/demo.sh
+
+demo-fleet: setup ## a node joins a (stand-in) ioFog controller, is managed through it, and leaves
+	@.venv/bin/python scripts/demo_fleet.py
 
 bench: services ## every benchmark and one table: figure, ours, peer, ratio, goal, met (BENCH_ARGS=--quick for the fast ones)
 	@.venv/bin/python bench/run_all.py $(BENCH_ARGS)

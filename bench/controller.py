@@ -31,12 +31,11 @@ import json
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -45,7 +44,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from fogwire_config_controller import credentials  # noqa: E402
 from fogwire_config_controller.client import ControllerClient  # noqa: E402
 from fogwire_config_controller.status import DeviceProbe, microservice_entries, status_body  # noqa: E402
-from fogwire_config_controller.testing import StandInController  # noqa: E402
+from fogwire_config_controller.testing import StandInThread  # noqa: E402
 from reconcile import bench_idle  # noqa: E402
 
 from fogwire.agent import Agent  # noqa: E402
@@ -57,42 +56,6 @@ from fogwire.reconcile import MicroserviceStatus  # noqa: E402
 from harness import images, services  # noqa: E402
 
 COMMAND = ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]
-T = TypeVar("T")
-
-
-class ThreadedStandIn:
-    """A stand-in controller on an event loop in a thread of its own."""
-
-    def __init__(self, auth: str = "legacy") -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="stand-in", daemon=True)
-        self.thread.start()
-        self.controller = StandInController(auth=auth)  # type: ignore[arg-type]
-        self.url = self.run(self.controller.start())
-
-    def run(self, coroutine: Awaitable[T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(30)  # type: ignore[arg-type]
-
-    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run a user-side method on the stand-in's loop (its state is the loop's)."""
-
-        async def do() -> T:
-            return fn(*args, **kwargs)
-
-        return self.run(do())
-
-    def provision(self, state_dir: Path, name: str) -> str:
-        node = self.call(self.controller.create_node, name)
-        key = self.call(self.controller.provisioning_key, node)
-        client = ControllerClient(self.url)
-        answer = client.call("POST", "agent/provision", {"key": key, "type": 1}, authenticated=False).data
-        credentials.save(state_dir, credentials.Credentials.from_answer(client.base, answer, 1))
-        return node
-
-    def close(self) -> None:
-        self.run(self.controller.close())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
 
 
 class FirstCreate:
@@ -134,7 +97,7 @@ async def bench_react(count: int, rounds: int, work: Path, test_images: images.T
     auth = RegistryAuth(test_images.registry, test_images.username, test_images.password, insecure=True)
     await engine.obtain_image(test_images.ref_v1, auth)
     timer = FirstCreate(engine)
-    stand_in = ThreadedStandIn()
+    stand_in = StandInThread()
     controller = stand_in.controller
     node = stand_in.provision(paths.state_dir, agent_id)
     profile = Profile(
@@ -219,7 +182,7 @@ async def bench_react(count: int, rounds: int, work: Path, test_images: images.T
 
 
 def bench_status(count: int, work: Path) -> dict[str, Any]:
-    stand_in = ThreadedStandIn()
+    stand_in = StandInThread()
     try:
         stand_in.provision(work, "bench-status")
         stored = credentials.load(work)
@@ -268,7 +231,7 @@ def bench_status(count: int, work: Path) -> dict[str, Any]:
 
 
 def bench_idle_controller(idle_seconds: float, work: Path) -> dict[str, Any]:
-    stand_in = ThreadedStandIn()
+    stand_in = StandInThread()
     try:
         (work / "ctl").mkdir()
         stand_in.provision(work / "ctl" / "s", "bench-idle")

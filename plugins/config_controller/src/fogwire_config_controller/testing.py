@@ -37,10 +37,12 @@ import functools
 import json
 import secrets
 import string
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, Literal, TypeVar
 
 import attrs
 import jwt
@@ -88,6 +90,8 @@ def jws() -> Any:
     codec.register_algorithm("EdDSA", _Ed25519())
     return codec
 
+
+T = TypeVar("T")
 
 AGENT_PREFIX = "/api/v3/agent/"
 CHANGE_FLAGS = (
@@ -648,3 +652,48 @@ class StandInController:
         if node.version_command is None:
             return self._error(404, "NotFoundError", "Version command not found")
         return web.json_response({"versionCommand": node.version_command, "provisionKey": "", "expirationTime": 0})
+
+
+class StandInThread:
+    """A stand-in controller on an event loop in a thread of its own, for code that blocks (benchmarks, demos).
+
+    :meth:`call` runs a user-side method on the stand-in's loop; :meth:`provision`
+    provisions a state dir as ``fogwire provision`` does.
+    """
+
+    def __init__(self, auth: Literal["legacy", "jwt"] = "legacy") -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="stand-in", daemon=True)
+        self.thread.start()
+        self.controller = StandInController(auth=auth)
+        self.url = self.run(self.controller.start())
+
+    def run(self, coroutine: Awaitable[T]) -> T:
+        """Run ``coroutine`` on the stand-in's loop and wait for it."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(30)  # type: ignore[arg-type]
+
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a user-side method on the stand-in's loop (its state is the loop's)."""
+
+        async def do() -> T:
+            return fn(*args, **kwargs)
+
+        return self.run(do())
+
+    def provision(self, state_dir: Path, name: str) -> str:
+        """Create node ``name`` and provision ``state_dir`` for it; the node's uuid."""
+        from fogwire_config_controller import credentials
+        from fogwire_config_controller.client import ControllerClient
+
+        node = self.call(self.controller.create_node, name)
+        key = self.call(self.controller.provisioning_key, node)
+        client = ControllerClient(self.url)
+        answer = client.call("POST", "agent/provision", {"key": key, "type": 1}, authenticated=False).data
+        credentials.save(state_dir, credentials.Credentials.from_answer(client.base, answer, 1))
+        return node
+
+    def close(self) -> None:
+        """Stop the stand-in and its thread."""
+        self.run(self.controller.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
