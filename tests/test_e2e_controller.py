@@ -228,6 +228,12 @@ async def test_an_operator_manages_a_node_through_the_controller(
         )
         first = await node.actual()
         assert controller.pending_changes(node.uuid) == [], "every change was acknowledged"
+
+        async def measured() -> bool:
+            entries = [node.reported(web), node.reported(worker)]
+            return all(e is not None and e["memoryUsage"] > 0 and e["cpuUsage"] >= 0 for e in entries)
+
+        await eventually(measured, "each running microservice's memory in the report")
         entry = node.reported(web)
         assert entry is not None and entry["containerId"] and entry["startTime"] > 0
         status = controller.reported(node.uuid)

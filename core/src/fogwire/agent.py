@@ -30,7 +30,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ import cattrs
 import yaml
 
 from fogwire.converge import SinkSet
-from fogwire.engine import Engine, EngineContext, EventKind, Health, LogLine
+from fogwire.engine import Engine, EngineContext, EventKind, Health, LogLine, ResourceUsage
 from fogwire.errors import ConfigError, FogwireError, PluginLoadError, SourceError
 from fogwire.model.agent_config import AgentConfig, Profile
 from fogwire.model.desired import DesiredState, assemble
@@ -113,6 +113,10 @@ class _Handle:
     async def prune(self) -> list[str]:
         """Prune unused images now."""
         return await self._agent.prune()
+
+    async def usage(self, names: Collection[str]) -> dict[str, ResourceUsage]:
+        """CPU and memory of running workloads, from the engine."""
+        return await self._running.engine.usage(names)
 
     def set_pruning_frequency(self, hours: int) -> None:
         """Prune every ``hours`` hours from now on (0: never)."""

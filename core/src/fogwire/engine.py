@@ -259,6 +259,14 @@ class PullPolicy(enum.Enum):
     """Use only a local copy (registry ``local`` / ``from_cache``); never pull."""
 
 
+@attrs.frozen
+class ResourceUsage:
+    """What a workload has used: CPU seconds since it started, and the memory it holds now."""
+
+    cpu_seconds: float
+    memory_bytes: int
+
+
 class Engine(abc.ABC):
     """Base class of every container engine plugin.
 
@@ -365,6 +373,15 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def events(self) -> AsyncIterator[EngineEvent]:
         """A stream of start/die/oom/health events of managed workloads, until cancelled."""
+
+    async def usage(self, names: Collection[str]) -> dict[str, ResourceUsage]:
+        """CPU and memory of the running workloads among ``names`` (for status reports).
+
+        Default: nothing (an engine that can't measure reports no figures, never
+        made-up ones). Engines that know a workload's main PID read its cgroup with
+        :func:`fogwire.cgroups.usage_of_pid`.
+        """
+        return {}
 
     @abc.abstractmethod
     async def prune_images(self, keep: Collection[str] = ()) -> PruneResult:

@@ -20,9 +20,11 @@ import attrs
 from fogwire._defaults import core_converter
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
+
     import cattrs
 
-    from fogwire.engine import Engine
+    from fogwire.engine import Engine, ResourceUsage
     from fogwire.reconcile import MicroserviceStatus
 
 
@@ -44,6 +46,9 @@ class AgentHandle(Protocol):
 
     async def prune(self) -> list[str]:
         """Remove images no microservice uses, now; return the removed references."""
+
+    async def usage(self, names: Collection[str]) -> dict[str, ResourceUsage]:
+        """CPU and memory of the running workloads among ``names``, where the engine can measure them."""
 
     def set_pruning_frequency(self, hours: int) -> None:
         """Prune every ``hours`` hours from now on (0: never), replacing the agent config's ``pruningFrequency``."""

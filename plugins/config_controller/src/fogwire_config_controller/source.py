@@ -108,6 +108,7 @@ class ControllerSource(ConfigSource[Documents]):
         self._report_now = asyncio.Event()
         self._disk_low = False
         self._first_seen: dict[tuple[str, str], float] = {}
+        self._cpu_seen: dict[str, tuple[float, float]] = {}
         self._credentials: tuple[Any, creds_store.Credentials | None] = (None, None)
 
     # ------------------------------------------------------------------ parts
@@ -408,7 +409,9 @@ class ControllerSource(ConfigSource[Documents]):
         now = time.time()
         device = probe.read()
         body = status_body(
-            entries=microservice_entries(statuses, self._wanted, self._rejected, now, self._first_seen),
+            entries=microservice_entries(
+                statuses, self._wanted, self._rejected, now, self._first_seen, await self._usage(statuses)
+            ),
             device=device,
             started_at=self.started_at,
             version=f"fogwire {fogwire.__version__}",
@@ -420,6 +423,28 @@ class ControllerSource(ConfigSource[Documents]):
             if self._disk_low:
                 await self._event("disk-low", f"{device.disk_free_percent}% disk free, under {self.disk_threshold}%")
         await self.client(credentials).request("PUT", "agent/status", body)
+
+    async def _usage(self, statuses: Any) -> dict[str, tuple[float, int]]:
+        """uuid → (CPU percent since the last report, memory bytes) of the running microservices."""
+        if self.agent is None:
+            return {}
+        running = [s.name for s in statuses if s.name in self._wanted and s.state == "running"]
+        try:
+            measured = await self.agent.usage(running) if running else {}
+        except Exception as error:  # figures are a nicety: a report goes out without them
+            log.debug("workload usage unavailable: %s", error)
+            return {}
+        now = time.monotonic()
+        out: dict[str, tuple[float, int]] = {}
+        last, self._cpu_seen = self._cpu_seen, {}
+        for name, usage in measured.items():
+            self._cpu_seen[name] = (usage.cpu_seconds, now)
+            before = last.get(name)
+            percent = 0.0
+            if before is not None and now > before[1] and usage.cpu_seconds >= before[0]:
+                percent = round(100 * (usage.cpu_seconds - before[0]) / (now - before[1]), 2)
+            out[name] = (percent, usage.memory_bytes)
+        return out
 
     async def close(self) -> None:
         """Close the state file."""

@@ -57,12 +57,14 @@ def microservice_entries(
     rejected: Mapping[str, str],
     now: float,
     first_seen: dict[tuple[str, str], float] | None = None,
+    usage: Mapping[str, tuple[float, int]] | None = None,
 ) -> list[dict[str, Any]]:
     """One ``microserviceStatus`` entry per microservice the controller listed (``wanted``) and each one rejected.
 
     An engine's listing may not carry start times (docker's does not): ``first_seen``
     (kept by the caller) then gives the time a container was first seen, so
-    ``startTime`` and ``operatingDuration`` still mean something.
+    ``startTime`` and ``operatingDuration`` still mean something. ``usage`` is
+    uuid → (CPU percent, memory bytes) of the running ones the engine measured.
     """
     by_name = {s.name: s for s in statuses}
     seen = {} if first_seen is None else first_seen
@@ -77,7 +79,10 @@ def microservice_entries(
         started = ms.started_at
         if started is None and ms.container_id:
             started = seen.setdefault((uuid, ms.container_id), now)
-        out.append(_entry(uuid, ms.container_id or "", word, started if word == "RUNNING" else None, now, error))
+        entry = _entry(uuid, ms.container_id or "", word, started if word == "RUNNING" else None, now, error)
+        if usage is not None and uuid in usage:
+            entry["cpuUsage"], entry["memoryUsage"] = usage[uuid]
+        out.append(entry)
     for uuid, reason in sorted(rejected.items()):
         out.append(_entry(uuid, "", "FAILED", None, now, reason))
     return out

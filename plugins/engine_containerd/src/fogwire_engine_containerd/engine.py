@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+from fogwire.cgroups import usage_of_pid
 from fogwire.engine import (
     MANAGED_LABEL,
     Engine,
@@ -45,6 +46,7 @@ from fogwire.engine import (
     LogLine,
     PruneResult,
     RegistryAuth,
+    ResourceUsage,
     WorkloadInfo,
     WorkloadSpec,
     WorkloadState,
@@ -327,6 +329,16 @@ class ContainerdEngine(Engine):
         except RpcError as error:
             raise self._unavailable(error, f"importing {path}") from error
         return LoadResult(tuple(names))
+
+    async def usage(self, names: Collection[str]) -> dict[str, ResourceUsage]:
+        """CPU and memory of the running workloads among ``names``, from their tasks' cgroups."""
+        pids = {n: r.pid for n in names if (r := self.records.get(n)) is not None and r.running and r.pid > 0}
+
+        def read() -> dict[str, ResourceUsage]:
+            found = {n: usage_of_pid(pid) for n, pid in pids.items()}
+            return {n: u for n, u in found.items() if u is not None}
+
+        return await self._run(read) if pids else {}
 
     async def prune_images(self, keep: Collection[str] = ()) -> PruneResult:
         """Delete every image of the namespace that no container uses, except ``keep``."""

@@ -43,6 +43,7 @@ import requests.exceptions
 from docker.utils import parse_repository_tag
 
 from fogwire import dockerapi
+from fogwire.cgroups import usage_of_pid
 from fogwire.convert import PositiveInt, make_converter, structure_options
 from fogwire.engine import (
     MANAGED_LABEL,
@@ -55,6 +56,7 @@ from fogwire.engine import (
     LogLine,
     PruneResult,
     RegistryAuth,
+    ResourceUsage,
     WorkloadInfo,
     WorkloadSpec,
     WorkloadState,
@@ -375,6 +377,22 @@ class DockerEngine(Engine):
             removed.extend(tags or [image_id])
             reclaimed += int(image.get("Size") or 0)
         return PruneResult(tuple(removed), reclaimed)
+
+    def _usage(self, names: Collection[str]) -> dict[str, ResourceUsage]:
+        out = {}
+        for name in names:
+            found = self._managed(name)
+            pid = int(((found or {}).get("State") or {}).get("Pid") or 0)
+            usage = usage_of_pid(pid) if pid > 0 else None
+            if usage is not None:
+                out[name] = usage
+        return out
+
+    async def usage(self, names: Collection[str]) -> dict[str, ResourceUsage]:
+        """CPU and memory of the running workloads among ``names``, from their cgroups (a local daemon only)."""
+        if self.context.url is not None and not self.context.url.startswith("unix:"):
+            return {}
+        return await self._call(self._usage, list(names))
 
     async def prune_images(self, keep: Collection[str] = ()) -> PruneResult:
         """Remove every image no container (managed or not) uses, except ``keep``."""

@@ -48,6 +48,7 @@ import podman.errors
 import requests.exceptions
 
 from fogwire import dockerapi
+from fogwire.cgroups import usage_of_pid
 from fogwire.convert import PositiveInt, make_converter, structure_options
 from fogwire.engine import (
     MANAGED_LABEL,
@@ -61,6 +62,7 @@ from fogwire.engine import (
     LogLine,
     PruneResult,
     RegistryAuth,
+    ResourceUsage,
     WorkloadInfo,
     WorkloadSpec,
     WorkloadState,
@@ -450,6 +452,22 @@ class PodmanEngine(Engine):
             log.warning("prune: could not remove image %s (%s): %s", ref, image_id, _body_message(response))
             return False
         return True
+
+    def _usage(self, names: Collection[str]) -> dict[str, ResourceUsage]:
+        out = {}
+        for name in names:
+            found = self._managed(name)
+            pid = int(((found or {}).get("State") or {}).get("Pid") or 0)
+            usage = usage_of_pid(pid) if pid > 0 else None
+            if usage is not None:
+                out[name] = usage
+        return out
+
+    async def usage(self, names: Collection[str]) -> dict[str, ResourceUsage]:
+        """CPU and memory of the running workloads among ``names``, from their cgroups (a local daemon only)."""
+        if not (self.url and self.url.startswith("unix:")):
+            return {}
+        return await self._call(self._usage, list(names))
 
     async def prune_images(self, keep: Collection[str] = ()) -> PruneResult:
         """Remove every image no container (managed or not) uses, except ``keep``."""
