@@ -156,6 +156,13 @@ def create_arguments(spec: WorkloadSpec, labels: Mapping[str, str]) -> dict[str,
     return arguments
 
 
+def log_file_kib(spec: WorkloadSpec, files: int = 2) -> int | None:
+    """The size of each of ``files`` rotated log files (KiB) that together keep ``spec.log_max_mib``."""
+    if spec.log_max_mib is None:
+        return None
+    return max(1, spec.log_max_mib * 1024 // files)
+
+
 class KernelOomWatch:
     """OOM kills of containers, read from the kernel log (``/dev/kmsg``) in a thread of its own.
 

@@ -138,6 +138,8 @@ class WorkloadSpec:
     image's ``/etc/passwd`` and ``/etc/group``. ``None`` keeps the image's user.
     ``cpuset_cpus`` pins the workload to CPUs, in the kernel's list form
     (``"0"``, ``"0-2"``, ``"0,3"``); ``None`` leaves every CPU allowed.
+    ``log_max_mib`` bounds the output the engine keeps for the workload (MiB, all
+    rotated files together); ``None`` leaves the engine's own default.
     """
 
     name: str
@@ -159,6 +161,7 @@ class WorkloadSpec:
     health_check: HealthCheck | None = None
     user: str | None = None
     cpuset_cpus: str | None = None
+    log_max_mib: int | None = None
 
 
 @attrs.frozen

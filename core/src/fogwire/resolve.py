@@ -158,7 +158,7 @@ def _canonical(value: Any) -> Any:
     return value
 
 
-_LATER_FIELDS = ("user", "cpuset_cpus")
+_LATER_FIELDS = ("user", "cpuset_cpus", "log_max_mib")
 # WorkloadSpec fields hashed only when set: hashes from before they existed stay valid.
 
 
@@ -318,5 +318,6 @@ def resolve(ms: DesiredMicroservice, desired: DesiredState, arch: str) -> Resolv
         health_check=health,
         user=c.run_as_user or None,
         cpuset_cpus=c.cpu_set_cpus or None,
+        log_max_mib=c.log_size,
     )
     return ResolvedMicroservice(ms.name, spec, auth, policy, config_hash(spec, auth))

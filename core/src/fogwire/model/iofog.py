@@ -119,7 +119,7 @@ class HealthCheck:
 
 @attrs.frozen
 class Container:
-    """How a microservice's container runs. ``memory_limit`` is in MiB."""
+    """How a microservice's container runs. ``memory_limit`` is in MiB; ``log_size`` is the MiB of output kept."""
 
     commands: tuple[str, ...] = ()
     volumes: tuple[VolumeMapping, ...] = ()
@@ -141,6 +141,7 @@ class Container:
     cpu_set_cpus: str | None = None
     memory_limit: PositiveInt | None = None
     health_check: HealthCheck | None = None
+    log_size: PositiveInt | None = None
 
 
 @attrs.frozen

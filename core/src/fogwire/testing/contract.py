@@ -820,6 +820,27 @@ class EngineContract:
 
     # ------------------------------------------------------------------ logs and events
 
+    async def test_a_log_bound_keeps_the_output_under_it(
+        self, fogwire_engine: Engine, fogwire_registry: ContractRegistry
+    ) -> None:
+        await ensure_image(fogwire_engine, fogwire_registry)
+        name = unique("logcap")
+        # about 4 MiB of output: 40000 lines of 100 characters, then a last line
+        script = (
+            "i=0; while [ $i -lt 40000 ]; do echo \"line $i $(printf '%090d' 0)\"; i=$((i+1)); done; echo last-line"
+        )
+        await fogwire_engine.create(
+            WorkloadSpec(name=name, image=fogwire_registry.image, command=("sh", "-c", script), log_max_mib=1)
+        )
+        await fogwire_engine.start_workload(name)
+        await wait_state(fogwire_engine, name, WorkloadState.EXITED)
+        lines = await eventually(
+            lambda: _when(all_logs(fogwire_engine, name), lambda got: got and got[-1].text == "last-line"),
+            f"{name}'s last line in its log",
+        )
+        kept = sum(len(line.text) + 1 for line in lines)
+        assert 0 < kept <= int(1.6 * 1024 * 1024), f"{kept} bytes of output kept under a 1 MiB bound"
+
     async def test_logs_tail_and_streams(self, fogwire_engine: Engine, fogwire_registry: ContractRegistry) -> None:
         await ensure_image(fogwire_engine, fogwire_registry)
         name = unique("logs")
@@ -964,6 +985,12 @@ def _own_capability_bounding_set() -> int | None:
     except OSError:
         return None
     return None
+
+
+async def _when(value: Awaitable[T], ok: Callable[[T], object]) -> T | None:
+    """``value`` awaited, or ``None`` when ``ok`` says it is not there yet."""
+    got = await value
+    return got if ok(got) else None
 
 
 async def _oom_info(engine: Engine, name: str) -> WorkloadInfo | None:

@@ -35,6 +35,7 @@ CONTAINER_FIELDS = (
     "capDrop",
     "runAsUser",
     "cpuSetCpus",
+    "logSize",
     "pidMode",
     "ipcMode",
     "runtime",

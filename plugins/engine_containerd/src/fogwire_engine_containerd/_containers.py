@@ -18,6 +18,7 @@ from typing import Any
 import attrs
 from google.protobuf import any_pb2, field_mask_pb2
 
+from fogwire.dockerapi import log_file_kib
 from fogwire.engine import MANAGED_LABEL, NAME_LABEL, WorkloadSpec
 from fogwire.errors import EngineError, ImageNotFoundError
 from fogwire_engine_containerd._client import Client, RpcError, StatusCode, containers_pb2, snapshots_pb2
@@ -27,6 +28,7 @@ from fogwire_engine_containerd._labels import (
     L_HEALTH,
     L_IMAGE_ID,
     L_IMAGE_REF,
+    L_LOG_KIB,
     L_NETWORK,
     L_PORTS,
     L_RESTART,
@@ -161,6 +163,9 @@ class ContainerBuilder:
         }
         if spec.ports:
             labels[L_PORTS] = json.dumps([attrs.asdict(p) for p in spec.ports], separators=(",", ":"))
+        file_kib = log_file_kib(spec)
+        if file_kib is not None:
+            labels[L_LOG_KIB] = str(file_kib)
         if spec.health_check is not None:
             labels[L_HEALTH] = json.dumps(attrs.asdict(spec.health_check), separators=(",", ":"))
         container = containers_pb2.Container(

@@ -33,10 +33,11 @@ DEFAULT_MAX_FILES = 3
 
 
 class _Stream:
-    def __init__(self, fd: int, stream: str, log: Path) -> None:
+    def __init__(self, fd: int, stream: str, log: Path, max_bytes: int | None) -> None:
         self.fd = fd
         self.stream = stream
         self.log = log
+        self.max_bytes = max_bytes
         self.partial = b""
 
 
@@ -65,10 +66,14 @@ class LogPump:
             os.mkfifo(path, 0o600)
         return os.open(path, os.O_RDONLY | os.O_NONBLOCK)
 
-    def attach(self, fd: int, stream: str, log: Path) -> None:
-        """Start draining ``fd`` (call once the shim holds the write end)."""
+    def attach(self, fd: int, stream: str, log: Path, max_bytes: int | None = None) -> None:
+        """Start draining ``fd`` (call once the shim holds the write end).
+
+        ``max_bytes``: the workload's own log bound, per file of two (its spec's
+        ``log_max_mib``); ``None``: the pump's default size and file count.
+        """
         with self._lock:
-            self._pending.append(_Stream(fd, stream, log))
+            self._pending.append(_Stream(fd, stream, log, max_bytes))
         os.write(self._wake_w, b"x")
 
     def close(self) -> None:
@@ -120,7 +125,10 @@ class LogPump:
             lines.append(s.partial)
             s.partial = b""
         if lines:
-            write_lines(s.log, s.stream, lines, self.max_bytes, self.max_files)
+            if s.max_bytes is None:
+                write_lines(s.log, s.stream, lines, self.max_bytes, self.max_files)
+            else:
+                write_lines(s.log, s.stream, lines, s.max_bytes, 2)
         if eof and not final:
             self._selector.unregister(s.fd)
             os.close(s.fd)

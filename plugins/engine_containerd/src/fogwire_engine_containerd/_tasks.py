@@ -14,7 +14,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,11 +32,17 @@ from fogwire_engine_containerd._client import (
     snapshots_pb2,
     tasks_pb2,
 )
-from fogwire_engine_containerd._labels import RUNC_OPTIONS_TYPE_URL
+from fogwire_engine_containerd._labels import L_LOG_KIB, RUNC_OPTIONS_TYPE_URL
 from fogwire_engine_containerd._logs import LogPump
 from fogwire_engine_containerd._network import WorkloadNetwork, on_bridge, ports_of
 
 log = logging.getLogger(__name__)
+
+
+def log_limit(labels: Mapping[str, str]) -> int | None:
+    """Bytes per log file of a workload whose spec bounds its log (its container's label), else ``None``."""
+    value = labels.get(L_LOG_KIB)
+    return int(value) * 1024 if value and value.isdigit() else None
 
 
 class Tasks:
@@ -137,8 +143,9 @@ class Tasks:
             pump = self._pump()
             assert pump is not None
             log_file = self._logs_dir / f"{name}.log"
-            pump.attach(fds[0], "stdout", log_file)
-            pump.attach(fds[1], "stderr", log_file)
+            limit = log_limit(container.labels)
+            pump.attach(fds[0], "stdout", log_file, limit)
+            pump.attach(fds[1], "stderr", log_file, limit)
             attached = True
             self.attached.add(name)
             if bridge:
@@ -232,8 +239,8 @@ class Tasks:
         deleted = self.delete(name)
         return int(deleted.exit_status) if deleted is not None else int(task.exit_status)
 
-    def reattach_logs(self, name: str) -> None:
-        """Reopen the FIFOs of a task this engine instance did not start."""
+    def reattach_logs(self, name: str, labels: Mapping[str, str] | None = None) -> None:
+        """Reopen the FIFOs of a task this engine instance did not start (``labels``: its container's)."""
         pump = self._pump()
         if pump is None or name in self.attached:
             return
@@ -243,5 +250,5 @@ class Tasks:
             path = fifo_dir / stream
             if path.exists():
                 with contextlib.suppress(OSError):
-                    pump.attach(os.open(path, os.O_RDONLY | os.O_NONBLOCK), stream, log_file)
+                    pump.attach(os.open(path, os.O_RDONLY | os.O_NONBLOCK), stream, log_file, log_limit(labels or {}))
         self.attached.add(name)

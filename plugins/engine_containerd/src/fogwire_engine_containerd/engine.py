@@ -677,7 +677,7 @@ class ContainerdEngine(Engine):
                 if not rec.running or rec.pid != task.pid:
                     rec.running, rec.pid = True, int(task.pid)
                     rec.started_at = rec.started_at or _iso(_now())
-                await self._run(self.tasks.reattach_logs, name)
+                await self._run(self.tasks.reattach_logs, name, dict(container.labels))
                 self.network.adopt(container)
                 health = container.labels.get(L_HEALTH)
                 if health and not self.health.checking(name):

@@ -410,6 +410,11 @@ class DockerEngine(Engine):
             ]
         if spec.cpu_limit is not None:
             kwargs["nano_cpus"] = int(spec.cpu_limit * 1e9)
+        file_kib = dockerapi.log_file_kib(spec)
+        if file_kib is not None:
+            kwargs["log_config"] = docker.types.LogConfig(
+                type="json-file", config={"max-size": f"{file_kib}k", "max-file": "2"}
+            )
         if spec.health_check is not None:
             hc = spec.health_check
             kwargs["healthcheck"] = {

@@ -488,6 +488,9 @@ class PodmanEngine(Engine):
         volumes = [m for m in spec.mounts if m.kind == "volume"]
         if volumes:
             kwargs["volumes"] = {m.source: {"bind": m.target, "mode": "ro" if m.read_only else "rw"} for m in volumes}
+        if spec.log_max_mib is not None:
+            # k8s-file with a size: conmon truncates the log when it passes the size
+            kwargs["log_config"] = {"Type": "k8s-file", "Config": {"size": spec.log_max_mib * 1024 * 1024}}
         if spec.cpu_limit is not None:
             kwargs["cpu_period"] = 100_000
             kwargs["cpu_quota"] = int(spec.cpu_limit * 100_000)
