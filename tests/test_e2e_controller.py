@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import pytest
 import yaml
@@ -133,7 +133,7 @@ class Node:
             load_agent_config(self.paths.config_file), self.paths, plugins=self.host, rollback_grace_s=1.0
         )
 
-    def agent(self) -> Agent:
+    def agent(self, status_frequency: int = 1) -> Agent:
         profile = Profile(
             container_engine=self.kind,
             container_engine_url=self.url,
@@ -141,7 +141,7 @@ class Node:
             controller_url=self.controller.url,
             config_source=PluginSelection("controller"),
             change_frequency=1,
-            status_frequency=1,
+            status_frequency=status_frequency,
         )
         return Agent(
             engine=self.kind,
@@ -178,18 +178,24 @@ class Node:
         return self.controller.reported(self.uuid)["microservices"].get(ms)
 
 
+@contextlib.asynccontextmanager
+async def node_on(kind: str, tmp: Path, auth: Literal["legacy", "jwt"] = "legacy") -> AsyncIterator[Node]:
+    """A node on engine ``kind`` and a running stand-in controller; its workloads and the stand-in go after."""
+    controller = StandInController(auth=auth)
+    await controller.start()
+    node = Node(kind, tmp, controller)
+    try:
+        yield node
+    finally:
+        await node.cleanup()
+        await controller.close()
+
+
 @pytest.fixture(params=ENGINES)
 async def node(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Node]:
     # both auth generations run: the token one on the first engine, EdDSA JWTs on the others
-    auth = "legacy" if request.param == ENGINES[0] else "jwt"
-    controller = StandInController(auth=auth)
-    await controller.start()
-    n = Node(request.param, tmp_path, controller)
-    try:
+    async with node_on(request.param, tmp_path, "legacy" if request.param == ENGINES[0] else "jwt") as n:
         yield n
-    finally:
-        await n.cleanup()
-        await controller.close()
 
 
 async def test_an_operator_manages_a_node_through_the_controller(
@@ -289,14 +295,12 @@ async def _fogwire(node: Node, *args: str) -> tuple[int, str, str]:
     return process.returncode or 0, out.decode(), err.decode()
 
 
-@pytest.mark.parametrize("kind", ENGINES[:1])
+@pytest.mark.parametrize("kind", ENGINES)
 async def test_provision_and_deprovision_from_the_cli(
     kind: str, tmp_path: Path, harness_images: images.TestImages
 ) -> None:
-    controller = StandInController(auth="jwt")
-    await controller.start()
-    node = Node(kind, tmp_path, controller)
-    try:
+    async with node_on(kind, tmp_path, "jwt") as node:
+        controller = node.controller
         node.write_config()
         node.uuid = controller.create_node("cli-node")
         code, _, err = await _fogwire(node, "provision", "nokey123")
@@ -321,19 +325,14 @@ async def test_provision_and_deprovision_from_the_cli(
             assert await node.actual() == {}
             assert credentials.load(node.paths.state_dir) is None
             assert controller.nodes[node.uuid].deprovisioned
-    finally:
-        await node.cleanup()
-        await controller.close()
 
 
 @pytest.mark.parametrize("kind", ENGINES[:1])
 async def test_a_running_daemon_picks_up_a_provisioning_without_a_restart(
     kind: str, tmp_path: Path, harness_images: images.TestImages
 ) -> None:
-    controller = StandInController(auth="legacy")
-    await controller.start()
-    node = Node(kind, tmp_path, controller)
-    try:
+    async with node_on(kind, tmp_path, "legacy") as node:
+        controller = node.controller
         async with agents.running(node.agent()):
             await asyncio.sleep(1.5)  # running, not provisioned: nothing to do
             await node.provision()
@@ -346,107 +345,99 @@ async def test_a_running_daemon_picks_up_a_provisioning_without_a_restart(
                 return w is not None and w.state is WorkloadState.RUNNING and bool(reported)
 
             await eventually(running, "the microservice of the new provisioning to run and be reported")
-    finally:
-        await node.cleanup()
-        await controller.close()
 
 
 @pytest.mark.parametrize("kind", ENGINES)
 async def test_kill_9_between_fetch_and_ack_then_a_reboot_without_network(
     kind: str, tmp_path: Path, harness_images: images.TestImages
 ) -> None:
-    controller = StandInController(auth="legacy")
-    await controller.start()
-    node = Node(kind, tmp_path, controller)
-    log = tmp_path / "daemon.log"
-    daemon: asyncio.subprocess.Process | None = None
-    try:
-        node.write_config()
-        await node.provision()
-        registry = add_harness_registry(controller, harness_images)
-        env = [{"key": "ROUND", "value": "1"}]
-        a = controller.deploy(node.uuid, x86=harness_images.ref_v1, registry_id=registry, cmd=SLEEP, env=env)
-        b = controller.deploy(node.uuid, x86=harness_images.ref_v1, registry_id=registry, cmd=SLEEP)
+    async with node_on(kind, tmp_path, "legacy") as node:
+        controller = node.controller
+        log = tmp_path / "daemon.log"
+        daemon: asyncio.subprocess.Process | None = None
+        try:
+            node.write_config()
+            await node.provision()
+            registry = add_harness_registry(controller, harness_images)
+            env = [{"key": "ROUND", "value": "1"}]
+            a = controller.deploy(node.uuid, x86=harness_images.ref_v1, registry_id=registry, cmd=SLEEP, env=env)
+            b = controller.deploy(node.uuid, x86=harness_images.ref_v1, registry_id=registry, cmd=SLEEP)
 
-        async def running(names: list[str]) -> dict[str, Any] | None:
-            actual = await node.actual()
-            ok = all(n in actual and actual[n].state is WorkloadState.RUNNING for n in names)
-            return actual if ok else None
+            async def running(names: list[str]) -> dict[str, Any] | None:
+                actual = await node.actual()
+                ok = all(n in actual and actual[n].state is WorkloadState.RUNNING for n in names)
+                return actual if ok else None
 
-        daemon = await node.daemon(log)
-        first = await eventually(lambda: running([a, b]), "both to run", seen=lambda: log.read_text()[-2000:])
+            daemon = await node.daemon(log)
+            first = await eventually(lambda: running([a, b]), "both to run", seen=lambda: log.read_text()[-2000:])
 
-        # The change is fetched and kept, the ack hangs: kill -9 lands between fetch and ack.
-        controller.slow("PATCH", "config/changes", 60)
-        acks_before = controller.requests.count(("PATCH", "config/changes"))
-        controller.update(a, env=[{"key": "ROUND", "value": "2"}])
-        c = controller.deploy(node.uuid, x86=harness_images.ref_v1, registry_id=registry, cmd=SLEEP)
+            # The change is fetched and kept, the ack hangs: kill -9 lands between fetch and ack.
+            controller.slow("PATCH", "config/changes", 60)
+            acks_before = controller.requests.count(("PATCH", "config/changes"))
+            controller.update(a, env=[{"key": "ROUND", "value": "2"}])
+            c = controller.deploy(node.uuid, x86=harness_images.ref_v1, registry_id=registry, cmd=SLEEP)
 
-        async def ack_sent() -> bool:
-            return controller.requests.count(("PATCH", "config/changes")) > acks_before
+            async def ack_sent() -> bool:
+                return controller.requests.count(("PATCH", "config/changes")) > acks_before
 
-        await eventually(ack_sent, "the daemon to take the change and send its ack")
-        daemon.kill()
-        await daemon.wait()
-        assert controller.pending_changes(node.uuid), "the change was not acknowledged before the kill"
-        controller.slow("PATCH", "config/changes", 0)
+            await eventually(ack_sent, "the daemon to take the change and send its ack")
+            daemon.kill()
+            await daemon.wait()
+            assert controller.pending_changes(node.uuid), "the change was not acknowledged before the kill"
+            controller.slow("PATCH", "config/changes", 0)
 
-        daemon = await node.daemon(log)
+            daemon = await node.daemon(log)
 
-        async def converged() -> dict[str, Any] | None:
-            actual = await running([a, b, c])
-            if actual is None or controller.pending_changes(node.uuid):
-                return None
-            changed = actual[a].labels["io.fogwire.config-hash"] != first[a].labels["io.fogwire.config-hash"]
-            return actual if changed else None
+            async def converged() -> dict[str, Any] | None:
+                actual = await running([a, b, c])
+                if actual is None or controller.pending_changes(node.uuid):
+                    return None
+                changed = actual[a].labels["io.fogwire.config-hash"] != first[a].labels["io.fogwire.config-hash"]
+                return actual if changed else None
 
-        await eventually(converged, "the restarted daemon to converge", seen=lambda: log.read_text()[-2000:])
+            await eventually(converged, "the restarted daemon to converge", seen=lambda: log.read_text()[-2000:])
 
-        # A replace the kill interrupted is finished once (a rebuild it carried is redone: the reconciler
-        # can't know the pull completed); then the node is quiet: several polls and passes do nothing.
-        async def stable() -> dict[str, Any] | None:
-            before = await converged()
-            await asyncio.sleep(3)
-            after = await converged()
-            same = before and after and {n: w.id for n, w in before.items()} == {n: w.id for n, w in after.items()}
-            return after if same else None
+            # A replace the kill interrupted is finished once (a rebuild it carried is redone: the reconciler
+            # can't know the pull completed); then the node is quiet: several polls and passes do nothing.
+            async def stable() -> dict[str, Any] | None:
+                before = await converged()
+                await asyncio.sleep(3)
+                after = await converged()
+                same = before and after and {n: w.id for n, w in before.items()} == {n: w.id for n, w in after.items()}
+                return after if same else None
 
-        settled = await eventually(stable, "the node to settle", seen=lambda: log.read_text()[-2000:])
-        # b was never touched (containerd's ids are the names, so its start time tells; the engine refines a
-        # start time by a few ms when the start event arrives, a restart would be seconds later)
-        assert settled[b].id == first[b].id
-        then, now = first[b].started_at, settled[b].started_at
-        assert then is None or now is None or abs((now - then).total_seconds()) < 1, "b was left alone"
-        await asyncio.sleep(4)
-        again = await node.actual()
-        assert {n: (w.id, w.started_at) for n, w in again.items()} == {
-            n: (w.id, w.started_at) for n, w in settled.items()
-        }, f"a={a} b={b} c={c}; daemon log: {log.read_text()[-4000:]}"
-        daemon.terminate()
-        await daemon.wait()
-
-        # A reboot without network: the containers are gone, the controller is unreachable.
-        await node.cleanup()
-        await controller.stop()
-        daemon = await node.daemon(log)
-        back = await eventually(lambda: running([a, b, c]), "the workloads back from the state last fetched")
-        assert back[a].labels["io.fogwire.config-hash"] == settled[a].labels["io.fogwire.config-hash"]
-    finally:
-        if daemon is not None and daemon.returncode is None:
+            settled = await eventually(stable, "the node to settle", seen=lambda: log.read_text()[-2000:])
+            # b was never touched (containerd's ids are the names, so its start time tells; the engine refines a
+            # start time by a few ms when the start event arrives, a restart would be seconds later)
+            assert settled[b].id == first[b].id
+            then, now = first[b].started_at, settled[b].started_at
+            assert then is None or now is None or abs((now - then).total_seconds()) < 1, "b was left alone"
+            await asyncio.sleep(4)
+            again = await node.actual()
+            assert {n: (w.id, w.started_at) for n, w in again.items()} == {
+                n: (w.id, w.started_at) for n, w in settled.items()
+            }, f"a={a} b={b} c={c}; daemon log: {log.read_text()[-4000:]}"
             daemon.terminate()
             await daemon.wait()
-        await node.cleanup()
-        await controller.close()
+
+            # A reboot without network: the containers are gone, the controller is unreachable.
+            await node.cleanup()
+            await controller.stop()
+            daemon = await node.daemon(log)
+            back = await eventually(lambda: running([a, b, c]), "the workloads back from the state last fetched")
+            assert back[a].labels["io.fogwire.config-hash"] == settled[a].labels["io.fogwire.config-hash"]
+        finally:
+            if daemon is not None and daemon.returncode is None:
+                daemon.terminate()
+                await daemon.wait()
 
 
 @pytest.mark.parametrize("kind", ENGINES[:1])
 async def test_controller_commands_prune_and_the_unsupported_ones(
     kind: str, tmp_path: Path, harness_images: images.TestImages
 ) -> None:
-    controller = StandInController(auth="legacy")
-    await controller.start()
-    node = Node(kind, tmp_path, controller)
-    try:
+    async with node_on(kind, tmp_path, "legacy") as node:
+        controller = node.controller
         await node.provision()
         async with agents.running(node.agent()) as agent:
             await eventually(lambda: asyncio.sleep(0, not controller.pending_changes(node.uuid)), "the first ack")
@@ -462,19 +453,14 @@ async def test_controller_commands_prune_and_the_unsupported_ones(
             events = await eventually(recorded, "the prune and the notices", seen=lambda: controller.requests[-5:])
             assert any("not supported" in e and "reboot" in e for e in events)
             await eventually(lambda: asyncio.sleep(0, not controller.pending_changes(node.uuid)), "the ack")
-    finally:
-        await node.cleanup()
-        await controller.close()
 
 
 @pytest.mark.parametrize("kind", ENGINES[:1])
 async def test_deprovision_without_a_daemon_and_with_the_controller_down(
     kind: str, tmp_path: Path, harness_images: images.TestImages
 ) -> None:
-    controller = StandInController(auth="legacy")
-    await controller.start()
-    node = Node(kind, tmp_path, controller)
-    try:
+    async with node_on(kind, tmp_path, "legacy") as node:
+        controller = node.controller
         node.write_config()
         node.uuid = controller.create_node("arm-node")
         code, out, err = await _fogwire(node, "provision", "--type", "arm", controller.provisioning_key(node.uuid))
@@ -495,6 +481,33 @@ async def test_deprovision_without_a_daemon_and_with_the_controller_down(
         assert "could not be told" in out and "deprovisioned locally" in out
         assert await node.actual() == {}
         assert credentials.load(node.paths.state_dir) is None
-    finally:
-        await node.cleanup()
-        await controller.close()
+
+
+@pytest.mark.parametrize("kind", ENGINES[:1])
+async def test_a_status_change_is_reported_at_once_not_a_period_later(
+    kind: str, tmp_path: Path, harness_images: images.TestImages
+) -> None:
+    async with node_on(kind, tmp_path, "legacy") as node:
+        controller = node.controller
+        await node.provision()
+        registry = add_harness_registry(controller, harness_images)
+        ms = controller.deploy(node.uuid, x86=harness_images.ref_v1, registry_id=registry, cmd=SLEEP)
+        async with agents.running(node.agent(status_frequency=60)):
+
+            async def running() -> bool:
+                entry = node.reported(ms) if controller.nodes[node.uuid].status else None
+                return entry is not None and entry["status"] == "RUNNING"
+
+            await eventually(running, "RUNNING reported")
+            reports = controller.nodes[node.uuid].statuses_received
+            broken = controller.deploy(
+                node.uuid, x86=f"{harness_images.registry}/fogwire/nothing-here:1", registry_id=registry, cmd=SLEEP
+            )
+
+            async def failed() -> bool:
+                entry = node.reported(broken)
+                return entry is not None and entry["status"] == "FAILED"
+
+            # a period is 60 s here: the FAILED status must not wait for it
+            await eventually(failed, "the failure reported", timeout=20)
+            assert controller.nodes[node.uuid].statuses_received - reports < 10

@@ -169,3 +169,27 @@ async def test_https_with_the_controllers_own_ca(tmp_path: Path) -> None:
         assert "TLS" in str(untrusted.value)
     finally:
         await stand_in.close()
+
+
+async def test_the_status_body_is_checked_as_the_controller_does(
+    legacy_controller: StandInController, tmp_path: Path
+) -> None:
+    node = await provision(legacy_controller, tmp_path)
+    stored = credentials.load(tmp_path)
+    assert stored is not None
+    client = ControllerClient(legacy_controller.url, authorization=stored.authorization)
+    with pytest.raises(ControllerError) as missing:
+        await client.request("PUT", "agent/status", {"daemonStatus": "RUNNING", "lastStatusTime": 1})
+    assert missing.value.status == 500
+    assert legacy_controller.nodes[node].status["daemonStatus"] == "RUNNING", "node fields are saved even so"
+    with pytest.raises(ControllerError) as not_a_string:
+        await client.request("PUT", "agent/status", {"microserviceStatus": []})
+    assert not_a_string.value.status == 400
+    with pytest.raises(ControllerError) as not_an_array:
+        await client.request("PUT", "agent/status", {"microserviceStatus": '{"status":"UNKNOWN"}'})
+    assert not_an_array.value.status == 500
+    with pytest.raises(ControllerError) as negative:
+        await client.request("PUT", "agent/status", {"cpuUsage": -1, "microserviceStatus": "[]"})
+    assert negative.value.status == 400
+    reply = await client.request("PUT", "agent/status", {"daemonStatus": "RUNNING", "microserviceStatus": "[]"})
+    assert reply.status == 204
