@@ -39,6 +39,29 @@ from fogwire_engine_containerd._network import WorkloadNetwork, on_bridge, ports
 log = logging.getLogger(__name__)
 
 
+def orphan_shims(address: str, namespace: str, name: str, signum: int | None = None) -> list[int]:
+    """PIDs of the runc shims of task ``name`` in ``namespace`` of the containerd at ``address`` (signalled with ``signum``)."""
+    socket_path = address.removeprefix("unix://").removeprefix("unix:").encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if not args or not args[0].endswith(b"containerd-shim-runc-v2"):
+            continue
+        pairs = dict(zip(args[1::2], args[2::2], strict=False))
+        ours = pairs.get(b"-address") == socket_path and pairs.get(b"-namespace") == namespace.encode()
+        if ours and pairs.get(b"-id") == name.encode():
+            found.append(int(entry.name))
+            if signum is not None:
+                with contextlib.suppress(OSError):
+                    os.kill(int(entry.name), signum)
+    return found
+
+
 def log_limit(labels: Mapping[str, str]) -> int | None:
     """Bytes per log file of a workload whose spec bounds its log (its container's label), else ``None``."""
     value = labels.get(L_LOG_KIB)
@@ -131,15 +154,7 @@ class Tasks:
             request = tasks_pb2.CreateTaskRequest(
                 container_id=name, rootfs=mounts, stdout=str(stdout), stderr=str(stderr), options=options
             )
-            try:
-                created = c.tasks.Create(request, metadata=c.md(), timeout=60)
-            except RpcError as error:
-                if error.code() is not StatusCode.ALREADY_EXISTS:
-                    raise
-                # a task left over by a launch whose caller died mid-create (kill -9 of the agent)
-                log.info("workload %s: removing a task left over by an interrupted start", name)
-                self.kill_and_delete(name)
-                created = c.tasks.Create(request, metadata=c.md(), timeout=60)
+            created = self._create_task(c, name, request)
             pump = self._pump()
             assert pump is not None
             log_file = self._logs_dir / f"{name}.log"
@@ -165,6 +180,31 @@ class Tasks:
                 for fd in fds:
                     with contextlib.suppress(OSError):
                         os.close(fd)
+
+    def _create_task(self, c: Client, name: str, request: Any) -> Any:
+        """``Tasks.Create``, clearing what a create whose caller died (kill -9 of the agent) left in the way.
+
+        Either a task that was registered (killed and deleted), or a shim containerd
+        started and never registered as a task (it stays until it exits: it is
+        killed, and containerd then removes its bundle). A bundle still being
+        removed after a replace is waited for the same way.
+        """
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                return c.tasks.Create(request, metadata=c.md(), timeout=60)
+            except RpcError as error:
+                # "already exists": a task or a shim of this id is registered; "mkdir …: file exists": the
+                # bundle of the previous task of this id is not cleaned up yet (containerd does it when its shim exits)
+                in_the_way = error.code() is StatusCode.ALREADY_EXISTS or "file exists" in details(error)
+                if not in_the_way or time.monotonic() > deadline:
+                    raise
+            log.info("workload %s: clearing what an interrupted start left", name)
+            if self.get(name) is not None:
+                self.kill_and_delete(name)
+            else:
+                orphan_shims(c.address, c.namespace, name, signal.SIGKILL)
+                time.sleep(0.2)
 
     def delete(self, name: str) -> Any | None:
         """Delete the task of ``name`` (its network and log draining end with it); its exit, or ``None``."""
