@@ -163,7 +163,7 @@ def main() -> int:
 
         say("Operator: delete 'worker'; the node removes it")
         stand_in.call(controller.delete, worker)
-        wait(lambda: worker not in states() or states()[worker] == "absent", "the worker to go")
+        wait(lambda: states().get(worker, "absent") == "absent", "the worker to go")
         fogwire("status")
 
         say(
