@@ -109,7 +109,7 @@ async def bench_react(count: int, rounds: int, work: Path, test_images: images.T
         change_frequency=1,
         status_frequency=5,
     )
-    agent = Agent(engine=engine, profile=profile, paths=paths, plugins=host, control_socket=False)
+    agent = Agent(engine=engine, profile=profile, paths=paths, plugins=host, api_socket=False)
     ours: list[float] = []
     documents: list[Any] = []
     task = asyncio.create_task(agent.run())
@@ -156,7 +156,7 @@ async def bench_react(count: int, rounds: int, work: Path, test_images: images.T
     peer_engine = host.engine_factory("containerd")(peer_context)
     peer_timer = FirstCreate(peer_engine)
     peer_profile = Profile(container_engine="containerd", container_engine_url=url, agent_id=agent_id + "-p")
-    peer = Agent(engine=peer_engine, profile=peer_profile, paths=peer_paths, plugins=host, control_socket=False)
+    peer = Agent(engine=peer_engine, profile=peer_profile, paths=peer_paths, plugins=host, api_socket=False)
     peers: list[float] = []
     peer_task = asyncio.create_task(peer.run())
     try:

@@ -133,7 +133,7 @@ async def bench_apply(
         profile=Profile(container_engine_url=url, agent_id=agent_id, pruning_frequency=0, resync_seconds=3600),
         paths=paths,
         plugins=host,
-        control_socket=False,
+        api_socket=False,
         concurrency=concurrency,
     )
     task = asyncio.create_task(agent.run())

@@ -69,7 +69,7 @@ async def main(args: argparse.Namespace) -> int:
         engine=args.engine,
         profile=Profile(container_engine_url=args.url, agent_id=args.agent_id),
         paths=paths,
-        control_socket=False,  # the host program talks to the agent directly
+        api_socket=False,  # the host program talks to the agent directly
     )
     extra: list[dict[str, Any]] = []
     registry: Any = args.registry

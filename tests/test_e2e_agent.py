@@ -87,7 +87,7 @@ class Env:
     def agent(self, **kwargs: Any) -> Agent:
         kwargs.setdefault("rollback_grace_s", 1.5)
         kwargs.setdefault("backoff_cap_s", 1.0)
-        kwargs.setdefault("control_socket", False)
+        kwargs.setdefault("api_socket", False)
         profile = kwargs.pop("profile", None) or self.profile()
         return Agent(engine=self.kind, profile=profile, paths=self.paths, plugins=self.host, **kwargs)
 

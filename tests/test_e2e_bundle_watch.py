@@ -81,7 +81,7 @@ async def test_microservice_waiting_for_an_image_starts_when_a_bundle_lands(
         services=(PluginSelection("bundle-watch", {"dir": str(drop)}),),
     )
     host = PluginHost()
-    agent = Agent(profile=profile, paths=paths, plugins=host, control_socket=False, backoff_cap_s=30.0)
+    agent = Agent(profile=profile, paths=paths, plugins=host, api_socket=False, backoff_cap_s=30.0)
     engine = host.engine_factory("docker")(
         EngineContext(
             agent_id=agent_id, data_dir=tmp_path / "e", run_dir=tmp_path / "r", log_dir=tmp_path / "l", url=dockerd

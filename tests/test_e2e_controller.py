@@ -148,7 +148,7 @@ class Node:
             profile=profile,
             paths=self.paths,
             plugins=self.host,
-            control_socket=False,
+            api_socket=False,
             rollback_grace_s=1.0,
             backoff_cap_s=1.0,
         )

@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from fogwire.agent import write_documents
-from fogwire.control import ControlClient
+from fogwire.api.client import ApiClient
 from fogwire.convert import make_converter
 from fogwire.engine import NAME_LABEL, EngineContext, WorkloadState
 from fogwire.model.desired import assemble
@@ -135,14 +135,14 @@ def test_kill_9_at_random_moments_then_converge(tmp_path: Path, harness_images: 
             write_documents(desired_file, documents)
             proc = start_daemon(tmp_path, log)
             try:
-                client = ControlClient(tmp_path / "run" / "fogwire.sock", timeout=60)
+                client = ApiClient(tmp_path / "run" / "fogwire.sock", tmp_path / "api-token", timeout=60)
                 state = assemble(make_converter(), documents, str(desired_file))
                 want = {n: resolve(ms, state, device_arch()).config_hash for n, ms in state.microservices.items()}
                 deadline = time.monotonic() + 90
                 while True:
                     assert proc.poll() is None, log_path.read_text()[-3000:]
                     if client.available():
-                        status = client.request("status")
+                        status = client.request("GET", "/v1/system/status")
                         running = {
                             m["name"]: m["config_hash"]
                             for m in status["microservices"]

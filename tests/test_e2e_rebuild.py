@@ -98,7 +98,7 @@ class Env:
             plugins=self.host,
             rollback_grace_s=1.0,
             backoff_cap_s=1.0,
-            control_socket=False,
+            api_socket=False,
             **kwargs,
         )
 

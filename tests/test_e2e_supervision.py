@@ -50,7 +50,7 @@ async def test_prune_keeps_desired_images_and_removes_the_rest(
         engine_options={"namespace": f"fw6-prune-{tag}"},
     )
     paths = Paths(tmp_path / "c.yaml", tmp_path / "state", tmp_path / "log", tmp_path / "run")
-    agent = Agent(engine="containerd", profile=profile, paths=paths, control_socket=False)
+    agent = Agent(engine="containerd", profile=profile, paths=paths, api_socket=False)
     task = asyncio.create_task(agent.run())
     await agent.started.wait()
     try:
@@ -89,7 +89,7 @@ async def test_watchdog_restarts_a_stuck_reconcile_loop(tmp_path: Path, harness_
 
     engine.list_managed = list_managed  # type: ignore[method-assign]
     profile = Profile(container_engine="docker", agent_id=f"t6-wd-{tag}", watchdog_enabled=True)
-    agent = Agent(engine=engine, profile=profile, paths=paths, control_socket=False, stuck_after_s=1.0)
+    agent = Agent(engine=engine, profile=profile, paths=paths, api_socket=False, stuck_after_s=1.0)
     task = asyncio.create_task(agent.run())
     await agent.started.wait()
     try:
@@ -145,7 +145,7 @@ async def test_reload_sinks_get_each_desired_state_in_their_own_try(
         engine="docker",
         profile=profile,
         paths=paths,
-        control_socket=False,
+        api_socket=False,
         sinks=[broken, "log", recording],
         sink_timeout_s=1.0,
     )

@@ -126,7 +126,7 @@ async def test_the_agent_refuses_a_mismatched_sink_before_starting_anything(
 
     plugins.add_plugin(_plugin("never_engine", fogwire_register_engines=fogwire_register_engines), owner="tests")
     profile = Profile(container_engine="never", reload_sinks=(PluginSelection("other-sink"),))
-    agent = Agent(profile=profile, paths=_paths(tmp_path), plugins=plugins, control_socket=False)
+    agent = Agent(profile=profile, paths=_paths(tmp_path), plugins=plugins, api_socket=False)
     with pytest.raises(PluginLoadError, match="the agent .* gives its sinks the agent's validated desired state"):
         async with agent.session():
             pass
@@ -139,7 +139,7 @@ async def test_the_agents_converter_has_every_selected_plugins_types(fake_eps: A
     fake_eps.add("fogwire.engines", "acme", _acme_plugin(seen), distribution="fogwire-engine-acme")
     plugins = PluginHost(environ={}, find_entry_points=fake_eps)
     profile = Profile(container_engine="acme", engine_options={"socketPath": "/tmp/a.sock", "maxWorkers": 2})
-    agent = Agent(profile=profile, paths=_paths(tmp_path), plugins=plugins, control_socket=False)
+    agent = Agent(profile=profile, paths=_paths(tmp_path), plugins=plugins, api_socket=False)
     with pytest.raises(PluginLoadError) as caught:
         async with agent.session():
             pass
@@ -156,7 +156,7 @@ async def test_a_bad_engine_option_is_a_config_error_with_its_path(fake_eps: Any
     fake_eps.add("fogwire.engines", "acme", _acme_plugin({}), distribution="fogwire-engine-acme")
     plugins = PluginHost(environ={}, find_entry_points=fake_eps)
     profile = Profile(container_engine="acme", engine_options={"max_workers": "two"})
-    agent = Agent(profile=profile, paths=_paths(tmp_path), plugins=plugins, control_socket=False)
+    agent = Agent(profile=profile, paths=_paths(tmp_path), plugins=plugins, api_socket=False)
     with pytest.raises(ConfigError) as caught:
         async with agent.session():
             pass

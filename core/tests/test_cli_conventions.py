@@ -26,7 +26,8 @@ def test_help_has_examples_exit_codes_and_environment(run_cli: Run, isolated_pat
     assert "examples:\n  fogwire init-config" in result.out
     assert "fogwire validate -f app.yaml" in result.out
     assert "fogwire plugins --json" in result.out
-    assert "exit codes: 0 ok, 1 runtime failure, 2 usage or validation error." in result.out
+    assert "exit codes: 0 ok, 1 internal or runtime failure, 2 invalid input, 3 unauthorised," in result.out
+    assert "4 not found, 5 conflict, 10 no daemon running" in result.out
     for var in ("FOGWIRE_CONFIG", "FOGWIRE_STATE_DIR", "FOGWIRE_DISABLE_PLUGINS", "FOGWIRE_STRICT_PLUGINS"):
         assert var in result.out
     for command in ("plugins", "validate", "init-config", "config"):

@@ -24,7 +24,7 @@ def test_root_defaults() -> None:
     )
     assert paths.config_dir == Path("/etc/fogwire")
     assert paths.database == Path("/var/lib/fogwire/state.db")
-    assert paths.control_socket == Path("/run/fogwire/fogwire.sock")
+    assert paths.api_socket == Path("/run/fogwire/fogwire.sock")
 
 
 def test_user_defaults_follow_platformdirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -32,15 +32,18 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import cattrs
 import yaml
 
+from fogwire.api.admin import AdminRoutes
+from fogwire.api.app import ApiApp
+from fogwire.api.metrics import Metrics
 from fogwire.converge import SinkSet
 from fogwire.engine import Engine, EngineContext, EventKind, Health, LogLine, ResourceUsage
-from fogwire.errors import ConfigError, FogwireError, PluginLoadError, SourceError
+from fogwire.errors import ConfigError, ConflictError, FogwireError, NotFoundError, PluginLoadError, SourceError
 from fogwire.model.agent_config import AgentConfig, Profile
 from fogwire.model.desired import DesiredState, assemble
 from fogwire.paths import Paths, default_paths, replace_file
@@ -53,6 +56,10 @@ from fogwire.sinks import ReloadSink, SinkContext
 from fogwire.sources import ConfigSnapshot, ConfigSource, SourceContext
 from fogwire.store import Store
 from fogwire.supervise import jittered, sd_notify, watchdog_interval
+
+if TYPE_CHECKING:
+    from fogwire.api.server import HttpServer
+    from fogwire.reconcile import SpecAmender
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +129,35 @@ class _Handle:
         """Prune every ``hours`` hours from now on (0: never)."""
         self._agent.set_pruning_frequency(hours)
 
+    @property
+    def api(self) -> ApiApp:
+        """The agent API's route table."""
+        return self._agent.api
+
+    @property
+    def metrics(self) -> Metrics:
+        """The agent's metrics."""
+        return self._agent.metrics
+
+    @property
+    def desired(self) -> DesiredState:
+        """The desired state the agent works towards now."""
+        return self._running.desired
+
+    def add_desired_listener(self, listener: Callable[[DesiredState], None]) -> None:
+        """Call ``listener`` with every desired state the agent adopts."""
+        self._agent.add_desired_listener(listener)
+
+    def add_spec_amender(self, amender: SpecAmender) -> None:
+        """Pass every resolved workload spec through ``amender`` (call while the service is built)."""
+        self._running.reconciler.amenders.append(amender)
+        self._running.reconciler.invalidate()
+
+    def respecify(self) -> None:
+        """An amender's output changed: resolve again and let a pass act on the difference."""
+        self._running.reconciler.invalidate()
+        self._agent._wake_up(changed=True)
+
 
 class Agent:
     """Keeps an engine's managed workloads equal to a desired state, until stopped.
@@ -136,7 +172,7 @@ class Agent:
     :param services: agent services (plugin names with options) run beside the loops.
     :param paths: where state, logs and the control socket live.
     :param profile: the agent-config profile supplying the defaults of the rest.
-    :param control_socket: serve the CLI on ``paths.control_socket``.
+    :param api_socket: serve the agent API (what the CLI talks to) on ``paths.api_socket``.
     :param rollback_grace_s: how long a replacement must hold up before it is kept.
 
     Plugins named here are loaded from ``plugins`` (a :class:`PluginHost`); one that
@@ -155,7 +191,7 @@ class Agent:
         paths: Paths | None = None,
         profile: Profile | None = None,
         plugins: PluginHost | None = None,
-        control_socket: bool = True,
+        api_socket: bool = True,
         rollback_grace_s: float = 10.0,
         concurrency: int = 8,
         max_failures: int = 5,
@@ -181,7 +217,7 @@ class Agent:
         if services is None:
             services = [(s.name, s.options) for s in self.profile.services]
         self._service_specs = list(services)
-        self.control_socket = control_socket
+        self.api_socket = api_socket
         self.rollback_grace_s = rollback_grace_s
         self.concurrency = concurrency
         self.max_failures = max_failures
@@ -202,6 +238,26 @@ class Agent:
         self._loop_task: asyncio.Task[None] | None = None
         self._prune_task: asyncio.Task[None] | None = None
         self._pruning_hours = int(self.profile.pruning_frequency)
+        self._desired_listeners: list[Callable[[DesiredState], None]] = []
+        self.metrics = Metrics()
+        """The agent's metrics (``GET /metrics``); services and sources add their own."""
+        self.api = ApiApp(self._admin_token, self.metrics)
+        """The agent API's routes; plugins add theirs (the device API serves it on TCP too)."""
+        AdminRoutes(self).install(self.api)
+        self._admin_token_value: str | None = None
+        self._passes = self.metrics.counter("fogwire_reconcile_passes_total", "reconcile passes by result", ("result",))
+        self._pass_seconds = self.metrics.histogram(
+            "fogwire_reconcile_pass_seconds", "how long each reconcile pass took"
+        )
+        self._actions = self.metrics.counter(
+            "fogwire_reconcile_actions_total", "reconcile actions by kind and result", ("kind", "result")
+        )
+        self._source_updates = self.metrics.counter(
+            "fogwire_source_updates_total", "desired states the config source delivered, by result", ("result",)
+        )
+        self.metrics.gauge(
+            "fogwire_workloads", "managed workloads by state (as last listed)", self._workloads_by_state, ("state",)
+        )
 
     @classmethod
     def from_config(cls, config: AgentConfig, paths: Paths, **kwargs: Any) -> Agent:
@@ -361,6 +417,8 @@ class Agent:
             running.services = self._make_services(_Handle(self, running))
             closables += running.services
             self._running = running
+            for service in running.services:
+                await service.start()
             await self._initial_desired(running)
             yield self
         finally:
@@ -389,11 +447,12 @@ class Agent:
             server = None
             tasks: list[asyncio.Task[Any]] = []
             try:
-                if self.control_socket:
-                    from fogwire.control import ControlServer
-
-                    server = ControlServer(self, self.paths.control_socket)
-                    await server.start()
+                try:
+                    self._admin_token_value = await asyncio.to_thread(ensure_admin_token, self.paths.api_token_file)
+                except OSError as error:  # an embedder's read-only config dir: the admin routes stay closed
+                    log.warning("no API admin token (%s): the admin routes answer 401", error)
+                if self.api_socket:
+                    server = await self._serve_api_socket()
                 self._loop_task = asyncio.create_task(self._reconcile_loop(running), name="fogwire-reconcile")
                 tasks = [
                     asyncio.create_task(self._watch_source(running), name="fogwire-source"),
@@ -455,6 +514,7 @@ class Agent:
                 running.desired = assemble(self.converter, applied.documents, applied.origin)
                 running.documents = applied.documents
                 running.applied_digest = applied.digest
+                self._notify_desired(running.desired)
                 log.info("running from the desired state last applied (%s)", applied.origin)
             except ConfigError as error:
                 log.error("the stored desired state no longer validates: %s", error)
@@ -464,17 +524,20 @@ class Agent:
     ) -> bool:
         """Take a fetched snapshot as the desired state; ``False`` if unchanged or invalid."""
         if snapshot.digest == running.applied_digest:
+            self._source_updates.inc(result="unchanged")
             return False
         documents = list(snapshot.payload)
         try:
             desired = assemble(self.converter, documents, snapshot.origin)
         except ConfigError as error:
+            self._source_updates.inc(result="rejected")
             log.error("new desired state rejected, keeping the last one:\n%s", error)
             await running.store.call(running.store.add_event, None, "config-rejected", str(error))
             if initial:
                 raise
             return False
         await self._set_desired(running, desired, documents, snapshot.origin, snapshot.digest, "from")
+        self._source_updates.inc(result="applied")
         return True
 
     async def _set_desired(
@@ -489,7 +552,19 @@ class Agent:
         await running.store.call(
             running.store.add_event, None, "desired-state", f"{len(desired.microservices)} microservices {how} {origin}"
         )
+        self._notify_desired(desired)
         return seen_before
+
+    def add_desired_listener(self, listener: Callable[[DesiredState], None]) -> None:
+        """Call ``listener`` (on the loop, must not block) with every desired state the agent adopts."""
+        self._desired_listeners.append(listener)
+
+    def _notify_desired(self, desired: DesiredState) -> None:
+        for listener in self._desired_listeners:
+            try:
+                listener(desired)
+            except Exception:  # a listener's bug must not stop the agent adopting a state
+                log.exception("desired-state listener %r failed", listener)
 
     def _wake_up(self, *, changed: bool = False) -> None:
         self._changed = self._changed or changed
@@ -529,6 +604,7 @@ class Agent:
                 continue
             failures = 0
             self.last_pass = result
+            self._count_pass(result)
             for outcome in result.outcomes:
                 running.outcomes[outcome.action.name] = (result.serial, outcome)
             if result.plan.actions:
@@ -548,6 +624,37 @@ class Agent:
                 else:
                     still_waiting.append((after, waiter))
             self._pass_waiters = still_waiting
+
+    def _count_pass(self, result: PassResult) -> None:
+        self._passes.inc(result="ok" if all(o.ok for o in result.outcomes) else "failed")
+        self._pass_seconds.observe(result.duration_s)
+        for outcome in result.outcomes:
+            self._actions.inc(kind=outcome.action.kind, result="ok" if outcome.ok else "failed")
+
+    def _workloads_by_state(self) -> dict[tuple[str, ...], float]:
+        counts: dict[tuple[str, ...], float] = {}
+        running = self._running
+        if running is not None:
+            for workload in running.reconciler.last_actual.values():
+                key = (workload.state.value,)
+                counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    def _admin_token(self) -> str | None:
+        return self._admin_token_value
+
+    async def _serve_api_socket(self) -> HttpServer:
+        """Serve the API on the unix socket (mode 0600)."""
+        from fogwire.api.server import HttpServer
+
+        server = HttpServer(self.api, body_limit=self.api.body_limit)
+        try:
+            await server.listen_unix(self.paths.api_socket)
+        except OSError as error:
+            raise FogwireError(
+                f"another fogwire daemon is serving {self.paths.api_socket}; stop it first ({error})"
+            ) from error
+        return server
 
     @staticmethod
     def _event_recorder(running: Running) -> Any:
@@ -704,7 +811,7 @@ class Agent:
         desired = self.validate(documents, origin)
         path = self.source_file
         if running.source is not None and path is None:
-            raise FogwireError(
+            raise ConflictError(
                 f"the desired state comes from the {running.source.name!r} config source; "
                 "apply works with the 'file' source (or none)"
             )
@@ -724,7 +831,7 @@ class Agent:
         """Remove microservice ``name`` from the desired state (its workload goes on the next pass)."""
         documents = remove_microservice(self.running.documents, name)
         if documents is None:
-            raise FogwireError(f"no microservice named {name!r} in the desired state")
+            raise NotFoundError(f"no microservice named {name!r} in the desired state")
         return await self.apply(documents, f"delete {name}")
 
     async def plan(self, documents: list[Any] | None = None, origin: str = "plan") -> Plan:
@@ -752,6 +859,60 @@ class Agent:
     def logs(self, name: str, *, tail: int | None = None, follow: bool = False) -> AsyncIterator[LogLine]:
         """A microservice's output from the engine."""
         return self.running.engine.logs(name, tail=tail, follow=follow)
+
+    async def inspect(self, name: str) -> dict[str, Any]:
+        """One microservice: its status, the workload's details, and its desired spec when desired."""
+        running = self.running
+        info = await running.engine.inspect(name)
+        status = next((s for s in running.reconciler.statuses(running.desired) if s.name == name), None)
+        if status is None and info is None:
+            raise NotFoundError(f"no microservice named {name!r}")
+        desired = running.desired.microservices.get(name)
+        return {
+            "name": name,
+            "status": attrs.asdict(status) if status is not None else None,
+            "workload": self.converter.unstructure(info) if info is not None else None,
+            "desired": self.converter.unstructure(desired.spec) if desired is not None else None,
+            "application": desired.application if desired is not None else None,
+            "events": [attrs.asdict(e) for e in await running.store.call(running.store.events, 20, name)],
+        }
+
+    def _desired_name(self, name: str) -> None:
+        if name not in self.running.desired.microservices:
+            raise NotFoundError(f"no microservice named {name!r} in the desired state")
+
+    async def stop_microservice(self, name: str) -> dict[str, Any]:
+        """Stop ``name`` and keep it stopped (across restarts) until :meth:`start_microservice`."""
+        running = self.running
+        self._desired_name(name)
+        reconciler = running.reconciler
+        reconciler.held.add(name)
+        await running.store.call(running.store.set_held, name, True)
+        async with reconciler.acting():
+            if await running.engine.inspect(name) is not None:
+                await running.engine.stop(name, timeout_s=reconciler.stop_timeout_s)
+        await running.store.call(running.store.add_event, name, "stopped", "stopped by an operator")
+        await reconciler.list_actual()
+        return {"name": name, "state": "stopped", "held": True}
+
+    async def start_microservice(self, name: str) -> dict[str, Any]:
+        """Release an operator's stop and have a pass start ``name`` (or create it); wait for that pass."""
+        running = self.running
+        self._desired_name(name)
+        running.reconciler.held.discard(name)
+        await running.store.call(running.store.set_held, name, False)
+        await running.store.call(running.store.add_event, name, "started", "started by an operator")
+        result = await self.reconcile_now()
+        status = next(s for s in running.reconciler.statuses(running.desired) if s.name == name)
+        outcome = next((o for o in result.outcomes if o.action.name == name), None)
+        if outcome is not None and not outcome.ok:
+            raise FogwireError(f"{name} did not start: {outcome.detail}")
+        return {"name": name, "state": status.state, "held": False}
+
+    async def restart_microservice(self, name: str) -> dict[str, Any]:
+        """Stop ``name`` and start it again (a held one is released)."""
+        await self.stop_microservice(name)
+        return await self.start_microservice(name)
 
 
 def apply_summary(
@@ -823,3 +984,17 @@ def remove_microservice(documents: list[Any], name: str) -> list[Any] | None:
                 document = {**document, "spec": {**spec, "microservices": kept}}
         out.append(document)
     return out if found else None
+
+
+def ensure_admin_token(path: Path) -> str:
+    """The API's admin token from ``path``, made (random, mode 0600) when the file is missing or empty."""
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        token = ""
+    if not token:
+        import secrets
+
+        token = secrets.token_urlsafe(32)
+        replace_file(path, token + "\n", mode=0o600)
+    return token

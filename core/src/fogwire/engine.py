@@ -386,6 +386,15 @@ class Engine(abc.ABC):
         """
         return {}
 
+    async def host_address(self) -> str | None:
+        """The host's address as the workloads on the engine's default network reach it (the bridge's gateway).
+
+        The device API listens there, and workloads get it as the extra hosts
+        ``iofog`` and ``edgelet.default.svc.bridge.local``. Default: ``None`` (unknown;
+        workloads then reach the host only with host networking).
+        """
+        return None
+
     @abc.abstractmethod
     async def prune_images(self, keep: Collection[str] = ()) -> PruneResult:
         """Remove images no container uses, except those named in ``keep``."""

@@ -85,3 +85,11 @@ class SinkError(FogwireError):
 
 class SourceError(FogwireError):
     """A config source could not deliver configuration."""
+
+
+class NotFoundError(FogwireError):
+    """What a request names does not exist (a microservice not in the desired state)."""
+
+
+class ConflictError(FogwireError):
+    """The request can't be done in the agent's current state (the desired state belongs to another source)."""

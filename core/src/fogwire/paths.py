@@ -44,9 +44,14 @@ class Paths:
         return self.state_dir / "state.db"
 
     @property
-    def control_socket(self) -> Path:
-        """The unix socket the daemon and the CLI talk over."""
+    def api_socket(self) -> Path:
+        """The unix socket the daemon serves its API on (the CLI talks to it there)."""
         return self.run_dir / "fogwire.sock"
+
+    @property
+    def api_token_file(self) -> Path:
+        """The admin token of the daemon's API (0600; edgelet's ``/etc/edgelet/edgelet-api``)."""
+        return self.config_dir / "api-token"
 
     def ensure(self) -> None:
         """Create the directories (0700 for state and run, which hold secrets and sockets)."""

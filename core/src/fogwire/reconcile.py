@@ -35,11 +35,12 @@ writes its *intent* to the store first, so an agent killed mid-action finishes i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Literal, TypeVar
 
 import attrs
@@ -58,11 +59,15 @@ from fogwire.resolve import (
     rebuild_request,
     resolve,
 )
+from fogwire.resolve import config_hash as hash_of_spec
 from fogwire.store import MicroserviceRecord, RebuildRecord, Store
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+SpecAmender = Callable[[DesiredMicroservice, WorkloadSpec], WorkloadSpec]
+"""Turns a microservice's resolved spec into the one to run (a pure function: it is part of the spec's hash)."""
 
 ActionKind = Literal["create", "replace", "remove", "start", "restart", "verify"]
 
@@ -217,11 +222,16 @@ class Reconciler:
         """Monotonic time of the last step of progress (the watchdog reads it)."""
         self.pass_serial = 0
         """The serial of the last pass asked for; a pass with a greater one was asked for later."""
+        self.held: set[str] = set()
+        """Microservices an operator stopped: no pass starts, replaces or recreates them until released."""
+        self.amenders: list[SpecAmender] = []
+        """Functions every resolved workload spec goes through (the device API adds the workload's identity)."""
 
     async def load(self) -> None:
         """Read the per-microservice records from the store (once, at start)."""
         self.records = await self.store.call(self.store.records)
         self.rebuilds = await self.store.call(self.store.rebuilds)
+        self.held = await self.store.call(self.store.held)
 
     # -- rebuild requests ---------------------------------------------------------------
 
@@ -291,11 +301,23 @@ class Reconciler:
         problems: dict[str, str] = {}
         for name, ms in desired.microservices.items():
             try:
-                resolved[name] = resolve(ms, desired, self.arch)
+                resolved[name] = self._amended(resolve(ms, desired, self.arch), ms)
             except ResolveError as error:
                 problems[name] = str(error)
         self._resolved = (desired, resolved, problems)
         return dict(resolved), dict(problems)
+
+    def _amended(self, r: ResolvedMicroservice, ms: DesiredMicroservice) -> ResolvedMicroservice:
+        if not self.amenders:
+            return r
+        spec = r.spec
+        for amend in self.amenders:
+            spec = amend(ms, spec)
+        return attrs.evolve(r, spec=spec, config_hash=hash_of_spec(spec, r.auth))
+
+    def invalidate(self) -> None:
+        """Forget the cached resolution (an amender's output changed, e.g. the host address)."""
+        self._resolved = None
 
     def compute_plan(
         self, desired: DesiredState, actual: list[WorkloadInfo], *, now: float | None = None, gate: bool = True
@@ -312,6 +334,9 @@ class Reconciler:
         unchanged: list[str] = []
         deferred: dict[str, str] = {}
         for name, r in resolved.items():
+            if name in self.held:
+                deferred[name] = f"stopped by an operator; 'fogwire ms start {name}' starts it again"
+                continue
             record = self.records.get(name)
             w = by_name.get(name)
             action = self._action_for(r, w, record, self.pending_rebuild(desired.microservices[name]))
@@ -442,6 +467,12 @@ class Reconciler:
                     log.debug("listing workloads after the pass failed: %s", error)
             self.progress = time.monotonic()
             return PassResult(plan, tuple(outcomes), self._writes - writes_before, time.monotonic() - started, serial)
+
+    @contextlib.asynccontextmanager
+    async def acting(self) -> AsyncIterator[None]:
+        """Hold off passes while an operator's action on a workload runs (no pass acts on it meanwhile)."""
+        async with self._lock:
+            yield
 
     @property
     def busy(self) -> bool:
@@ -765,7 +796,7 @@ class Reconciler:
                 MicroserviceStatus(
                     name=name,
                     desired=desired is not None and name in desired.microservices,
-                    status=record.status,
+                    status="held" if name in self.held else record.status,
                     state=w.state.value if w else "absent",
                     health=w.health.value if w else "none",
                     restarts=record.restarts,

@@ -20,12 +20,15 @@ import attrs
 from fogwire._defaults import core_converter
 
 if TYPE_CHECKING:
-    from collections.abc import Collection
+    from collections.abc import Callable, Collection
 
     import cattrs
 
+    from fogwire.api.app import ApiApp
+    from fogwire.api.metrics import Metrics
     from fogwire.engine import Engine, ResourceUsage
-    from fogwire.reconcile import MicroserviceStatus
+    from fogwire.model.desired import DesiredState
+    from fogwire.reconcile import MicroserviceStatus, SpecAmender
 
 
 class AgentHandle(Protocol):
@@ -53,6 +56,32 @@ class AgentHandle(Protocol):
     def set_pruning_frequency(self, hours: int) -> None:
         """Prune every ``hours`` hours from now on (0: never), replacing the agent config's ``pruningFrequency``."""
 
+    @property
+    def api(self) -> ApiApp:
+        """The agent API's route table: add routes, set the workload authenticator, serve it elsewhere."""
+
+    @property
+    def metrics(self) -> Metrics:
+        """The agent's metrics (``GET /metrics``): add the service's own counters."""
+
+    @property
+    def desired(self) -> DesiredState:
+        """The desired state the agent works towards now."""
+
+    def add_desired_listener(self, listener: Callable[[DesiredState], None]) -> None:
+        """Call ``listener`` (on the loop; it must not block) with every desired state the agent adopts."""
+
+    def add_spec_amender(self, amender: SpecAmender) -> None:
+        """Pass every resolved workload spec through ``amender`` before it is hashed and run.
+
+        Call it while the service is built (in its constructor), so the first pass
+        already runs amended specs; an amender must be a pure function of its inputs
+        and of what the service knows, or every pass would see a change.
+        """
+
+    def respecify(self) -> None:
+        """Say an amender's output changed (the host address moved): resolve again and reconcile."""
+
 
 @attrs.frozen
 class ServiceContext:
@@ -77,6 +106,13 @@ class AgentService(abc.ABC):
 
     def __init__(self, context: ServiceContext) -> None:
         self.context = context
+
+    async def start(self) -> None:  # noqa: B027 - optional hook with a default
+        """Prepare before the agent's first pass (the engine is started). Default: nothing.
+
+        What a spec amender needs from the engine (the device API's bridge address)
+        is learnt here, so the first pass already runs the final specs.
+        """
 
     @abc.abstractmethod
     async def run(self) -> None:

@@ -10,6 +10,8 @@ It holds what must survive a crash or a reboot without network:
 * per microservice: the ``rebuild`` request waiting to be carried out and the
   one last carried out (so a rebuild interrupted by a crash is done again, and a
   finished one is not repeated after a restart);
+* the microservices an operator stopped (``fogwire ms stop``), which stay
+  stopped until started again, across restarts;
 * an event log bounded to :attr:`Store.event_limit` rows.
 
 Writes are small and local; the reconciler calls them through
@@ -60,6 +62,10 @@ CREATE TABLE IF NOT EXISTS rebuilds (
     requested TEXT,
     done TEXT,
     updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS held (
+    name TEXT PRIMARY KEY,
+    since REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -217,6 +223,7 @@ class Store:
         for name in names:
             self._execute("DELETE FROM microservices WHERE name = ?", (name,))
             self._execute("DELETE FROM rebuilds WHERE name = ?", (name,))
+            self._execute("DELETE FROM held WHERE name = ?", (name,))
 
     # -- rebuild requests ---------------------------------------------------------------
 
@@ -235,6 +242,19 @@ class Store:
             "INSERT OR REPLACE INTO rebuilds (name, requested, done, updated_at) VALUES (?, ?, ?, ?)",
             (rebuild.name, rebuild.requested, rebuild.done, time.time()),
         )
+
+    # -- operator holds -----------------------------------------------------------------
+
+    def held(self) -> set[str]:
+        """The microservices an operator stopped and the reconciler must leave stopped."""
+        return {row[0] for row in self._execute("SELECT name FROM held")}
+
+    def set_held(self, name: str, held: bool) -> None:
+        """Hold ``name`` stopped (``held``) or release it."""
+        if held:
+            self._execute("INSERT OR REPLACE INTO held (name, since) VALUES (?, ?)", (name, time.time()))
+        else:
+            self._execute("DELETE FROM held WHERE name = ?", (name,))
 
     # -- events -------------------------------------------------------------------------
 

@@ -35,7 +35,7 @@ async def test_an_agent_profile_with_the_skrouter_sink_fails_at_start(tmp_path: 
     host = PluginHost(environ={}, extra_plugins=[engine])
     profile = Profile(container_engine="never", reload_sinks=(PluginSelection("skrouter"),))
     paths = Paths(tmp_path / "config.yaml", tmp_path / "state", tmp_path / "log", tmp_path / "run")
-    agent = Agent(profile=profile, paths=paths, plugins=host, control_socket=False)
+    agent = Agent(profile=profile, paths=paths, plugins=host, api_socket=False)
     with pytest.raises(PluginLoadError) as caught:
         async with agent.session():
             pass

@@ -19,5 +19,7 @@ BUILTIN_COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("fogwire.cli.agent_cmd", "show each microservice: desired, actual, health, errors"),
     "logs": ("fogwire.cli.agent_cmd", "show a microservice's output"),
     "delete": ("fogwire.cli.agent_cmd", "remove a microservice from the desired state"),
+    "prune": ("fogwire.cli.agent_cmd", "remove images no microservice uses, now"),
+    "ms": ("fogwire.cli.agent_cmd", "start, stop or restart one microservice (the daemon keeps a stopped one stopped)"),
 }
 """Subcommand → (module, one-line help). A module defines ``add_arguments(name, parser)`` and ``run(args) -> int``."""

@@ -1,9 +1,10 @@
-"""``fogwire daemon | apply | plan | status | logs | delete``: the agent and the commands that talk to it.
+"""``fogwire daemon | apply | plan | status | logs | delete | prune | ms``: the agent and the commands that talk to it.
 
-While the daemon runs, the other commands talk to it over the control socket
-(``<run dir>/fogwire.sock``). Without a daemon, ``apply`` and ``delete`` rewrite the
-file the ``file`` source watches (the daemon acts on it when it starts), and
-``plan``, ``status`` and ``logs`` ask the engine directly.
+While the daemon runs, the other commands talk to it through its API on the unix
+socket ``<run dir>/fogwire.sock`` (:mod:`fogwire.api.client`). Without a daemon,
+``apply`` and ``delete`` rewrite the file the ``file`` source watches (the daemon
+acts on it when it starts), ``plan``, ``status``, ``logs`` and ``prune`` ask the
+engine directly, and ``ms`` exits 10: only a running daemon keeps a stop.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from fogwire.cli.common import paths_from, print_json
 
 if TYPE_CHECKING:
     from fogwire.agent import Agent
+    from fogwire.api.client import ApiClient
     from fogwire.paths import Paths
 
 
@@ -33,7 +35,9 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
             metavar="SECONDS",
             help="how long a replacement must run (and stay healthy) before it is kept (default 10)",
         )
-        parser.add_argument("--no-control-socket", action="store_true", help="don't serve the CLI socket")
+        parser.add_argument(
+            "--no-api-socket", action="store_true", help="serve no API socket (the CLI then works on its own)"
+        )
     elif name in ("apply", "plan"):
         parser.add_argument("-f", "--file", required=True, metavar="FILE", help="multi-document ioFog YAML")
         parser.add_argument("--json", action="store_true", help="machine-readable output")
@@ -48,6 +52,12 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     elif name == "delete":
         parser.add_argument("name", help="microservice to remove from the desired state")
         parser.add_argument("--json", action="store_true", help="machine-readable output")
+    elif name == "prune":
+        parser.add_argument("--json", action="store_true", help="machine-readable output")
+    elif name == "ms":
+        parser.add_argument("action", choices=("start", "stop", "restart"), help="what to do")
+        parser.add_argument("name", help="the microservice")
+        parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
         "status": _status,
         "logs": _logs,
         "delete": _delete,
+        "prune": _prune,
+        "ms": _ms,
     }[args.command]
     return handler(args, paths)
 
@@ -71,10 +83,10 @@ def _agent(paths: Paths, **kwargs: Any) -> Agent:
     return Agent.from_config(load_agent_config(paths.config_file), paths, **kwargs)
 
 
-def _client(paths: Paths) -> Any:
-    from fogwire.control import ControlClient
+def _client(paths: Paths) -> ApiClient | None:
+    from fogwire.api.client import ApiClient
 
-    client = ControlClient(paths.control_socket)
+    client = ApiClient(paths.api_socket, paths.api_token_file)
     return client if client.available() else None
 
 
@@ -86,7 +98,7 @@ TRIM_EVERY_S = 600.0
 
 
 def _daemon(args: argparse.Namespace, paths: Paths) -> int:
-    agent = _agent(paths, rollback_grace_s=args.rollback_grace, control_socket=not args.no_control_socket)
+    agent = _agent(paths, rollback_grace_s=args.rollback_grace, api_socket=not args.no_api_socket)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -161,7 +173,7 @@ def _apply(args: argparse.Namespace, paths: Paths) -> int:
             write_documents(target, documents)
             print(f"wrote {target}; the daemon picks it up")
             return 0
-        result = client.request("apply", documents=documents, origin=origin)
+        result = client.request("POST", "/v1/deploy/microservices:apply", {"documents": documents, "origin": origin})
         if args.json:
             print_json(result)
         else:
@@ -201,9 +213,11 @@ def _plan(args: argparse.Namespace, paths: Paths) -> int:
     documents, origin = _read_documents(args.file)
     client = _client(paths)
     if client is not None:
-        result = client.request("plan", documents=documents, origin=origin)
+        result = client.request(
+            "POST", "/v1/deploy/microservices:apply", {"documents": documents, "origin": origin}, {"dryRun": "true"}
+        )
     else:
-        agent = _agent(paths, control_socket=False)
+        agent = _agent(paths, api_socket=False)
         agent.validate(documents, origin)
 
         async def offline() -> dict[str, Any]:
@@ -228,10 +242,10 @@ def _plan(args: argparse.Namespace, paths: Paths) -> int:
 def _status(args: argparse.Namespace, paths: Paths) -> int:
     client = _client(paths)
     if client is not None:
-        result = client.request("status")
+        result = client.request("GET", "/v1/system/status")
         result["daemon"] = "running"
     else:
-        agent = _agent(paths, control_socket=False)
+        agent = _agent(paths, api_socket=False)
 
         async def offline() -> dict[str, Any]:
             async with agent.session():
@@ -266,15 +280,16 @@ def _logs(args: argparse.Namespace, paths: Paths) -> int:
     client = _client(paths)
     try:
         if client is not None:
-            for reply in client.stream("logs", name=args.name, tail=args.tail, follow=args.follow):
+            query = {"tail": args.tail, "follow": "true" if args.follow else None}
+            for reply in client.stream(f"/v1/ms/{args.name}/logs", query):
                 if "line" in reply:
                     out = sys.stdout if reply.get("stream") != "stderr" else sys.stderr
                     print(reply["line"], file=out, flush=True)
-                elif not reply.get("ok"):
-                    print(f"fogwire logs: error: {reply.get('error')}", file=sys.stderr)
+                elif "error" in reply:
+                    print(f"fogwire logs: error: {reply['error']}", file=sys.stderr)
                     return 1
             return 0
-        agent = _agent(paths, control_socket=False)
+        agent = _agent(paths, api_socket=False)
 
         async def offline() -> None:
             async with agent.session():
@@ -290,7 +305,7 @@ def _logs(args: argparse.Namespace, paths: Paths) -> int:
 def _delete(args: argparse.Namespace, paths: Paths) -> int:
     client = _client(paths)
     if client is not None:
-        result = client.request("delete", name=args.name)
+        result = client.request("DELETE", f"/v1/ms/{args.name}")
         if args.json:
             print_json(result)
         else:
@@ -299,7 +314,7 @@ def _delete(args: argparse.Namespace, paths: Paths) -> int:
     from fogwire.agent import remove_microservice, write_documents
     from fogwire.builtin.file_source import load_documents
 
-    agent = _agent(paths, control_socket=False)
+    agent = _agent(paths, api_socket=False)
     target = agent.source_file
     if target is None or not target.exists():
         print("fogwire delete: no daemon running and no desired-state file to edit", file=sys.stderr)
@@ -314,4 +329,42 @@ def _delete(args: argparse.Namespace, paths: Paths) -> int:
     print(
         json.dumps({"removed": args.name, "file": str(target)}) if args.json else f"removed {args.name} from {target}"
     )
+    return 0
+
+
+def _prune(args: argparse.Namespace, paths: Paths) -> int:
+    client = _client(paths)
+    if client is not None:
+        removed = client.request("POST", "/v1/system/prune")["removed"]
+    else:
+        agent = _agent(paths, api_socket=False)
+
+        async def offline() -> list[str]:
+            async with agent.session():
+                return await agent.prune()
+
+        removed = asyncio.run(offline())
+    if args.json:
+        print_json({"removed": removed})
+    else:
+        print("\n".join(f"removed {reference}" for reference in removed) or "nothing to prune")
+    return 0
+
+
+def _ms(args: argparse.Namespace, paths: Paths) -> int:
+    from fogwire.api.client import DaemonUnavailableError
+
+    client = _client(paths)
+    if client is None:
+        raise DaemonUnavailableError(
+            f"fogwire ms {args.action} needs the daemon (no daemon on {paths.api_socket}); start it with 'fogwire daemon'"
+        )
+    result = client.request("POST", f"/v1/ms/{args.name}:{args.action}")
+    if args.json:
+        print_json(result)
+    else:
+        print(
+            f"{result['name']}: {result['state']}"
+            + (" (held stopped until 'fogwire ms start')" if result["held"] else "")
+        )
     return 0

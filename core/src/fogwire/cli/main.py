@@ -33,8 +33,10 @@ examples:
   fogwire daemon                       run the agent (foreground)
   fogwire apply -f app.yaml            set the desired state while the daemon runs
   fogwire status --json                what runs, what failed and why
+  fogwire ms stop NAME                 stop one microservice until 'fogwire ms start NAME'
 
-exit codes: 0 ok, 1 runtime failure, 2 usage or validation error.
+exit codes: 0 ok, 1 internal or runtime failure, 2 invalid input, 3 unauthorised,
+  4 not found, 5 conflict, 10 no daemon running (for commands that need one).
 environment: FOGWIRE_CONFIG, FOGWIRE_STATE_DIR, FOGWIRE_LOG_DIR, FOGWIRE_RUN_DIR,
   FOGWIRE_DISABLE_PLUGINS, FOGWIRE_LOAD_PLUGINS, FOGWIRE_STRICT_PLUGINS.
 """
@@ -174,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(str(error), file=sys.stderr)
             return EXIT_USAGE
         print(f"fogwire {top.command}: error: {error}", file=sys.stderr)
-        return EXIT_FAILURE
+        return int(getattr(error, "exit_code", EXIT_FAILURE))
 
 
 def entry() -> None:

@@ -150,13 +150,14 @@ def _deprovision(args: argparse.Namespace, paths: Any, profile: Any) -> int:
 
 def _remove_workloads(paths: Any, wait_s: float) -> list[str]:
     """Have the workloads removed (by the daemon when one runs, else here); the ones still there."""
-    from fogwire.control import ControlClient
+    from fogwire.api.client import ApiClient
 
-    client = ControlClient(paths.control_socket)
+    client = ApiClient(paths.api_socket, paths.api_token_file)
     if client.available():
         deadline = time.monotonic() + wait_s
         while True:
-            left = [m["name"] for m in client.request("status")["microservices"] if m["state"] != "absent"]
+            statuses = client.request("GET", "/v1/ms")["microservices"]
+            left = [m["name"] for m in statuses if m["state"] != "absent"]
             if not left or time.monotonic() > deadline:
                 return left
             time.sleep(0.5)
@@ -165,7 +166,7 @@ def _remove_workloads(paths: Any, wait_s: float) -> list[str]:
     from fogwire.config import load_agent_config
     from fogwire.model.desired import DesiredState
 
-    agent = Agent.from_config(load_agent_config(paths.config_file), paths, control_socket=False)
+    agent = Agent.from_config(load_agent_config(paths.config_file), paths, api_socket=False)
 
     async def offline() -> list[str]:
         async with agent.session():

@@ -330,6 +330,12 @@ class ContainerdEngine(Engine):
             raise self._unavailable(error, f"importing {path}") from error
         return LoadResult(tuple(names))
 
+    async def host_address(self) -> str | None:
+        """The CNI bridge's gateway: the first address of its subnet (host-local's default)."""
+        import ipaddress
+
+        return str(next(ipaddress.ip_network(self.network.cni.subnet, strict=False).hosts()))
+
     async def usage(self, names: Collection[str]) -> dict[str, ResourceUsage]:
         """CPU and memory of the running workloads among ``names``, from their tasks' cgroups."""
         pids = {n: r.pid for n in names if (r := self.records.get(n)) is not None and r.running and r.pid > 0}

@@ -388,6 +388,15 @@ class DockerEngine(Engine):
                 out[name] = usage
         return out
 
+    async def host_address(self) -> str | None:
+        """The gateway of dockerd's default ``bridge`` network (docker0), as ``host-gateway`` means it."""
+
+        def gateway() -> str | None:
+            configs = self.client.networks.get("bridge").attrs.get("IPAM", {}).get("Config") or []
+            return next((str(c["Gateway"]) for c in configs if c.get("Gateway")), None)
+
+        return await self._call(gateway)
+
     async def usage(self, names: Collection[str]) -> dict[str, ResourceUsage]:
         """CPU and memory of the running workloads among ``names``, from their cgroups (a local daemon only)."""
         if self.context.url is not None and not self.context.url.startswith("unix:"):

@@ -463,6 +463,19 @@ class PodmanEngine(Engine):
                 out[name] = usage
         return out
 
+    async def host_address(self) -> str | None:
+        """The gateway of podman's default network (``podman``, the bridge rootful workloads join)."""
+
+        def gateway() -> str | None:
+            response = self.api.get("/networks/podman/json")
+            if response.status_code == 404:
+                return None
+            response.raise_for_status()
+            subnets = response.json().get("subnets") or []
+            return next((str(s["gateway"]) for s in subnets if s.get("gateway")), None)
+
+        return await self._call(gateway)
+
     async def usage(self, names: Collection[str]) -> dict[str, ResourceUsage]:
         """CPU and memory of the running workloads among ``names``, from their cgroups (a local daemon only)."""
         if not (self.url and self.url.startswith("unix:")):
