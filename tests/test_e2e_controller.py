@@ -133,7 +133,7 @@ class Node:
             load_agent_config(self.paths.config_file), self.paths, plugins=self.host, rollback_grace_s=1.0
         )
 
-    def agent(self, status_frequency: int = 1) -> Agent:
+    def agent(self, status_frequency: int = 1, services: list[tuple[str, dict[str, Any]]] | None = None) -> Agent:
         profile = Profile(
             container_engine=self.kind,
             container_engine_url=self.url,
@@ -151,6 +151,7 @@ class Node:
             api_socket=False,
             rollback_grace_s=1.0,
             backoff_cap_s=1.0,
+            services=services or [],
         )
 
     @contextlib.asynccontextmanager
@@ -511,3 +512,54 @@ async def test_a_status_change_is_reported_at_once_not_a_period_later(
             # a period is 60 s here: the FAILED status must not wait for it
             await eventually(failed, "the failure reported", timeout=20)
             assert controller.nodes[node.uuid].statuses_received - reports < 10
+
+
+async def test_a_config_only_change_at_the_controller_reaches_the_workload_without_a_restart(
+    tmp_path: Path, harness_images: images.TestImages
+) -> None:
+    """The controller flags no rebuild for a ``config`` change: the device API signals the workload, which re-reads."""
+    import ssl
+
+    import aiohttp
+
+    from fogwire.testing.contract import free_port
+
+    port = free_port()
+    async with node_on("docker", tmp_path) as node:
+        controller = node.controller
+        await node.provision()
+        registry = add_harness_registry(controller, harness_images)
+        web = controller.deploy(
+            node.uuid,
+            x86=harness_images.ref_v1,
+            arm=harness_images.ref_v1,
+            registry_id=registry,
+            cmd=SLEEP,
+            config={"greeting": "hello"},
+        )
+        options = {"port": port, "ackTimeoutSeconds": 1.0}
+        async with agents.running(node.agent(services=[("device-api", options)])):
+
+            async def running() -> Any:
+                w = (await node.actual()).get(web)
+                return w if w is not None and w.state is WorkloadState.RUNNING else None
+
+            before = await eventually(running, "the microservice to run")
+            projected = node.paths.state_dir / "device-api" / "serviceaccounts" / web
+            context = ssl.create_default_context(cafile=str(projected / "ca.crt"))
+            headers = {"Authorization": f"Bearer {(projected / 'token').read_text()}"}
+            url = f"https://127.0.0.1:{port}/v1/microservices"
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"{url}/config", headers=headers, ssl=context) as response:
+                    assert (await response.json())["data"]["config"] == {"greeting": "hello"}
+                async with http.ws_connect(f"{url}/control", headers=headers, ssl=context) as control:
+                    await asyncio.sleep(0.3)
+                    controller.update(web, config={"greeting": "bonjour"})
+                    message = await control.receive(timeout=15)
+                    assert (message.type, message.data) == (aiohttp.WSMsgType.BINARY, b"\x0c")
+                    await control.send_bytes(b"\x0b")
+                async with http.get(f"{url}/config", headers=headers, ssl=context) as response:
+                    assert (await response.json())["data"]["config"] == {"greeting": "bonjour"}
+            after = (await node.actual())[web]
+            assert (after.id, after.started_at) == (before.id, before.started_at), "no restart, no new container"
+            assert controller.pending_changes(node.uuid) == []

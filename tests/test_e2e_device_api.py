@@ -38,28 +38,34 @@ MOUNT = "/var/run/secrets/edgelet.iofog.org/serviceaccount"
 
 
 def reader_command(port: int) -> list[str]:
-    """A workload that prints its identity, its projected token, and whether the API answers at ``iofog:<port>``.
+    """A workload that prints its identity, its projected token, and its config as the legacy SDK reads it.
 
-    (busybox-static's wget offers only TLS suites OpenSSL 3 refuses at its default
-    security level, so the HTTPS calls are made from the host with the token the
-    workload printed.)
+    The legacy SDK's calls are plain HTTP ``POST /v2/config/get`` with no token; the
+    device API answers them only from the workload's own address. (busybox-static's
+    wget offers only TLS suites OpenSSL 3 refuses at its default security level, so
+    the HTTPS calls are made from the host with the token the workload printed.)
     """
+    v2 = f"http://iofog:{port}/v2/config/get"
+    post = "wget -q -O - --header 'Content-Type: application/json' --post-data"
     script = (
         'echo "SELF=$SELFNAME UID=$IOFOG_MICROSERVICE_UID EUID=$EDGELET_MICROSERVICE_UID"; '
         "grep -E 'iofog|edgelet' /etc/hosts; "
         "while true; do "
         f'echo "token=$(cat {MOUNT}/token)"; '
-        f'nc -w 2 iofog {port} </dev/null && echo "api=reachable"; sleep 0.5; done'
+        f'echo "own=$({post} "{{\\"id\\":\\"$SELFNAME\\"}}" {v2} 2>&1)"; '
+        f'echo "other=$({post} "{{\\"id\\":\\"$OTHER\\"}}" {v2} 2>&1)"; '
+        "sleep 0.5; done"
     )
     return ["sh", "-c", script]
 
 
 def documents(test_images: images.TestImages, prefix: str, port: int, greeting: str) -> list[dict[str, Any]]:
     def ms(name: str, config: dict[str, Any]) -> dict[str, Any]:
+        other = f"{prefix}-{'b' if name == 'a' else 'a'}"
         return {
             "name": f"{prefix}-{name}",
             "images": {"x86": test_images.ref_v1, "arm": test_images.ref_v1, "registry": 3},
-            "container": {"commands": reader_command(port)},
+            "container": {"commands": reader_command(port), "env": [{"key": "OTHER", "value": other}]},
             "config": config,
         }
 
@@ -114,8 +120,11 @@ class Node:
 
 
 @pytest.fixture
-async def node(tmp_path: Path, harness_images: images.TestImages) -> AsyncIterator[Node]:
+async def node(
+    request: pytest.FixtureRequest, tmp_path: Path, harness_images: images.TestImages
+) -> AsyncIterator[Node]:
     node = Node(tmp_path, "docker")
+    node.options.update(getattr(request, "param", {}))
     agent = node.make()
     task = asyncio.create_task(agent.run())
     try:
@@ -154,12 +163,16 @@ async def test_a_workload_reads_its_own_config_from_inside_with_its_projected_id
     address = await agent.running.engine.host_address()
     assert address
     try:
-        lines = await wait_for(lambda: _lines_with(agent, a, "api=reachable"), "the API reached from inside")
+        lines = await wait_for(lambda: _lines_with(agent, a, "own={"), "the legacy config read from inside")
     except AssertionError as error:
         raise AssertionError(f"{error}; the workload printed: {(await logs(agent, a))[-20:]}") from None
     assert f"SELF={a} UID={a} EUID={a}" in lines
     assert any(line.split() == [address, "iofog"] for line in lines), lines
     assert any(line.split() == [address, "edgelet.default.svc.bridge.local"] for line in lines), lines
+    own = next(line for line in lines if line.startswith("own={")).removeprefix("own=")
+    assert json.loads(own) == {"status": "okay", "config": json.dumps({"greeting": "hello", "n": 1})}
+    other = next(line for line in lines if line.startswith("other="))
+    assert "401" in other and "okay" not in other, other
     token = next(line for line in lines if line.startswith("token=")).removeprefix("token=")
     assert token == node.token(a)
     async with aiohttp.ClientSession() as http:
@@ -228,6 +241,12 @@ async def test_v1_routes_tokens_and_the_control_websocket(node: Node, harness_im
         admin = node.paths.api_token_file.read_text().strip()
         status, body = await get("/v1/ms", admin)
         assert status == 200 and {a, b} <= {m["name"] for m in body["data"]["microservices"]}
+        # The same port answers plain HTTP (the legacy SDK's default) for the probes and v2 only.
+        async with http.get(node.url("/health/live", "http")) as response:
+            assert response.status == 200
+        async with http.get(node.url("/v1/ms", "http"), headers={"Authorization": f"Bearer {admin}"}) as response:
+            body = await response.json()
+            assert (response.status, body["error"]["code"]) == (403, "FORBIDDEN")
         # v2 with a's token asks for b's config: refused.
         async with http.post(
             node.url("/v2/config/get"),
@@ -309,3 +328,68 @@ def _expired_token(node: Node, name: str) -> str:
 
     issuer = TokenIssuer(node.paths.state_dir / "device-api" / "serviceaccount.key", "fogwire://device-api")
     return issuer.mint(name, now=time.time() - 7200)
+
+
+ROUTER_CONFIG = {
+    "listeners": {"ms-amqp": {"name": "ms-amqp", "host": "0.0.0.0", "port": 5672, "role": "normal"}},
+    "connectors": {"up": {"name": "up", "role": "edge", "host": "hub", "port": "45671"}},
+    "metadata": {"id": "r1", "mode": "edge", "helloMaxAgeSeconds": "3"},
+}
+
+
+def with_router(test_images: images.TestImages, node: Node, router_config: dict[str, Any]) -> list[dict[str, Any]]:
+    docs = documents(test_images, node.prefix, node.port, "hello")
+    docs[1]["spec"]["microservices"].append(
+        {
+            "name": f"{node.prefix}-router",
+            "images": {"x86": test_images.ref_v1, "arm": test_images.ref_v1, "registry": 3},
+            "container": {"commands": ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]},
+            "config": router_config,
+        }
+    )
+    return docs
+
+
+@pytest.mark.parametrize(
+    ("api", "node"), [("v1", {}), ("v2", {"legacyAuth": "none"})], indirect=["node"], ids=["v1", "v2-open"]
+)
+async def test_the_router_wrappers_config_client_reads_and_follows_its_config_on_the_node(
+    node: Node, harness_images: images.TestImages, api: str
+) -> None:
+    """fogwire's own pot/iofog client (what `fogwire router` runs in a router microservice) against the node.
+
+    The v2 client sends no token and runs on the host here, not in the workload: it is
+    answered with ``legacyAuth: none`` (the Java agent's rule); the default
+    (``address``) answers tokenless v2 calls only from the workload's own address,
+    shown from inside a container by the first test.
+    """
+    from fogwire_config_pot.source import LocalApiSource
+
+    from fogwire.sources import SourceContext
+
+    agent = node.agent
+    assert agent is not None
+    router = f"{node.prefix}-router"
+    await agent.apply(with_router(harness_images, node, ROUTER_CONFIG))
+    projected = node.projected / router
+    source = LocalApiSource(
+        SourceContext(
+            node.paths.state_dir / "router-client",
+            node.paths.run_dir,
+            {"api": api, "ssl": True, "port": node.port, "token_path": str(projected / "token"), "attempts": 1},
+            {"EDGELET_MICROSERVICE_UID": router},
+        )
+    )
+    try:
+        snapshot = await source.fetch()
+        assert snapshot.payload == ROUTER_CONFIG
+        changes = source.changes()
+        first = asyncio.ensure_future(anext(changes))  # type: ignore[arg-type]
+        await asyncio.sleep(1.0)  # the control socket is open
+        changed = {**ROUTER_CONFIG, "metadata": {"id": "r1", "mode": "edge", "helloMaxAgeSeconds": "5"}}
+        await agent.apply(with_router(harness_images, node, changed))
+        await asyncio.wait_for(first, 10)
+        assert (await source.fetch()).payload == changed
+        await changes.aclose()  # type: ignore[attr-defined]
+    finally:
+        await source.close()

@@ -88,11 +88,27 @@ def load_agent_config(path: Path, converter: cattrs.Converter | None = None) -> 
     return parse_agent_config(data, str(path), converter)
 
 
+def default_services() -> list[str]:
+    """The agent services a new config selects: ``device-api`` when its distribution is installed."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    try:
+        distribution("fogwire-device-api")
+    except PackageNotFoundError:
+        return []
+    return ["device-api"]
+
+
 def default_config(desired_state_file: Path) -> AgentConfig:
-    """The config ``fogwire init-config`` writes: one ``default`` profile, the ``file`` source."""
+    """The config ``fogwire init-config`` writes: one ``default`` profile, the ``file`` source.
+
+    With ``fogwire-device-api`` installed, its ``device-api`` service is selected too:
+    an ioFog node serves its microservices' config on port 54321 from the start.
+    """
     profile = Profile(
         container_engine=default_engine(),
         config_source=PluginSelection("file", {"path": str(desired_state_file)}),
+        services=tuple(PluginSelection(name) for name in default_services()),
     )
     return AgentConfig("default", {"default": profile})
 

@@ -395,6 +395,15 @@ class Engine(abc.ABC):
         """
         return None
 
+    async def workload_addresses(self) -> dict[str, str]:
+        """Each running workload's IPv4 address on the engine's network (name → address).
+
+        The device API answers the Java agent's tokenless v2 routes only to the
+        workload a request comes from, known by this address. Workloads on the host's
+        network have none of their own and are left out. Default: nothing known.
+        """
+        return {}
+
     @abc.abstractmethod
     async def prune_images(self, keep: Collection[str] = ()) -> PruneResult:
         """Remove images no container uses, except those named in ``keep``."""

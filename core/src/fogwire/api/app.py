@@ -84,6 +84,8 @@ class Route:
     handler: RouteHandler
     access: Access
     body_limit: int = DEFAULT_BODY_LIMIT
+    plain: bool = False
+    """Whether the route answers over plain HTTP (only the probes and the Java agent's v2 routes do)."""
     regex: re.Pattern[str] = attrs.field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
@@ -142,10 +144,15 @@ class ApiApp:
         *,
         access: Access = "admin",
         body_limit: int = DEFAULT_BODY_LIMIT,
+        plain: bool | None = None,
     ) -> None:
-        """Add a route (a later one with the same method and pattern replaces it)."""
+        """Add a route (a later one with the same method and pattern replaces it).
+
+        ``plain``: answer it over plain HTTP too (default: only public routes do).
+        """
         self.routes = [r for r in self.routes if (r.method, r.pattern) != (method, pattern)]
-        self.routes.append(Route(method, pattern, handler, access, body_limit))
+        allow_plain = access == "public" if plain is None else plain
+        self.routes.append(Route(method, pattern, handler, access, body_limit, allow_plain))
 
     def body_limit(self, method: str, path: str) -> int:
         """The body cap of the route ``method path`` matches (the default when none does)."""
@@ -194,6 +201,8 @@ class ApiApp:
         try:
             route, params = self._match(request)
             label = route.pattern
+            if not request.secure and not route.plain:
+                raise ApiError("FORBIDDEN", f"{route.pattern} is served over HTTPS only")
             caller = await self._authenticate(route, request)
             result = await route.handler(request, params, caller)
             if isinstance(result, Takeover):

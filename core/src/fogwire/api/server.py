@@ -97,9 +97,21 @@ class HttpServer:
         self._servers: list[asyncio.Server] = []
         self._unix_paths: list[Path] = []
         self._connections: set[asyncio.Task[Any]] = set()
+        self._listeners: list[tuple[socket.socket, asyncio.Task[None]]] = []
 
-    async def listen_tcp(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> asyncio.Server:
-        """Listen on ``host:port`` (TLS when ``ssl_context`` is given)."""
+    async def listen_tcp(
+        self, host: str, port: int, ssl_context: ssl.SSLContext | None = None, *, plain_too: bool = False
+    ) -> tuple[str, int]:
+        """Listen on ``host:port``: TLS when ``ssl_context`` is given, plain HTTP otherwise.
+
+        With ``plain_too`` the port takes both: each connection's first byte says
+        which (a TLS handshake record starts with 0x16, an HTTP request with a
+        letter), read with ``MSG_PEEK`` so nothing is lost; plain requests are
+        marked ``secure=False`` for the handler to decide what they may reach.
+        Returns the address bound (``port`` 0 picks a free one).
+        """
+        if ssl_context is not None and plain_too:
+            return await self._listen_sniffing(host, port, ssl_context)
         server = await asyncio.start_server(
             self._accept,
             host,
@@ -109,7 +121,67 @@ class HttpServer:
             reuse_address=True,
         )
         self._servers.append(server)
-        return server
+        address = server.sockets[0].getsockname()
+        return str(address[0]), int(address[1])
+
+    async def _listen_sniffing(self, host: str, port: int, ssl_context: ssl.SSLContext) -> tuple[str, int]:
+        listener = socket.create_server((host, port))
+        listener.setblocking(False)
+        task = asyncio.create_task(self._accept_sniffing(listener, ssl_context), name=f"fogwire-api-{host}:{port}")
+        self._listeners.append((listener, task))
+        address = listener.getsockname()
+        return str(address[0]), int(address[1])
+
+    async def _accept_sniffing(self, listener: socket.socket, ssl_context: ssl.SSLContext) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                connection, _ = await loop.sock_accept(listener)
+            except OSError as error:  # out of descriptors, say: wait, don't spin
+                log.warning("API: accept failed: %s", error)
+                await asyncio.sleep(1)
+                continue
+            connection.setblocking(False)
+            task = asyncio.create_task(self._sniff(connection, ssl_context))
+            self._connections.add(task)
+            task.add_done_callback(self._connections.discard)
+
+    async def _sniff(self, connection: socket.socket, ssl_context: ssl.SSLContext) -> None:
+        """Wait for the first byte (peeked, not read), then serve the socket as TLS or plain HTTP."""
+        loop = asyncio.get_running_loop()
+        handed_over = False
+        try:
+            readable: asyncio.Future[None] = loop.create_future()
+
+            def arrived() -> None:
+                if not readable.done():
+                    readable.set_result(None)
+
+            loop.add_reader(connection.fileno(), arrived)
+            try:
+                await asyncio.wait_for(readable, self.head_timeout_s)
+            finally:
+                loop.remove_reader(connection.fileno())
+            first = connection.recv(1, socket.MSG_PEEK)
+            if not first:
+                return
+            tls = first == b"\x16"  # a TLS record of type handshake
+            reader = asyncio.StreamReader(limit=65536)
+            protocol = asyncio.StreamReaderProtocol(reader)
+            transport, _ = await loop.connect_accepted_socket(
+                lambda: protocol,
+                connection,
+                ssl=ssl_context if tls else None,
+                ssl_handshake_timeout=self.head_timeout_s if tls else None,
+            )
+            handed_over = True
+            writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+            await self._accept(reader, writer)
+        except (OSError, ssl.SSLError, TimeoutError) as error:
+            log.debug("API connection dropped before its first request: %s", error)
+        finally:
+            if not handed_over:
+                connection.close()
 
     async def listen_unix(self, path: Path, mode: int = 0o600) -> asyncio.Server:
         """Listen on a unix socket at ``path`` (replacing a stale one), with file mode ``mode``.
@@ -135,6 +207,11 @@ class HttpServer:
         """Stop listening, end open connections and remove the unix sockets."""
         for server in self._servers:
             server.close()
+        for listener, accepting in self._listeners:
+            accepting.cancel()
+            await asyncio.gather(accepting, return_exceptions=True)
+            listener.close()
+        self._listeners.clear()
         for task in list(self._connections):
             task.cancel()
         await asyncio.gather(*self._connections, return_exceptions=True)
@@ -190,8 +267,9 @@ class _Connection:
         self.conn = h11.Connection(h11.SERVER)
         self.received = bytearray()
         extra = writer.get_extra_info
-        self.secure = extra("sslcontext") is not None
         peer = extra("peername")
+        # a unix socket is as private as TLS: its file mode decides who connects
+        self.secure = extra("sslcontext") is not None or not isinstance(peer, tuple)
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "unix"
 
     async def _next_event(self, timeout: float) -> Any:

@@ -6,10 +6,15 @@ Options (``services: [{name: device-api, options: {...}}]``):
     The TCP port, on 127.0.0.1 and on the workloads' bridge address.
 ``bridge`` (true)
     Also listen on the engine's bridge address (the gateway workloads reach the host at).
-``legacyAuth`` (``token``)
-    What the Java agent's v2 routes need: ``token`` (the workload's own token, as
-    v1) or ``none`` (any caller may read any id's config, as the Java agent allowed;
-    for old microservices that send no token).
+``legacyHttp`` (true)
+    Also answer plain HTTP on the same port (the first byte of a connection tells
+    TLS from HTTP), for the Java agent's v2 routes and the probes only: the legacy
+    SDK speaks plain HTTP unless ``SSL=true``. Every other route stays HTTPS-only.
+``legacyAuth`` (``address``)
+    Who may read an id's config over v2: ``address`` (the workload's own token, or,
+    without one as the legacy SDK sends, a request from that workload's own address
+    on the engine's network), ``token`` (its token only), or ``none`` (anyone, as the
+    Java agent allowed).
 ``ackTimeoutSeconds`` (20), ``maxSignalTries`` (10), ``pingSeconds`` (30)
     The control websockets' resend and liveness rules.
 """
@@ -21,13 +26,14 @@ import contextlib
 import json
 import logging
 import ssl
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import attrs
 
-from fogwire.api.app import ApiError, Caller, json_body
+from fogwire.api.app import ApiError, Caller, bearer_token, json_body
 from fogwire.api.server import HttpServer, Request, Response, Takeover
 from fogwire.convert import structure_options
 from fogwire.engine import VolumeMount, WorkloadSpec
@@ -53,7 +59,8 @@ class DeviceApiOptions:
 
     port: int = 54321
     bridge: bool = True
-    legacy_auth: Literal["token", "none"] = "token"
+    legacy_http: bool = True
+    legacy_auth: Literal["address", "token", "none"] = "address"
     ack_timeout_seconds: float = 20.0
     max_signal_tries: int = 10
     ping_seconds: float = 30.0
@@ -90,9 +97,9 @@ class DeviceApiService(AgentService):
         api.workload_authenticator = self.authenticate
         api.add("GET", "/v1/microservices/config", self.v1_config, access="workload")
         api.add("GET", "/v1/microservices/control", self.v1_control, access="workload")
-        legacy: Literal["public", "workload"] = "public" if self.options.legacy_auth == "none" else "workload"
-        api.add("POST", "/v2/config/get", self.v2_config, access=legacy)
-        api.add("GET", "/v2/control/socket/id/{id}", self.v2_control, access=legacy)
+        api.add("POST", "/v2/config/get", self.v2_config, access="public", plain=True)
+        api.add("GET", "/v2/control/socket/id/{id}", self.v2_control, access="public", plain=True)
+        self._addresses: tuple[float, dict[str, str]] = (0.0, {})
         self.signals = agent.metrics.counter(
             "fogwire_device_api_config_signals_total", "config-changed signals sent to microservices' control sockets"
         )
@@ -185,14 +192,40 @@ class DeviceApiService(AgentService):
         microservice = body.get("id") if isinstance(body, dict) else None
         if not isinstance(microservice, str) or not microservice:
             return _legacy_error(400, "id is required")
-        if caller.microservice is not None and caller.microservice != microservice:
-            raise ApiError("FORBIDDEN", "a workload may read only its own config")
+        await self._legacy_allowed(request, microservice)
         try:
             config = self._config(microservice)
         except ApiError:
             return _legacy_error(400, f"no microservice with id {microservice}")
         answer = {"status": "okay", "config": json.dumps(config)}
         return Response(200, json.dumps(answer).encode())
+
+    async def _legacy_allowed(self, request: Request, microservice: str) -> None:
+        """Whether a v2 request may read ``microservice``'s config (see ``legacyAuth``)."""
+        token = bearer_token(request)
+        if token:
+            if await self.authenticate(token) != microservice:
+                raise ApiError("FORBIDDEN", "a workload may read only its own config")
+            return
+        mode = self.options.legacy_auth
+        if mode == "none":
+            return
+        if mode == "address":
+            peer = request.peer.rsplit(":", 1)[0]
+            if peer and (await self._workload_addresses()).get(microservice) == peer:
+                return
+        raise ApiError(
+            "UNAUTHORIZED",
+            f"v2 answers {microservice!r}'s config only to that workload: send its token "
+            f"({MOUNT_PATH}/token) or call from its own address",
+        )
+
+    async def _workload_addresses(self) -> dict[str, str]:
+        fetched, addresses = self._addresses
+        if time.monotonic() - fetched > 2.0:
+            addresses = await self.context.agent.engine.workload_addresses()
+            self._addresses = (time.monotonic(), addresses)
+        return addresses
 
     def _takeover(self, microservice: str, request: Request) -> Takeover:
         if request.headers.get("upgrade", "").lower() != "websocket":
@@ -224,8 +257,7 @@ class DeviceApiService(AgentService):
     async def v2_control(self, request: Request, params: Mapping[str, str], caller: Caller) -> Takeover:
         """The Java agent's ``/v2/control/socket/id/<id>``."""
         microservice = params["id"]
-        if caller.microservice is not None and caller.microservice != microservice:
-            raise ApiError("FORBIDDEN", "a workload may watch only its own config")
+        await self._legacy_allowed(request, microservice)
         self._config(microservice)
         return self._takeover(microservice, request)
 
@@ -245,13 +277,14 @@ class DeviceApiService(AgentService):
         self.server = server
         try:
             tls = self._ssl_context()
-            await server.listen_tcp("127.0.0.1", self.options.port, tls)
+            plain = self.options.legacy_http
+            await server.listen_tcp("127.0.0.1", self.options.port, tls, plain_too=plain)
             log.info("device API: https://127.0.0.1:%d", self.options.port)
             bridge_bound = not (self.options.bridge and self.host_address)
             while True:
                 if not bridge_bound and self.host_address:
                     try:
-                        await server.listen_tcp(self.host_address, self.options.port, tls)
+                        await server.listen_tcp(self.host_address, self.options.port, tls, plain_too=plain)
                         bridge_bound = True
                         log.info(
                             "device API: https://%s:%d (the workloads' bridge)", self.host_address, self.options.port

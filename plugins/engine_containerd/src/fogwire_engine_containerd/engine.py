@@ -330,6 +330,16 @@ class ContainerdEngine(Engine):
             raise self._unavailable(error, f"importing {path}") from error
         return LoadResult(tuple(names))
 
+    async def workload_addresses(self) -> dict[str, str]:
+        """Workloads' bridge addresses, from the CNI results their records keep."""
+        found: dict[str, str] = {}
+        for name in list(self.records):
+            record = self.records.get(name)
+            address = self.network.cni.address(record.cni) if record is not None and record.cni else None
+            if address:
+                found[name] = address
+        return found
+
     async def host_address(self) -> str | None:
         """The CNI bridge's gateway: the first address of its subnet (host-local's default)."""
         import ipaddress

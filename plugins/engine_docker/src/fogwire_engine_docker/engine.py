@@ -388,6 +388,22 @@ class DockerEngine(Engine):
                 out[name] = usage
         return out
 
+    async def workload_addresses(self) -> dict[str, str]:
+        """Running workloads' addresses from one container listing (``NetworkSettings.Networks``)."""
+
+        def addresses() -> dict[str, str]:
+            filters = {"label": f"{MANAGED_LABEL}={self.context.agent_id}", "status": "running"}
+            found: dict[str, str] = {}
+            for summary in self.client.api.containers(filters=filters):
+                info = self._summary_info(summary)
+                networks = (summary.get("NetworkSettings") or {}).get("Networks") or {}
+                address = next((str(n["IPAddress"]) for n in networks.values() if n.get("IPAddress")), None)
+                if info is not None and address:
+                    found[info.name] = address
+            return found
+
+        return await self._call(addresses)
+
     async def host_address(self) -> str | None:
         """The gateway of dockerd's default ``bridge`` network (docker0), as ``host-gateway`` means it."""
 

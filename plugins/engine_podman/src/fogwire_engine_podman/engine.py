@@ -463,6 +463,23 @@ class PodmanEngine(Engine):
                 out[name] = usage
         return out
 
+    async def workload_addresses(self) -> dict[str, str]:
+        """Running workloads' addresses (libpod lists no addresses: each running one is inspected)."""
+
+        def addresses() -> dict[str, str]:
+            found: dict[str, str] = {}
+            for info in self._list():
+                if info.state is not WorkloadState.RUNNING:
+                    continue
+                raw = self._inspect_raw(info.id) or {}
+                networks = (raw.get("NetworkSettings") or {}).get("Networks") or {}
+                address = next((str(n["IPAddress"]) for n in networks.values() if n.get("IPAddress")), None)
+                if address:
+                    found[info.name] = address
+            return found
+
+        return await self._call(addresses)
+
     async def host_address(self) -> str | None:
         """The gateway of podman's default network (``podman``, the bridge rootful workloads join)."""
 
