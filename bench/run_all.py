@@ -152,6 +152,29 @@ BENCHMARKS: dict[str, tuple[list[str], list[Row]]] = {
             ),
         ],
     ),
+    "device_api": (
+        [],
+        [
+            Row(
+                "idle daemon RSS with the device API",
+                _get("idle_rss_mib"),
+                "MiB",
+                "< 45 MiB",
+                lambda d: d["idle_rss_mib"] < 45,
+                _get("without_idle_rss_mib"),
+                "the same daemon without it",
+            ),
+            Row(
+                "GET /v1/microservices/config, kept-alive TLS",
+                _get("config_get_ms"),
+                "ms",
+                "< 2 ms",
+                lambda d: d["config_get_ms"] < 2,
+                _get("aiohttp_config_get_ms"),
+                "aiohttp web server",
+            ),
+        ],
+    ),
     "engine_start": (
         ["--engine", "containerd"],
         [

@@ -83,7 +83,7 @@ class DeviceApiService(AgentService):
         )
         self.directory = Path(context.state_dir) / "device-api"
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.cert_files = certs.ensure(self.directory / "tls", ["127.0.0.1", *self._cached_addresses()])
+        self.cert_files = certs.CertFiles(self.directory / "tls")  # made in start(), off the loop
         self.issuer = TokenIssuer(self.directory / "serviceaccount.key", issuer="fogwire://device-api")
         self.projector = Projector(self.directory / "serviceaccounts", self.issuer, self.cert_files.ca_cert)
         self.host_address: str | None = next(iter(self._cached_addresses()), None)
