@@ -35,7 +35,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from reconcile import bench_idle  # noqa: E402
+from reconcile import bench_idle
 
 
 def _free_port() -> int:
