@@ -560,6 +560,10 @@ async def test_a_config_only_change_at_the_controller_reaches_the_workload_witho
                     await control.send_bytes(b"\x0b")
                 async with http.get(f"{url}/config", headers=headers, ssl=context) as response:
                     assert (await response.json())["data"]["config"] == {"greeting": "bonjour"}
+                async with http.get(f"https://127.0.0.1:{port}/metrics", ssl=context) as response:
+                    metrics = await response.text()
+                assert 'fogwire_source_polls_total{source="controller",result="changed"}' in metrics
+                assert 'fogwire_source_updates_total{result="applied"}' in metrics
             after = (await node.actual())[web]
             assert (after.id, after.started_at) == (before.id, before.started_at), "no restart, no new container"
             assert controller.pending_changes(node.uuid) == []

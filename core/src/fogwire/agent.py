@@ -255,6 +255,9 @@ class Agent:
         self._source_updates = self.metrics.counter(
             "fogwire_source_updates_total", "desired states the config source delivered, by result", ("result",)
         )
+        self._source_errors = self.metrics.counter(
+            "fogwire_source_errors_total", "config-source fetches and watches that failed"
+        )
         self.metrics.gauge(
             "fogwire_workloads", "managed workloads by state (as last listed)", self._workloads_by_state, ("state",)
         )
@@ -676,10 +679,12 @@ class Agent:
                         if await self._load_snapshot(running, await source.fetch()):
                             self._wake_up(changed=True)
                     except SourceError as error:
+                        self._source_errors.inc()
                         log.warning("config source: %s", error)
             except asyncio.CancelledError:
                 raise
             except Exception as error:
+                self._source_errors.inc()
                 log.warning("config source watch failed (%s); retrying in %.0fs", error, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 60.0)

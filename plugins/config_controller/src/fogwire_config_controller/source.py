@@ -190,17 +190,20 @@ class ControllerSource(ConfigSource[Documents]):
             try:
                 changed, cursor = await self._poll(state, credentials)
             except AuthRejected as error:
+                self._count_poll("unauthorized")
                 self._unauthorized.append(time.monotonic())
                 if await self._unauthorized_too_long(state, error):
                     yield ChangeNotice("deprovisioned: the controller no longer accepts this node")
                 next_poll = time.monotonic() + min(self.change_s, 15.0)
                 continue
             except ControllerError as error:
+                self._count_poll("error")
                 failures += 1
                 delay = min(self.change_s * 2 ** min(failures - 1, 8), BACKOFF_CAP_S) * random.uniform(0.9, 1.1)
                 log.warning("controller poll failed (%s); next try in %.0f s", error, delay)
                 next_poll = time.monotonic() + delay
                 continue
+            self._count_poll("changed" if changed else "unchanged")
             self._unauthorized.clear()
             failures = 0
             if changed:
@@ -208,6 +211,14 @@ class ControllerSource(ConfigSource[Documents]):
             if cursor is not None:
                 await self._ack(state, credentials, cursor)
             next_poll = time.monotonic() + self.change_s
+
+    def _count_poll(self, result: str) -> None:
+        """Count one change poll in the agent's metrics (once the agent has handed itself over)."""
+        if self.agent is not None:
+            polls = self.agent.metrics.counter(
+                "fogwire_source_polls_total", "config-source polls by source and result", ("source", "result")
+            )
+            polls.inc(source="controller", result=result)
 
     async def _credentials_changed(self, state: ControllerState) -> bool:
         """Adopt new (or no) credentials; ``True`` when the desired state may differ now."""
