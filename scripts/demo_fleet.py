@@ -177,6 +177,8 @@ def main() -> int:
         return 0
     finally:
         if daemon is not None:
+            # a failed demo still takes its workloads away: left running, their host port rules would outlive them
+            subprocess.run([*FOGWIRE, "deprovision"], capture_output=True, timeout=120, check=False)
             daemon.terminate()
             daemon.wait(60)
             print((work / "daemon.log").read_text()[-3000:], file=sys.stderr)

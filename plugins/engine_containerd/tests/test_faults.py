@@ -330,3 +330,43 @@ async def test_a_new_engine_instance_takes_over_running_workloads(
         for workload in await second.list_managed():
             await second.remove(workload.name)
         await second.close()
+
+
+async def test_a_host_port_left_claimed_by_a_gone_workload_is_taken_over(
+    embedded: ContainerdEngine, fogwire_registry: ContractRegistry
+) -> None:
+    """A DNAT rule that a dead containerd's workload left for port P must not shadow the new P's rule."""
+    import subprocess
+
+    from fogwire_engine_containerd._cni import HOSTPORT_CHAIN
+
+    port = _free_port()
+    subprocess.run(["iptables", "-w", "-t", "nat", "-N", HOSTPORT_CHAIN], capture_output=True, check=False)
+    stale = [
+        HOSTPORT_CHAIN, "-p", "tcp", "--dport", str(port), "-m", "comment", "--comment", "fogwire:fogwire-long-gone",
+        "-j", "DNAT", "--to-destination", "10.71.255.254:8080",
+    ]  # fmt: skip
+    subprocess.run(["iptables", "-w", "-t", "nat", "-A", *stale], check=True)
+    try:
+        await embedded.pull(fogwire_registry.image, fogwire_registry.auth)
+        serve = "mkdir -p /tmp/w && echo taken > /tmp/w/index.html && exec httpd -f -p 8080 -h /tmp/w"
+        spec = WorkloadSpec(
+            name="taker",
+            image=fogwire_registry.image,
+            command=("sh", "-c", serve),
+            ports=(PortMapping(8080, port, "tcp", "127.0.0.1"),),
+        )
+        await embedded.create(spec)
+        await embedded.start_workload("taker")
+
+        async def answers() -> bool:
+            return _http(f"http://127.0.0.1:{port}/index.html") == "taken\n"
+
+        await _until(answers, "the port to reach the new workload")
+        rules = subprocess.run(
+            ["iptables", "-w", "-t", "nat", "-S", HOSTPORT_CHAIN], capture_output=True, text=True, check=True
+        ).stdout
+        assert "fogwire-long-gone" not in rules
+    finally:
+        subprocess.run(["iptables", "-w", "-t", "nat", "-D", *stale], capture_output=True, check=False)
+        await embedded.remove("taker")

@@ -161,7 +161,8 @@ class Cni:
             if ports:
                 if address is None:
                     raise EngineError(f"CNI gave {container_id} no IPv4 address to publish ports to")
-                self._rules.commit(self._port_rules("-A", container_id, address, ports))
+                taken_over = self._shadowing_rules(container_id, ports)
+                self._rules.commit([*taken_over, *self._port_rules("-A", container_id, address, ports)])
         except EngineError:
             self.delete(container_id, netns, (), result)
             raise
@@ -190,6 +191,36 @@ class Cni:
         if errors:
             raise EngineError("; ".join(errors))
 
+    def _hostport_rules(self) -> list[str]:
+        try:
+            listing = subprocess.run(
+                ["iptables", "-w", "-t", "nat", "-S", HOSTPORT_CHAIN], capture_output=True, timeout=60, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return []
+        return [line for line in listing.stdout.decode(errors="replace").splitlines() if line.startswith("-A ")]
+
+    def _shadowing_rules(self, container_id: str, ports: Sequence[PortMapping]) -> list[str]:
+        """Deletions of other workloads' rules for the same host ports (``-D`` lines).
+
+        The engine never gives one host port to two of its workloads, so such a rule
+        is what a workload of a containerd that died (or whose state was lost) left:
+        appended before ours, it would send the port's traffic to a dead address.
+        """
+        claimed = {(p.protocol, str(p.host_port)) for p in ports}
+        stale = []
+        for line in self._hostport_rules():
+            words = line.split()
+            if f"fogwire:{container_id}" in words or "--dport" not in words or "-p" not in words:
+                continue
+            key = (words[words.index("-p") + 1], words[words.index("--dport") + 1])
+            if key in claimed:
+                log.warning(
+                    "host port %s/%s was still claimed by a gone workload (%s); taking it over", key[1], key[0], line
+                )
+                stale.append("-D" + line[2:])
+        return stale
+
     def release_leftovers(self, container_id: str) -> None:
         """Free what an ADD whose caller died left behind: the address of ``container_id`` and its DNAT rules.
 
@@ -201,18 +232,8 @@ class Cni:
             self._run("DEL", self._bridge_conf(), container_id, "")
         except EngineError as error:
             log.debug("releasing the leftover address of %s: %s", container_id, error)
-        try:
-            listing = subprocess.run(
-                ["iptables", "-w", "-t", "nat", "-S", HOSTPORT_CHAIN], capture_output=True, timeout=60, check=False
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            return
         mark = f"fogwire:{container_id}"
-        stale = [
-            "-D" + line[2:]
-            for line in listing.stdout.decode(errors="replace").splitlines()
-            if line.startswith("-A ") and mark in line.split()
-        ]
+        stale = ["-D" + line[2:] for line in self._hostport_rules() if mark in line.split()]
         if stale:
             self._rules.commit(stale)
 
