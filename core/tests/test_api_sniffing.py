@@ -110,3 +110,43 @@ async def test_a_tls_client_that_stalls_in_the_handshake_is_dropped(served: tupl
     started = time.monotonic()
     await asyncio.to_thread(stall)
     assert time.monotonic() - started < 3.0
+
+
+async def test_head_answers_the_gets_head_without_a_body(served: tuple[int, Pki]) -> None:
+    port, _ = served
+
+    def head() -> tuple[int, str | None, bytes, int]:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        try:
+            connection.request("HEAD", "/public")
+            response = connection.getresponse()
+            body = response.read()
+            follow_up = _get(connection, "/public")[0]  # the connection is still in step
+            return response.status, response.getheader("content-length"), body, follow_up
+        finally:
+            connection.close()
+
+    status, length, body, follow_up = await asyncio.to_thread(head)
+    assert (status, body, follow_up) == (200, b"", 200)
+    assert length is not None and int(length) > 0
+
+
+async def test_a_kept_alive_connection_whose_next_head_stalls_gets_408(served: tuple[int, Pki]) -> None:
+    port, _ = served
+
+    def stall_second() -> tuple[bytes, float]:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"GET /public HTTP/1.1\r\nHost: t\r\n\r\n")
+            first = b""
+            while b"}}" not in first:
+                first += sock.recv(4096)
+            sock.sendall(b"GET /public HTTP/1.1\r\nHo")  # half a head, then nothing
+            started = time.monotonic()
+            answer = b""
+            while chunk := sock.recv(4096):
+                answer += chunk
+            return answer, time.monotonic() - started
+
+    answer, waited = await asyncio.to_thread(stall_second)
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert waited < 3.0  # the head timeout (0.5 s), not the 30 s idle one

@@ -444,6 +444,12 @@ class Agent:
         The desired state comes from the config source; when it can't be reached (or
         holds an invalid state) the agent runs from the state last applied.
         """
+        if self.api_socket:
+            from fogwire.api.server import socket_alive
+
+            if await asyncio.to_thread(socket_alive, self.paths.api_socket):
+                # before the session: a second daemon must not touch the first one's engine, store or services
+                raise FogwireError(f"another fogwire daemon is serving {self.paths.api_socket}; stop it first")
         async with self.session():
             running = self.running
             handle = _Handle(self, running)
@@ -650,7 +656,7 @@ class Agent:
         """Serve the API on the unix socket (mode 0600)."""
         from fogwire.api.server import HttpServer
 
-        server = HttpServer(self.api, body_limit=self.api.body_limit)
+        server = HttpServer(self.api, body_limit=self.api.body_limit, on_refusal=self.api.count_refusal)
         try:
             await server.listen_unix(self.paths.api_socket)
         except OSError as error:

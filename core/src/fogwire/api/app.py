@@ -154,6 +154,10 @@ class ApiApp:
         allow_plain = access == "public" if plain is None else plain
         self.routes.append(Route(method, pattern, handler, access, body_limit, allow_plain))
 
+    def count_refusal(self, status: int) -> None:
+        """Count an answer the server gave without the app (a body too large, a head too slow)."""
+        self.requests.inc(route="unmatched", code=str(status))
+
     def body_limit(self, method: str, path: str) -> int:
         """The body cap of the route ``method path`` matches (the default when none does)."""
         for route in self.routes:
@@ -167,7 +171,7 @@ class ApiApp:
             found = route.regex.match(request.path)
             if found is None:
                 continue
-            if route.method == request.method:
+            if route.method == request.method or (request.method == "HEAD" and route.method == "GET"):
                 return route, found.groupdict()
             allowed.append(route.method)
         if allowed:

@@ -16,6 +16,10 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
+def _escape_help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
 def _labels(names: tuple[str, ...], values: LabelValues, extra: str = "") -> str:
     pairs = [f'{n}="{_escape(v)}"' for n, v in zip(names, values, strict=True)]
     if extra:
@@ -136,7 +140,7 @@ class Metrics:
         """All metrics in the Prometheus text format (version 0.0.4)."""
         lines = []
         for metric in self._metrics.values():
-            lines.append(f"# HELP {metric.name} {metric.help}")
+            lines.append(f"# HELP {metric.name} {_escape_help(metric.help)}")
             lines.append(f"# TYPE {metric.name} {metric.kind}")
             lines.extend(metric.samples())
         return "\n".join(lines) + "\n"

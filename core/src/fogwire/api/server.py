@@ -87,8 +87,11 @@ class HttpServer:
         body_timeout_s: float = 30.0,
         idle_timeout_s: float = 30.0,
         max_connections: int = 64,
+        on_refusal: Callable[[int], None] | None = None,
     ) -> None:
         self.handler = handler
+        self.on_refusal = on_refusal
+        """Called with the status of every answer the server gives itself (400, 408, 413)."""
         self.body_limit = body_limit or (lambda method, path: DEFAULT_BODY_LIMIT)
         self.head_timeout_s = head_timeout_s
         self.body_timeout_s = body_timeout_s
@@ -235,6 +238,9 @@ class HttpServer:
             self._connections.add(task)
             try:
                 await _Connection(self, reader, writer).serve()
+            except asyncio.CancelledError:
+                # close() ends open connections; ending quietly keeps asyncio's stream callback from logging it
+                pass
             except (ConnectionError, TimeoutError, ssl.SSLError, asyncio.IncompleteReadError) as error:
                 log.debug("API connection from %s ended: %s", writer.get_extra_info("peername"), error)
             except Exception:  # one broken connection must never end the server
@@ -272,13 +278,17 @@ class _Connection:
         self.secure = extra("sslcontext") is not None or not isinstance(peer, tuple)
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "unix"
 
-    async def _next_event(self, timeout: float) -> Any:
-        async with asyncio.timeout(timeout):
+    async def _next_event(self, timeout: float, then: float | None = None) -> Any:
+        """The next h11 event within ``timeout``; once bytes arrive, ``then`` (if given) bounds the rest."""
+        async with asyncio.timeout(timeout) as deadline:
             while True:
                 event = self.conn.next_event()
                 if event is not h11.NEED_DATA:
                     return event
                 data = await self.reader.read(65536)
+                if then is not None and data:
+                    deadline.reschedule(asyncio.get_running_loop().time() + then)
+                    then = None
                 if len(self.received) < 65536:
                     self.received += data
                 self.conn.receive_data(data)
@@ -294,9 +304,12 @@ class _Connection:
         first = True
         while True:
             try:
-                event = await self._next_event(self.server.head_timeout_s if first else self.server.idle_timeout_s)
+                if first or self.received:
+                    event = await self._next_event(self.server.head_timeout_s)
+                else:  # kept alive: idle until the next request starts, then its head has head_timeout_s
+                    event = await self._next_event(self.server.idle_timeout_s, then=self.server.head_timeout_s)
             except TimeoutError:
-                if self.conn.their_state is h11.SEND_BODY or (first and self.received):
+                if self.conn.their_state is h11.SEND_BODY or self.received:
                     await self._error(408, "the request did not arrive in time")
                 return
             except h11.RemoteProtocolError as error:
@@ -316,7 +329,7 @@ class _Connection:
                 # raw_head holds every byte received for this request, any sent after its head too
                 await answer.run(request, self.reader, self.writer, b"")
                 return
-            await self._respond(answer)
+            await self._respond(answer, head_only=request.method == "HEAD")
             if self.conn.our_state is h11.MUST_CLOSE or self.conn.their_state is h11.MUST_CLOSE:
                 return
             try:
@@ -373,8 +386,17 @@ class _Connection:
             raw_head=raw_head,
         )
 
-    async def _respond(self, response: Response) -> None:
+    async def _respond(self, response: Response, head_only: bool = False) -> None:
         headers = [("content-type", response.content_type), *response.headers.items()]
+        if head_only:  # HEAD: the GET's head, no body (a stream is closed unread)
+            if response.stream is None:
+                headers.append(("content-length", str(len(response.body))))
+            else:
+                aclose = getattr(response.stream, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+            await self._send(h11.Response(status_code=response.status, headers=headers), h11.EndOfMessage())
+            return
         if response.stream is None:
             headers.append(("content-length", str(len(response.body))))
             await self._send(
@@ -396,6 +418,8 @@ class _Connection:
                 await aclose()
 
     async def _error(self, status: int, message: str) -> None:
+        if self.server.on_refusal is not None:
+            self.server.on_refusal(status)
         if self.conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
         import json

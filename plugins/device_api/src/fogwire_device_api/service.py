@@ -273,7 +273,7 @@ class DeviceApiService(AgentService):
         """Listen on 127.0.0.1 and the bridge address; keep the tokens fresh; until cancelled."""
         api = self.context.agent.api
         self.on_desired(self.context.agent.desired)
-        server = HttpServer(api, body_limit=api.body_limit)
+        server = HttpServer(api, body_limit=api.body_limit, on_refusal=api.count_refusal)
         self.server = server
         try:
             tls = self._ssl_context()
