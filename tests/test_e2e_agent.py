@@ -444,3 +444,31 @@ async def test_a_failed_sink_converges_and_a_failed_service_runs_again(env: Env)
         assert "service-failed" in [e["kind"] for e in (await agent.status())["events"]]
         await agent.apply([])
         assert sink.calls[-1] == (0, 1)  # the next change is given with what it applied
+
+
+async def test_a_crash_loop_is_restarted_with_growing_delays(env: Env) -> None:
+    """A workload that exits at once is restarted after 1, 2, 4, … seconds (capped), not at every pass."""
+    name = env.name("crasher")
+    ms = [microservice(name, env.images.ref_v1, ["sh", "-c", "sleep 0.2; exit 1"])]
+    agent = env.agent(profile=env.profile(resync_seconds=1), backoff_cap_s=4.0)
+    async with agents.running(agent) as running:
+        await running.apply(documents(env.images, ms))
+        await asyncio.sleep(12)
+        events = await running.running.store.call(running.running.store.events, 200, name)
+    restarts = sorted(e.time for e in events if e.kind == "restarted")
+    gaps = [later - earlier for earlier, later in zip(restarts, restarts[1:], strict=False)]
+    # Without a hold it restarts every pass (about every 1.2 s: 9 or more in 12 s).
+    assert 3 <= len(restarts) <= 7, gaps
+    assert max(gaps) >= 3.5, gaps  # the delay grew to the cap (4 s)
+
+
+async def test_an_exited_workload_is_started_again_at_once_not_at_the_next_resync(env: Env) -> None:
+    """The engine's exit event wakes a pass that sees the exit, even when the engine's list lags behind its event."""
+    name = env.name("exits")
+    ms = [microservice(name, env.images.ref_v1, ["sh", "-c", "sleep 1; exit 3"])]
+    async with agents.running(env.agent(profile=env.profile(resync_seconds=120))) as running:
+        await running.apply(documents(env.images, ms))
+        deadline = time.monotonic() + 8
+        while status_of(await running.status(refresh=False), name)["restarts"] < 1:
+            assert time.monotonic() < deadline, "the exited workload waited for the resync"
+            await asyncio.sleep(0.2)

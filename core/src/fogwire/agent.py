@@ -91,6 +91,10 @@ class Running:
     """Microservice → (serial of the pass, outcome) of the last action any pass took on it."""
 
 
+EVENT_RECHECK_S = (1.0, 3.0)
+"""After an exit event, passes run again this long after it (an engine's list may lag behind its events)."""
+
+
 class _Handle:
     """What an :class:`~fogwire.services.AgentService` sees of the agent."""
 
@@ -722,6 +726,10 @@ class Agent:
                     delay = 1.0
                     if event.kind in (EventKind.DIE, EventKind.OOM) or event.health is Health.UNHEALTHY:
                         self._wake_up()
+                        # dockerd and podman send "die" before their container list says so: look again
+                        loop = asyncio.get_running_loop()
+                        for after in EVENT_RECHECK_S:
+                            loop.call_later(after, self._wake_up)
             except asyncio.CancelledError:
                 raise
             except Exception as error:

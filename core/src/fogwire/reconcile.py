@@ -576,7 +576,8 @@ class Reconciler:
         except Exception as error:  # one microservice's bug never stops the pass
             log.exception("unexpected error during %s of %s", action.kind, name)
             return await self._failed(action, error)
-        self._retry_at.pop(name, None)
+        if action.kind not in ("start", "restart"):  # a start sets (or clears) its own crash-loop hold
+            self._retry_at.pop(name, None)
         return Outcome(action, detail != "rolled back", detail)
 
     async def retry_failed(self) -> list[str]:
@@ -690,6 +691,8 @@ class Reconciler:
             # A crash loop: hold the next restart back, doubling up to the cap.
             delay = min(self.backoff_cap_s, self.backoff_base_s * 2 ** (crashes - 1))
             self._retry_at[action.name] = time.monotonic() + delay
+        else:
+            self._retry_at.pop(action.name, None)
         return "started"
 
     async def _replace(self, action: Action, record: MicroserviceRecord) -> str:
