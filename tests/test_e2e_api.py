@@ -33,59 +33,9 @@ import yaml
 from fogwire.engine import EngineContext, RegistryAuth, WorkloadInfo, WorkloadState
 from fogwire.plugins import PluginHost
 from harness import images, services
+from harness.cli import Cli, app
 
 T = TypeVar("T")
-
-SLEEP = "trap 'exit 0' TERM; echo started $NAME; sleep 3600 & wait"
-
-
-def app(test_images: images.TestImages, names: list[str], value: str = "1") -> list[dict[str, Any]]:
-    return [
-        test_images.registry_document(),
-        {
-            "apiVersion": "iofog.org/v3",
-            "kind": "Application",
-            "metadata": {"name": "api"},
-            "spec": {
-                "microservices": [
-                    {
-                        "name": n,
-                        "images": {"x86": test_images.ref_v1, "arm": test_images.ref_v1, "registry": 3},
-                        "container": {
-                            "commands": ["sh", "-c", SLEEP],
-                            "env": [{"key": "NAME", "value": f"{n}-{value}"}],
-                        },
-                    }
-                    for n in names
-                ]
-            },
-        },
-    ]
-
-
-class Cli:
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.flags = [
-            "--config", str(tmp / "config.yaml"), "--state-dir", str(tmp / "state"),
-            "--run-dir", str(tmp / "run"), "--log-dir", str(tmp / "log"),
-        ]  # fmt: skip
-
-    def __call__(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [sys.executable, "-m", "fogwire.cli", *args, *self.flags], capture_output=True, text=True, timeout=120
-        )
-        if ok:
-            assert proc.returncode == 0, f"fogwire {args}: {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-        return proc
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self(*args, "--json").stdout)
-
-    def write(self, name: str, documents: list[dict[str, Any]]) -> str:
-        path = self.tmp / name
-        path.write_text(yaml.safe_dump_all(documents))
-        return str(path)
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -244,7 +194,7 @@ def test_daemon_api_ms_control_and_exit_codes(tmp_path: Path, harness_images: im
         assert len(token) >= 32
 
         # -- the CLI through the API: plan, apply, plan again, status --------------------
-        good = cli.write("good.yaml", app(harness_images, [a, b]))
+        good = cli.write("good.yaml", app(harness_images, [a, b], application="api"))
         plan = cli.json("plan", "-f", good)
         assert sorted((x["action"], x["name"]) for x in plan["actions"]) == [("create", a), ("create", b)]
         applied = cli.json("apply", "-f", good)
