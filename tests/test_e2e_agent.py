@@ -472,3 +472,21 @@ async def test_an_exited_workload_is_started_again_at_once_not_at_the_next_resyn
         while status_of(await running.status(refresh=False), name)["restarts"] < 1:
             assert time.monotonic() < deadline, "the exited workload waited for the resync"
             await asyncio.sleep(0.2)
+
+
+async def test_a_microservice_for_another_agent_is_listed_and_never_started(env: Env) -> None:
+    mine, theirs = env.name("mine"), env.name("theirs")
+    ms = [
+        {**microservice(mine, env.images.ref_v1, SLEEP), "agent": {"name": "edge-1"}},
+        {**microservice(theirs, env.images.ref_v1, SLEEP), "agent": {"name": "edge-2"}},
+    ]
+    async with agents.running(env.agent(profile=env.profile(agent_name="edge-1"))) as agent:
+        plan = (await agent.plan(documents(env.images, ms))).as_dict()
+        assert [a["name"] for a in plan["actions"]] == [mine]
+        assert plan["elsewhere"] == {theirs: "edge-2"}
+        result = await agent.apply(documents(env.images, ms))
+        assert [(a["action"], a["name"]) for a in result["actions"]] == [("create", mine)]
+        status = await agent.status()
+        assert status["elsewhere"] == {theirs: "edge-2"}
+        assert {m["name"] for m in status["microservices"]} == {mine}
+    assert set(await env.actual()) == {mine}

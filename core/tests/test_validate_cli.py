@@ -158,7 +158,7 @@ BAD_INPUTS: list[tuple[str, str, list[str]]] = [
     (
         "catalog-id-nowhere",
         ms(images="{catalogId: 42}"),
-        ["{f}:DOC#1: spec.images.catalogId: no CatalogItem with id 42 in this input"],
+        ["{f}:DOC#1: spec.images.catalogId: no CatalogItem 42 in this input or in the 'iofog' catalog (catalogFamily)"],
     ),
     (
         "registry-id-nowhere",
@@ -168,7 +168,10 @@ BAD_INPUTS: list[tuple[str, str, list[str]]] = [
     (
         "registry-unknown-name",
         ms(images="{x86: 'nginx:1', registry: dockerhub}"),
-        ["{f}:DOC#1: spec.images.registry: expected 'remote', 'local' or an id, got 'dockerhub'"],
+        [
+            "{f}:DOC#1: spec.images.registry: expected 'remote', 'local', a registry id or a Registry's url,"
+            " got 'dockerhub'"
+        ],
     ),
     (
         "duplicate-microservice-names",
@@ -272,14 +275,43 @@ def test_seed_002_example_names_hostnetworkmode_ture(
     path = _write(tmp_path, text, "debugger.yaml")
     result = run_cli("validate", "-f", str(path))
     assert result.code == 2
-    # The seed's Application document is itself malformed (its metadata's `name` is not
-    # indented, leaving metadata and spec null): every problem is reported, not the first.
+    # Only the typo: the seed's Application (its metadata's `name` not indented, no spec yet) is read as meant.
     assert result.err.splitlines() == [
-        f"{path}:DOC#1: spec: expected a mapping, got null",
-        f"{path}:DOC#1: metadata: expected a mapping, got null",
-        f"{path}:DOC#1: name: unknown field (check the spelling)",
         f"{path}:DOC#2: spec.container.hostNetworkMode: expected a boolean (true or false), got 'ture'",
     ]
+
+
+def test_seed_002_examples_with_the_typo_fixed_validate_and_plan(
+    tmp_path: Path, run_cli: Callable[..., Any], isolated_paths: Path
+) -> None:
+    """Seed 002 as written (its typo fixed): the debugger on catalog item 4, a CatalogItem and a Registry without ids."""
+    text = _seed_debugger_example().replace("hostNetworkMode: ture", "hostNetworkMode: true")
+    catalog_item = (
+        "---\napiVersion: 'iofog.org/v3'\nkind: CatalogItem\nmetadata:\n  name: 'my-multiplatform-microservice'\n"
+        "spec:\n  description: 'Alpine Linux'\n  x86: 'amd64/alpine:latest'\n  arm: 'arm32v6/alpine:latest'\n"
+        "  registry: 'remote'\n"
+    )
+    registry = (
+        "---\napiVersion: iofog.org/v3\nkind: Registry\nspec:\n  url: registry.hub.docker.com\n  username: john\n"
+        "  password: q1u45ic9kst563art\n  email: user@domain.com\n"
+    )
+    path = _write(tmp_path, text + catalog_item + registry, "seed-002.yaml")
+    result = run_cli("validate", "-f", str(path))
+    assert (result.code, result.err) == (0, ""), result.err
+    documents = list(yaml.safe_load_all(path.read_text()))
+    desired = assemble(make_converter(), documents, "seed-002.yaml")
+    debugger = desired.microservices["debugger"]
+    assert debugger.spec.images.catalog_id == 4
+    assert desired.catalog[4].x86 == "ghcr.io/eclipse-iofog/node-debugger:latest"  # what the operator's controller has
+    (item_id,) = [i for i, item in desired.catalog.items() if item.name == "my-multiplatform-microservice"]
+    assert item_id >= 1000  # a local id, the same on every run
+    assert assemble(make_converter(), documents, "again.yaml").catalog[item_id].name == "my-multiplatform-microservice"
+    assert any(r.username == "john" and i >= 1000 for i, r in desired.registries.items())
+    # The datasance family's item 4 is Datasance's debugger.
+    datasance = assemble(make_converter(), documents, "seed-002.yaml", catalog_family="datasance")
+    assert datasance.catalog[4].x86 == "ghcr.io/datasance/node-debugger:latest"
+    with pytest.raises(ConfigError, match="no CatalogItem 4 in this input"):
+        assemble(make_converter(), documents, "seed-002.yaml", catalog_family="none")
 
 
 def test_seed_002_example_with_only_the_typo_fixed_is_valid_given_its_catalog_item(
@@ -298,6 +330,54 @@ def test_seed_002_example_with_only_the_typo_fixed_is_valid_given_its_catalog_it
     result = run_cli("validate", "-f", str(path))
     assert (result.code, result.err) == (0, "")
     assert result.out == f"valid: {path}\n"
+
+
+def test_documents_for_the_controller_and_other_nodes_are_skipped_with_one_notice_each(
+    tmp_path: Path, run_cli: Callable[..., Any], isolated_paths: Path
+) -> None:
+    others = [
+        {
+            "apiVersion": "iofog.org/v3",
+            "kind": kind,
+            "metadata": {"name": f"x-{kind.lower()}"},
+            "spec": {"any": "thing"},
+        }
+        for kind in ("Agent", "LocalAgent", "AgentConfig", "ControlPlane", "Controller", "Namespace", "Route")
+    ]
+    others += [
+        {"apiVersion": "datasance.com/v3", "kind": kind, "metadata": {"name": "y"}, "spec": {}}
+        for kind in ("Volume", "EdgeResource", "ApplicationTemplate")
+    ]
+    good = yaml.safe_load(ms("good"))
+    path = _write(tmp_path, yaml.safe_dump_all([good, *others]), "fleet.yaml")
+    result = run_cli("validate", "-f", str(path))
+    assert result.code == 0, result.err
+    notices = result.err.splitlines()
+    assert len(notices) == len(others)
+    assert notices[0] == f"notice: {path}:DOC#2: Agent 'x-agent' is for the controller or other nodes; skipped here"
+    assert all("skipped here" in n for n in notices)
+    # a kind nobody knows is still an error with its path
+    unknown = {"apiVersion": "iofog.org/v3", "kind": "Agnet", "spec": {}}
+    path = _write(tmp_path, yaml.safe_dump_all([good, unknown]), "typo.yaml")
+    result = run_cli("validate", "-f", str(path))
+    assert result.code == 2
+    assert f"{path}:DOC#2: kind: expected one of" in result.err and "'Agnet'" in result.err
+
+
+def test_a_microservice_for_another_agent_is_validated_and_not_run_here() -> None:
+    mine = yaml.safe_load(ms("mine", extra="agent: {name: edge-1}\n"))
+    theirs = yaml.safe_load(ms("theirs", extra="agent: {name: edge-2}\n"))
+    anywhere = yaml.safe_load(ms("anywhere"))
+    desired = assemble(make_converter(), [mine, theirs, anywhere], "fleet.yaml", agent_name="edge-1")
+    assert sorted(desired.microservices) == ["anywhere", "mine"]
+    assert desired.elsewhere == {"theirs": "edge-2"}
+    assert any("edge-2" in n for n in desired.notices)
+    # still validated: a bad field of a microservice for another agent is refused
+    broken = yaml.safe_load(ms("broken", extra="agent: {name: edge-2}\ncontainer: {hostNetworkMode: ture}\n"))
+    with pytest.raises(ConfigError, match="hostNetworkMode"):
+        assemble(make_converter(), [mine, broken], "fleet.yaml", agent_name="edge-1")
+    # no agentName configured: everything runs here
+    assert sorted(assemble(make_converter(), [mine, theirs], "fleet.yaml").microservices) == ["mine", "theirs"]
 
 
 def test_agent_config_containerd_refused_on_macos() -> None:
@@ -365,7 +445,7 @@ def test_valid_input_exits_0(tmp_path: Path, run_cli: Callable[..., Any], isolat
     assert (result.code, result.err, result.out) == (0, "", f"valid: {path}\n")
     json_result = run_cli("validate", "-f", str(path), "--json")
     assert json_result.code == 0
-    assert json.loads(json_result.out) == {"valid": True, "problems": []}
+    assert json.loads(json_result.out) == {"valid": True, "notices": [], "problems": []}
 
 
 def test_valid_input_assembles_into_the_desired_state() -> None:
@@ -388,6 +468,7 @@ def test_json_output_shape(tmp_path: Path, run_cli: Callable[..., Any], isolated
     assert result.code == 2
     assert json.loads(result.out) == {
         "valid": False,
+        "notices": [],
         "problems": [
             {
                 "document": str(path),
@@ -455,8 +536,8 @@ def test_nothing_is_partially_accepted() -> None:
         "mixed.yaml:DOC#2: spec.container.hostNetworkMode: expected a boolean (true or false), got 'ture'"
     ]
     # A broken reference is enough too: both documents are structurally fine.
-    dangling = yaml.safe_load(ms("dangling", images="{catalogId: 5}"))
-    with pytest.raises(ConfigError, match="DOC#2: spec.images.catalogId: no CatalogItem with id 5"):
+    dangling = yaml.safe_load(ms("dangling", images="{catalogId: 42}"))
+    with pytest.raises(ConfigError, match="DOC#2: spec.images.catalogId: no CatalogItem 42 in this input"):
         outcome.append(assemble(converter, [good, dangling], "mixed.yaml"))
     assert outcome == []
     assert sorted(assemble(converter, [good], "good.yaml").microservices) == ["good"]

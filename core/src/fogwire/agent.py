@@ -524,7 +524,7 @@ class Agent:
         applied = await running.store.call(running.store.load_applied)
         if applied is not None:
             try:
-                running.desired = assemble(self.converter, applied.documents, applied.origin)
+                running.desired = self._assemble(applied.documents, applied.origin)
                 running.documents = applied.documents
                 running.applied_digest = applied.digest
                 self._notify_desired(running.desired)
@@ -541,7 +541,7 @@ class Agent:
             return False
         documents = list(snapshot.payload)
         try:
-            desired = assemble(self.converter, documents, snapshot.origin)
+            desired = self._assemble(documents, snapshot.origin)
         except ConfigError as error:
             self._source_updates.inc(result="rejected")
             log.error("new desired state rejected, keeping the last one:\n%s", error)
@@ -797,7 +797,20 @@ class Agent:
 
     def validate(self, documents: list[Any], origin: str = "apply") -> DesiredState:
         """Assemble ``documents`` into a desired state or raise :class:`ConfigError` with every problem."""
-        return assemble(self.converter, documents, origin)
+        return self._assemble(documents, origin)
+
+    def _assemble(self, documents: Sequence[Any], origin: str) -> DesiredState:
+        profile = self.profile
+        desired = assemble(
+            self.converter,
+            documents,
+            origin,
+            catalog_family=profile.catalog_family,
+            agent_name=profile.agent_name,
+        )
+        for notice in desired.notices:
+            log.info("%s", notice)
+        return desired
 
     async def reconcile_now(
         self, *, changed: bool = False, timeout: float | None = None, after: int | None = None
@@ -857,7 +870,8 @@ class Agent:
         """What a pass would do for ``documents`` (default: the current desired state); changes nothing."""
         running = self.running
         desired = self.validate(documents, origin) if documents is not None else running.desired
-        return await running.reconciler.plan(desired)
+        plan = await running.reconciler.plan(desired)
+        return attrs.evolve(plan, elsewhere=desired.elsewhere) if desired.elsewhere else plan
 
     async def status(self, *, refresh: bool = True) -> dict[str, Any]:
         """Each microservice (desired, actual state, health, restarts, last error), each sink, recent events."""
@@ -871,6 +885,7 @@ class Agent:
             "arch": self.arch,
             "desiredDigest": running.applied_digest,
             "microservices": [attrs.asdict(s) for s in statuses],
+            "elsewhere": dict(running.desired.elsewhere),
             "sinks": running.sinks.status(running.desired),
             "events": [attrs.asdict(e) for e in events],
         }

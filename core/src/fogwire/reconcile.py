@@ -122,14 +122,17 @@ class Plan:
     """Name → why its action waits (backoff, failed, rolled back)."""
     problems: Mapping[str, str] = attrs.field(factory=dict)
     """Name → why the desired microservice can't be resolved on this device."""
+    elsewhere: Mapping[str, str] = attrs.field(factory=dict)
+    """Name → the other agent the documents place it on (never run here)."""
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain data for ``fogwire plan --json`` and the control socket."""
+        """Plain data for ``fogwire plan --json`` and the API."""
         return {
             "actions": [{"action": a.kind, "name": a.name, "reason": a.reason} for a in self.actions],
             "unchanged": list(self.unchanged),
             "deferred": dict(self.deferred),
             "problems": dict(self.problems),
+            "elsewhere": dict(self.elsewhere),
         }
 
 

@@ -261,7 +261,7 @@ def resolve(ms: DesiredMicroservice, desired: DesiredState, arch: str) -> Resolv
     field = image_field(arch)
     registry_ref: int | str | None = images.registry
     if images.catalog_id is not None:
-        item = desired.catalog.get(images.catalog_id)
+        item = desired.catalog.get(int(images.catalog_id))
         if item is None:
             raise ResolveError(f"microservice {ms.name!r}: no catalog item {images.catalog_id}")
         image = getattr(item, field)

@@ -236,6 +236,8 @@ def _plan(args: argparse.Namespace, paths: Paths) -> int:
         print(f"{'keep':8} {name:24} unchanged")
     for name, why in result["problems"].items():
         print(f"{'skip':8} {name:24} {why}")
+    for name, agent in result.get("elsewhere", {}).items():
+        print(f"{'skip':8} {name:24} for agent {agent!r}, not this one")
     return 0
 
 
@@ -273,6 +275,8 @@ def _status(args: argparse.Namespace, paths: Paths) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(6)]
     for row in rows:
         print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:6])) + "  " + row[6])
+    for name, agent in result.get("elsewhere", {}).items():
+        print(f"{name}: for agent {agent!r}, not run here")
     return 0
 
 

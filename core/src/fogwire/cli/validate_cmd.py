@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fogwire.cli.common import print_json
 from fogwire.errors import ConfigError, Problem, SourceError
+
+if TYPE_CHECKING:
+    from fogwire.model.agent_config import Profile
 
 
 def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
@@ -24,8 +27,10 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print {valid, problems[]} as JSON")
 
 
-def validate_file(path: Path) -> list[Problem]:
-    """Every problem in the file at ``path`` (empty when it is valid)."""
+def validate_file(
+    path: Path, notices: list[str] | None = None, *, catalog_family: str = "iofog", agent_name: str | None = None
+) -> list[Problem]:
+    """Every problem in the file at ``path`` (empty when it is valid); what was skipped goes to ``notices``."""
     from fogwire.builtin.file_source import load_documents
     from fogwire.config import parse_agent_config
     from fogwire.model.desired import assemble
@@ -68,10 +73,19 @@ def validate_file(path: Path) -> list[Problem]:
             problems.extend(error.problems)
     if iofog:
         try:
-            desired = assemble(converter, [doc for _, doc in iofog], origin, indices=[i for i, _ in iofog])
+            desired = assemble(
+                converter,
+                [doc for _, doc in iofog],
+                origin,
+                indices=[i for i, _ in iofog],
+                catalog_family=catalog_family,
+                agent_name=agent_name,
+            )
         except ConfigError as error:
             problems.extend(error.problems)
         else:
+            if notices is not None:
+                notices.extend(desired.notices)
             from fogwire.resolve import unsupported_fields
 
             for microservice in desired.microservices.values():
@@ -82,12 +96,17 @@ def validate_file(path: Path) -> list[Problem]:
 def run(args: argparse.Namespace) -> int:
     """Validate each file; print problems; exit 2 if any."""
     problems: list[Problem] = []
+    notices: list[str] = []
+    profile = _profile(args)
     for name in args.files:
-        problems.extend(validate_file(Path(name)))
+        problems.extend(
+            validate_file(Path(name), notices, catalog_family=profile.catalog_family, agent_name=profile.agent_name)
+        )
     if args.json:
         print_json(
             {
                 "valid": not problems,
+                "notices": notices,
                 "problems": [
                     {"document": p.document, "index": p.index, "path": p.path, "message": p.message} for p in problems
                 ],
@@ -96,8 +115,23 @@ def run(args: argparse.Namespace) -> int:
     else:
         import sys
 
+        for notice in notices:
+            print(f"notice: {notice}", file=sys.stderr)
         for problem in problems:
             print(problem, file=sys.stderr)
         if not problems:
             print(f"valid: {', '.join(args.files)}")
     return 2 if problems else 0
+
+
+def _profile(args: argparse.Namespace) -> Profile:
+    """The agent config's current profile (its catalogFamily and agentName apply), or the defaults."""
+    from fogwire.cli.common import paths_from
+    from fogwire.config import load_agent_config
+    from fogwire.errors import FogwireError
+    from fogwire.model.agent_config import Profile
+
+    try:
+        return load_agent_config(paths_from(args).config_file).profile
+    except (FogwireError, OSError):
+        return Profile()

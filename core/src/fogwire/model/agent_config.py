@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 
@@ -81,6 +81,10 @@ class Profile:
     services: tuple[PluginSelection, ...] = ()
     """Agent services the daemon runs beside its loops (``fogwire.agent_services`` plugins)."""
     log_level: str = "info"
+    catalog_family: Literal["iofog", "iofog-3.0", "datasance", "none"] = "iofog"
+    """Whose built-in catalog ``catalogId`` refers to (:mod:`fogwire.model.catalogs`)."""
+    agent_name: str | None = None
+    """This node's agent name: a microservice whose ``agent.name`` differs is not run here (``None``: run all)."""
 
 
 @attrs.frozen

@@ -148,7 +148,8 @@ class Container:
 class Images:
     """Which image to run: a catalog item, or one image per architecture."""
 
-    catalog_id: PositiveInt | None = None
+    catalog_id: int | str | None = None
+    """A catalog item's id, or its name (for a CatalogItem given without an id)."""
     x86: str | None = None
     arm: str | None = None
     registry: RegistryRef | None = None
