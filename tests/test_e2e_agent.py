@@ -490,3 +490,37 @@ async def test_a_microservice_for_another_agent_is_listed_and_never_started(env:
         assert status["elsewhere"] == {theirs: "edge-2"}
         assert {m["name"] for m in status["microservices"]} == {mine}
     assert set(await env.actual()) == {mine}
+
+
+async def test_an_edgelet_manifest_runs_as_edgelet_deploy_would(env: Env) -> None:
+    """``apiVersion: edgelet.iofog.org/v1`` Registry and Microservice (no id: a local one), pulled with credentials."""
+    name = env.name("edgelet")
+    manifests: list[dict[str, Any]] = [
+        {
+            "apiVersion": "edgelet.iofog.org/v1",
+            "kind": "Registry",
+            "spec": {
+                "type": "oci",
+                "url": env.images.registry,
+                "private": True,
+                "username": env.images.username,
+                "password": env.images.password,
+                "insecure": True,
+            },
+        },
+        {
+            "apiVersion": "edgelet.iofog.org/v1",
+            "kind": "Microservice",
+            "metadata": {"name": name, "namespace": "edgelet"},
+            "spec": {
+                "image": env.images.ref_v1,
+                "registry": env.images.registry,
+                "container": {"cmd": SLEEP, "env": [{"key": "FROM", "value": "edgelet"}]},
+            },
+        },
+    ]
+    async with agents.running(env.agent()) as agent:
+        result = await agent.apply(manifests)
+        assert [(a["action"], a["name"], a["ok"]) for a in result["actions"]] == [("create", name, True)]
+    actual = await env.actual()
+    assert actual[name].state is WorkloadState.RUNNING

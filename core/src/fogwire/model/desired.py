@@ -15,6 +15,7 @@ import cattrs
 
 from fogwire.convert import PositiveInt, require_mapping, structure
 from fogwire.errors import ConfigError, Problem
+from fogwire.model import edgelet
 from fogwire.model.iofog import (
     DOCUMENT_CLASSES,
     Application,
@@ -126,6 +127,16 @@ def parse_document(converter: cattrs.Converter, data: Any, origin: str, index: i
     """Structure one raw document by its ``kind``, raising :class:`ConfigError` with paths."""
     mapping = require_mapping(data, origin, index, "")
     kind_value = mapping.get("kind")
+    if mapping.get("apiVersion") == edgelet.API_VERSION:
+        if kind_value in edgelet.SKIPPED_KINDS:
+            metadata = mapping.get("metadata")
+            name = metadata.get("name") if isinstance(metadata, dict) else None
+            return SkippedDocument(f"edgelet {kind_value}", str(name) if name is not None else None)
+        if kind_value not in ("Microservice", "Registry"):
+            kinds = "'Microservice', 'Registry', 'Model', 'RuntimeClass', 'ControlPlane'"
+            got = "nothing" if kind_value is None else repr(kind_value)
+            raise ConfigError([Problem(origin, index, "kind", f"expected one of {kinds}, got {got}")])
+        mapping = edgelet.translate(mapping, origin, index)
     if isinstance(kind_value, str) and kind_value in OTHER_KINDS:
         metadata = mapping.get("metadata")
         name = metadata.get("name") if isinstance(metadata, dict) else mapping.get("name")
