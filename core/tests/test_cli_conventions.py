@@ -39,7 +39,7 @@ def test_help_has_examples_exit_codes_and_environment(run_cli: Run, isolated_pat
     [
         (("validate", "--help"), "-f FILE, --file FILE"),
         (("plugins", "--help"), "--json"),
-        (("config", "--help"), "{show}"),
+        (("config", "--help"), "{show,set,switch}"),
         (("init-config", "--help"), "--config FILE"),
     ],
 )

@@ -87,8 +87,38 @@ class Running:
     desired: DesiredState = attrs.field(factory=DesiredState)
     documents: Documents = attrs.field(factory=list)
     applied_digest: str | None = None
+    origin: str = "desired state"
+    """Where ``documents`` came from (a file, the API, the controller)."""
     outcomes: dict[str, tuple[int, Outcome]] = attrs.field(factory=dict)
     """Microservice → (serial of the pass, outcome) of the last action any pass took on it."""
+
+
+LIVE_KEYS = (
+    "pruning_frequency",
+    "resync_seconds",
+    "watchdog_enabled",
+    "log_level",
+    "catalog_family",
+    "agent_name",
+    "disk_limit",
+    "memory_limit",
+    "cpu_limit",
+    "gps_mode",
+    "gps_device",
+    "gps_scan_frequency",
+    "gps_coordinates",
+    "edge_guard_frequency",
+    "secure_mode",
+    "dev_mode",
+    "time_zone",
+    "upgrade_scan_frequency",
+)
+"""Profile keys a config reload applies to the running agent; the others need a restart."""
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
 
 
 EVENT_RECHECK_S = (1.0, 3.0)
@@ -474,6 +504,8 @@ class Agent:
                 ]
                 self._prune_task = asyncio.create_task(self._prune_loop(), name="fogwire-prune")
                 tasks.append(self._prune_task)
+                tasks.append(asyncio.create_task(self._limits_loop(running), name="fogwire-limits"))
+                self._report_keys_without_effect(running)
                 if running.source is not None:
                     source = running.source
                     tasks.append(
@@ -527,6 +559,7 @@ class Agent:
                 running.desired = self._assemble(applied.documents, applied.origin)
                 running.documents = applied.documents
                 running.applied_digest = applied.digest
+                running.origin = applied.origin
                 self._notify_desired(running.desired)
                 log.info("running from the desired state last applied (%s)", applied.origin)
             except ConfigError as error:
@@ -559,6 +592,7 @@ class Agent:
         """Save and adopt a new desired state; return the serial of the last pass that did not see it."""
         await running.store.call(running.store.save_applied, origin, digest, documents)
         running.desired, running.documents, running.applied_digest = desired, documents, digest
+        running.origin = origin
         # No await between adopting the state and reading the serial: every later pass sees it.
         seen_before = running.reconciler.pass_serial
         await running.reconciler.note_desired(desired)  # a one-shot rebuild request is kept from its delivery
@@ -736,6 +770,80 @@ class Agent:
                 log.warning("engine event stream failed (%s); retrying in %.0fs", error, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 60.0)
+
+    LIMITS_EVERY_S = 30.0
+    """How often the agent's own limits (``diskLimit``, ``memoryLimit``, ``cpuLimit``) are checked."""
+
+    def _report_keys_without_effect(self, running: Running) -> None:
+        from fogwire.config import keys_without_effect
+
+        keys = keys_without_effect(self.profile)
+        if keys:
+            log.info("config keys accepted with no effect on a fogwire node: %s", ", ".join(keys))
+
+    async def _limits_loop(self, running: Running) -> None:
+        from fogwire.limits import Limits, LimitWatch
+
+        roots = [self.paths.state_dir, *([Path(self.profile.disk_directory)] if self.profile.disk_directory else [])]
+        watch = LimitWatch(roots, lambda kind, detail: running.store.call(running.store.add_event, None, kind, detail))
+        while True:
+            await asyncio.sleep(self.LIMITS_EVERY_S)
+            profile = self.profile
+            limits = Limits(profile.disk_limit, profile.memory_limit, profile.cpu_limit)
+            if not limits.any and not watch.over:
+                continue
+            try:
+                figures = await asyncio.to_thread(watch.measure, limits)
+                await watch.check(limits, figures)
+            except Exception as error:  # a measurement that fails is no reason to stop the agent
+                log.debug("checking the agent's limits failed: %s", error)
+
+    async def reload_config(self) -> dict[str, Any]:
+        """Read the config file again (SIGHUP, ``fogwire config set|switch``) and apply what can change live.
+
+        A file that does not validate changes nothing (:class:`ConfigError`). Keys
+        that change a running part (the engine, the source, sinks, services, paths)
+        are listed as needing a restart and left as they are.
+        """
+        from fogwire.config import load_agent_config
+
+        config = await asyncio.to_thread(load_agent_config, self.paths.config_file)
+        new, old = config.profile, self.profile
+        live = [f for f in LIVE_KEYS if getattr(new, f) != getattr(old, f)]
+        others = [
+            a.name
+            for a in attrs.fields(Profile)
+            if a.name not in LIVE_KEYS and getattr(new, a.name) != getattr(old, a.name)
+        ]
+        running = self._running
+        self.profile = attrs.evolve(old, **{f: getattr(new, f) for f in live})
+        desired = None
+        if running is not None and {"catalog_family", "agent_name"} & set(live) and running.documents:
+            try:  # the desired state as the new catalog and agent name read it; invalid: nothing changes
+                desired = self._assemble(running.documents, running.origin)
+            except ConfigError:
+                self.profile = old
+                raise
+        if "pruning_frequency" in live:
+            self.set_pruning_frequency(int(new.pruning_frequency))
+        if "log_level" in live:
+            logging.getLogger().setLevel(new.log_level.upper())
+        if running is not None and desired is not None:
+            running.desired = desired
+            running.reconciler.invalidate()
+            self._notify_desired(desired)
+        if running is not None:
+            self._wake_up(changed=True)
+            detail = f"applied: {', '.join(_camel(f) for f in live) or 'nothing changed'}"
+            if others:
+                detail += f"; need a restart: {', '.join(_camel(f) for f in others)}"
+            await running.store.call(running.store.add_event, None, "config-reloaded", detail)
+            log.info("config reloaded (%s, profile %s)", detail, config.current_profile)
+        return {
+            "profile": config.current_profile,
+            "applied": [_camel(f) for f in live],
+            "needRestart": [_camel(f) for f in others],
+        }
 
     def set_pruning_frequency(self, hours: int) -> None:
         """Prune every ``hours`` hours from now on (0: never); the period starts again now."""

@@ -15,6 +15,8 @@ from fogwire.errors import ConfigError, Problem
 from fogwire.model.agent_config import (
     ENGINE_ALIASES,
     KNOWN_ENGINES_BY_OS,
+    NO_EFFECT_KEYS,
+    PROFILE_ALIASES,
     AgentConfig,
     PluginSelection,
     Profile,
@@ -65,6 +67,48 @@ def check_agent_config(config: AgentConfig, origin: str, index: int = 1, platfor
     return attrs.evolve(config, profiles=profiles)
 
 
+def _with_canonical_keys(mapping: Any, origin: str) -> Any:
+    """Each profile's keys under their fogwire names (edgelet's flags and the Java agent's settings renamed)."""
+    profiles = mapping.get("profiles") if isinstance(mapping, dict) else None
+    if not isinstance(profiles, dict):
+        return mapping
+    problems: list[Problem] = []
+    renamed: dict[str, Any] = {}
+    for name, profile in profiles.items():
+        if not isinstance(profile, dict):
+            renamed[name] = profile
+            continue
+        keys: dict[str, Any] = {}
+        for key, value in profile.items():
+            canonical = PROFILE_ALIASES.get(key, key)
+            if canonical in keys:
+                problems.append(
+                    Problem(
+                        origin, 1, f"profiles.{name}.{key}", f"{key} and {canonical} name the same setting; keep one"
+                    )
+                )
+            keys[canonical] = value
+        renamed[name] = keys
+    if problems:
+        raise ConfigError(problems)
+    return {**mapping, "profiles": renamed}
+
+
+def keys_without_effect(profile: Profile) -> list[str]:
+    """The keys ``profile`` sets that change nothing on a fogwire node (reported once at start)."""
+    defaults = Profile()
+    found = []
+    for key in NO_EFFECT_KEYS:
+        field = _snake(key)
+        if getattr(profile, field) != getattr(defaults, field):
+            found.append(key)
+    return found
+
+
+def _snake(camel: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in camel)
+
+
 def parse_agent_config(
     data: Any, origin: str, converter: cattrs.Converter | None = None, platform: str = sys.platform
 ) -> AgentConfig:
@@ -72,7 +116,7 @@ def parse_agent_config(
     converter = converter or make_converter()
     if data is None:
         data = {}
-    mapping = require_mapping(data, origin, 1, "")
+    mapping = _with_canonical_keys(require_mapping(data, origin, 1, ""), origin)
     config = structure(converter, mapping, AgentConfig, origin, 1)
     return check_agent_config(config, origin, 1, platform)
 

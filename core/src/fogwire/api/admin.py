@@ -76,6 +76,7 @@ class AdminRoutes:
         app.add("GET", "/v1/system/info", self.system_info)
         app.add("GET", "/v1/system/version", self.system_version)
         app.add("POST", "/v1/system/prune", self.system_prune)
+        app.add("POST", "/v1/system/reload", self.system_reload)
         app.add("GET", "/v1/ms", self.ms_list)
         app.add("GET", "/v1/ms/{name}", self.ms_inspect)
         app.add("DELETE", "/v1/ms/{name}", self.ms_delete)
@@ -134,6 +135,13 @@ class AdminRoutes:
         """Remove images no microservice uses, now."""
         try:
             return {"removed": await self.agent.prune()}
+        except FogwireError as error:
+            raise api_error(error) from error
+
+    async def system_reload(self, request: Request, params: Mapping[str, str], caller: Caller) -> Any:
+        """Read the config file again and apply what can change live (as SIGHUP does)."""
+        try:
+            return await self.agent.reload_config()
         except FogwireError as error:
             raise api_error(error) from error
 

@@ -99,11 +99,20 @@ TRIM_EVERY_S = 600.0
 
 def _daemon(args: argparse.Namespace, paths: Paths) -> int:
     agent = _agent(paths, rollback_grace_s=args.rollback_grace, api_socket=not args.no_api_socket)
+    _log_to_files(agent)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, agent.stop)
+        reloads: set[asyncio.Task[Any]] = set()
+
+        def reload() -> None:
+            task = asyncio.create_task(_reload(agent))
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, reload)
         trimmer = asyncio.create_task(_trim_memory(agent), name="fogwire-trim")
         try:
             await agent.run()
@@ -112,6 +121,39 @@ def _daemon(args: argparse.Namespace, paths: Paths) -> int:
 
     asyncio.run(main())
     return 0
+
+
+async def _reload(agent: Agent) -> None:
+    """SIGHUP: read the config again; a bad file is logged and changes nothing."""
+    import logging
+
+    from fogwire.errors import FogwireError
+
+    try:
+        await agent.reload_config()
+    except FogwireError as error:
+        logging.getLogger("fogwire.agent").error("config not reloaded, nothing changed:\n%s", error)
+
+
+def _log_to_files(agent: Agent) -> None:
+    """``logDirectory``: the daemon's own log also goes to ``fogwire.log`` there, rotated within ``logLimit``."""
+    import logging
+    import logging.handlers
+
+    profile = agent.profile
+    if not profile.log_directory:
+        return
+    directory = Path(profile.log_directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    count = int(profile.log_file_count)
+    total = int((profile.log_limit or 0.1) * 1024**3)  # default: 100 MiB in all
+    handler = logging.handlers.RotatingFileHandler(
+        directory / "fogwire.log", maxBytes=max(total // count, 64 * 1024), backupCount=max(count - 1, 0)
+    )
+    root = logging.getLogger()
+    if root.handlers:
+        handler.setFormatter(root.handlers[0].formatter)
+    root.addHandler(handler)
 
 
 async def _trim_memory(agent: Agent) -> None:

@@ -81,6 +81,26 @@ class Profile:
     services: tuple[PluginSelection, ...] = ()
     """Agent services the daemon runs beside its loops (``fogwire.agent_services`` plugins)."""
     log_level: str = "info"
+    disk_limit: float | None = None
+    """GiB the agent's state and disk directory may take; over it, an event (edgelet's ``diskLimit``)."""
+    memory_limit: NonNegativeInt | None = None
+    """MiB the agent process may take; over it, an event (edgelet's ``memoryLimit``)."""
+    cpu_limit: float | None = None
+    """Percent of one core the agent process may use; over it, an event (edgelet's ``cpuLimit``)."""
+    log_limit: float | None = None
+    """GiB the agent's own log files take together, when ``logDirectory`` is set (edgelet's ``logLimit``)."""
+    log_directory: str | None = None
+    """Where the daemon also writes its own log, rotated (``fogwire.log``); ``None``: stderr only."""
+    log_file_count: PositiveInt = PositiveInt(10)
+    """How many rotated log files are kept."""
+    gps_mode: str | None = None
+    gps_device: str | None = None
+    gps_scan_frequency: NonNegativeInt | None = None
+    gps_coordinates: str | None = None
+    edge_guard_frequency: NonNegativeInt | None = None
+    secure_mode: bool | None = None
+    dev_mode: bool | None = None
+    time_zone: str | None = None
     catalog_family: Literal["iofog", "iofog-3.0", "datasance", "none"] = "iofog"
     """Whose built-in catalog ``catalogId`` refers to (:mod:`fogwire.model.catalogs`)."""
     agent_name: str | None = None
@@ -98,3 +118,129 @@ class AgentConfig:
     def profile(self) -> Profile:
         """The current profile (validated to exist by :func:`fogwire.config.load_agent_config`)."""
         return self.profiles[self.current_profile]
+
+
+PROFILE_ALIASES: Mapping[str, str] = {
+    # edgelet's ``edgelet config`` long flags, as config keys
+    "changeFrequencySeconds": "changeFrequency",
+    "statusFrequencySeconds": "statusFrequency",
+    "diskLimitGib": "diskLimit",
+    "memoryLimitMib": "memoryLimit",
+    "cpuLimitPercent": "cpuLimit",
+    "logLimitGib": "logLimit",
+    "timezone": "timeZone",
+    # the Java agent's config.xml settings
+    "dockerUrl": "containerEngineUrl",
+    "diskConsumptionLimit": "diskLimit",
+    "memoryConsumptionLimit": "memoryLimit",
+    "processorConsumptionLimit": "cpuLimit",
+    "logDiskConsumptionLimit": "logLimit",
+    "logDiskDirectory": "logDirectory",
+    "getChangesFreq": "changeFrequency",
+    "statusUpdateFreq": "statusFrequency",
+    "dockerPruningFreq": "pruningFrequency",
+    "fogType": "arch",
+    "gps": "gpsMode",
+    "gpsScanFreq": "gpsScanFrequency",
+    "upgradeScanFreq": "upgradeScanFrequency",
+    "edgeGuardFreq": "edgeGuardFrequency",
+}
+"""Other names operators' configs use for a profile key (edgelet's flags, the Java agent's settings) → the key."""
+
+NO_EFFECT_KEYS = (
+    "gpsMode",
+    "gpsDevice",
+    "gpsScanFrequency",
+    "gpsCoordinates",
+    "edgeGuardFrequency",
+    "secureMode",
+    "devMode",
+    "timeZone",
+    "upgradeScanFrequency",
+)
+"""Keys accepted (an operator's config carries them) that change nothing on a fogwire node."""
+
+EDGELET_SHORT_FLAGS: Mapping[str, str] = {
+    "a": "controllerUrl",
+    "ac": "controllerCert",
+    "ce": "containerEngine",
+    "cu": "containerEngineUrl",
+    "ft": "arch",
+    "cf": "changeFrequency",
+    "sf": "statusFrequency",
+    "d": "diskLimit",
+    "dl": "diskDirectory",
+    "m": "memoryLimit",
+    "p": "cpuLimit",
+    "l": "logLimit",
+    "ld": "logDirectory",
+    "lc": "logFileCount",
+    "ll": "logLevel",
+    "n": "networkInterface",
+    "pf": "pruningFrequency",
+    "dt": "availableDiskThreshold",
+    "wd": "watchdogEnabled",
+    "gps": "gpsMode",
+    "gpsd": "gpsDevice",
+    "gpsf": "gpsScanFrequency",
+    "gpsc": "gpsCoordinates",
+    "egf": "edgeGuardFrequency",
+    "uf": "upgradeScanFrequency",
+    "sec": "secureMode",
+    "dev": "devMode",
+    "tz": "timeZone",
+}
+"""``edgelet config``'s short flags (``--cf``) → the profile key (upstream-systems.md §2.3)."""
+
+
+def profile_key(name: str) -> str | None:
+    """The profile key ``name`` means: a key, an alias, an edgelet long flag (``--change-frequency-seconds``) or short one."""
+    bare = name.lstrip("-")
+    if bare in EDGELET_SHORT_FLAGS:
+        return EDGELET_SHORT_FLAGS[bare]
+    if bare in EDGELET_LONG_FLAGS:
+        return EDGELET_LONG_FLAGS[bare]
+    if "-" in bare or "_" in bare:
+        head, *rest = bare.replace("_", "-").split("-")
+        bare = head + "".join(part[:1].upper() + part[1:] for part in rest)
+    bare = PROFILE_ALIASES.get(bare, bare)
+    keys = {_camel(a.name) for a in attrs.fields(Profile)}
+    return bare if bare in keys else None
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+EDGELET_LONG_FLAGS: Mapping[str, str] = {
+    "controller-url": "controllerUrl",
+    "controller-cert": "controllerCert",
+    "container-engine": "containerEngine",
+    "container-engine-url": "containerEngineUrl",
+    "arch": "arch",
+    "change-frequency-seconds": "changeFrequency",
+    "status-frequency-seconds": "statusFrequency",
+    "disk-limit-gib": "diskLimit",
+    "disk-directory": "diskDirectory",
+    "memory-limit-mib": "memoryLimit",
+    "cpu-limit-percent": "cpuLimit",
+    "log-limit-gib": "logLimit",
+    "log-directory": "logDirectory",
+    "log-file-count": "logFileCount",
+    "log-level": "logLevel",
+    "network-interface": "networkInterface",
+    "pruning-frequency": "pruningFrequency",
+    "available-disk-threshold": "availableDiskThreshold",
+    "watchdog-enabled": "watchdogEnabled",
+    "gps-mode": "gpsMode",
+    "gps-device": "gpsDevice",
+    "gps-scan-frequency": "gpsScanFrequency",
+    "gps-coordinates": "gpsCoordinates",
+    "edge-guard-frequency": "edgeGuardFrequency",
+    "upgrade-scan-frequency": "upgradeScanFrequency",
+    "secure-mode": "secureMode",
+    "dev-mode": "devMode",
+    "timezone": "timeZone",
+}
+"""``edgelet config``'s long flags → the profile key."""
