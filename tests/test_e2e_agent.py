@@ -524,3 +524,22 @@ async def test_an_edgelet_manifest_runs_as_edgelet_deploy_would(env: Env) -> Non
         assert [(a["action"], a["name"], a["ok"]) for a in result["actions"]] == [("create", name, True)]
     actual = await env.actual()
     assert actual[name].state is WorkloadState.RUNNING
+
+
+async def test_a_field_the_engine_cant_honour_refuses_only_that_microservice(env: Env) -> None:
+    """Annotations on docker (API 1.41 has none): that microservice is refused naming the engine and the field."""
+    plain, annotated = env.name("plain"), env.name("annotated")
+    ms = [
+        microservice(plain, env.images.ref_v1, SLEEP),
+        microservice(annotated, env.images.ref_v1, SLEEP, annotations={"io.fogwire.test/role": "x"}, pidMode="host"),
+    ]
+    async with agents.running(env.agent()) as agent:
+        result = await agent.apply(documents(env.images, ms))
+        engine = type(agent.running.engine)
+        if "annotations" in engine.features:
+            assert {a["name"] for a in result["actions"] if a["ok"]} == {plain, annotated}
+        else:
+            assert [a["name"] for a in result["actions"]] == [plain]
+            problem = result["problems"][annotated]
+            assert f"the {env.kind} engine can't honour spec.microservices[1].container.annotations" in problem
+    assert plain in await env.actual()

@@ -73,12 +73,8 @@ def test_hashes_of_workloads_labelled_before_the_fields_existed_still_match() ->
 @pytest.mark.parametrize(
     ("key", "value"),
     [
-        ("pidMode", "host"),
-        ("ipcMode", "host"),
-        ("runtime", "nvidia"),
         ("platform", "linux/arm64"),
         ("cdiDevices", ["nvidia.com/gpu=all"]),
-        ("annotations", {"a": "b"}),
     ],
 )
 def test_an_unsupported_field_rejects_the_microservice_with_its_path(key: str, value: Any) -> None:
@@ -92,28 +88,56 @@ def test_an_unsupported_field_rejects_the_microservice_with_its_path(key: str, v
 
 
 def test_every_unsupported_model_field_is_checked() -> None:
-    assert set(UNSUPPORTED_CONTAINER_FIELDS) == {
-        "pid_mode",
-        "ipc_mode",
-        "runtime",
-        "platform",
-        "cdi_devices",
-        "annotations",
-    }
+    assert set(UNSUPPORTED_CONTAINER_FIELDS) == {"platform", "cdi_devices"}
 
 
 def test_empty_unsupported_fields_are_fine() -> None:
     spec = spec_of(pidMode="", ipcMode=None, runtime="", platform=None, cdiDevices=[], annotations={})
     assert spec.name == "web"
+    assert (spec.pid_mode, spec.ipc_mode, spec.runtime, spec.annotations, spec.devices) == (None, None, None, {}, ())
 
 
 def test_several_unsupported_fields_are_all_named() -> None:
-    desired = state(ms(pidMode="host", annotations={"a": "b"}))
+    desired = state(ms(platform="linux/arm64", cdiDevices=["a.com/b=c"]))
     with pytest.raises(ResolveError) as caught:
         resolve(desired.microservices["web"], desired, "amd64")
     message = str(caught.value)
-    assert "spec.microservices[0].container.pidMode" in message
-    assert "spec.microservices[0].container.annotations" in message
+    assert "spec.microservices[0].container.platform" in message
+    assert "spec.microservices[0].container.cdiDevices" in message
+
+
+def test_host_namespaces_devices_annotations_and_runtime_reach_the_spec() -> None:
+    spec = spec_of(
+        pidMode="host",
+        ipcMode="host",
+        runtime="fogwire-test-runc",
+        annotations={"io.example/role": "sensor"},
+        devices=[
+            {"hostPath": "/dev/ttyUSB0", "containerPath": "/dev/serial0", "permissions": "rw"},
+            {"hostPath": "/dev/null"},
+        ],
+    )
+    assert (spec.pid_mode, spec.ipc_mode, spec.runtime) == ("host", "host", "fogwire-test-runc")
+    assert spec.annotations == {"io.example/role": "sensor"}
+    assert [(d.host_path, d.container_path, d.permissions) for d in spec.devices] == [
+        ("/dev/ttyUSB0", "/dev/serial0", "rw"),
+        ("/dev/null", "/dev/null", "rwm"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("fields", "path", "message"),
+    [
+        ({"pidMode": "container:x"}, "pidMode", "expected 'host'"),
+        ({"devices": [{"hostPath": "/etc/passwd"}]}, "devices[0].hostPath", "expected a path under /dev"),
+        ({"devices": [{"hostPath": "/dev/null", "permissions": "rx"}]}, "devices[0].permissions", "expected letters of 'rwm'"),
+    ],
+)
+def test_bad_host_modes_and_devices_are_refused_by_path(fields: dict[str, Any], path: str, message: str) -> None:
+    desired = state(ms(**fields))
+    with pytest.raises(ResolveError) as caught:
+        resolve(desired.microservices["web"], desired, "amd64")
+    assert f"container.{path}: {message}" in str(caught.value)
 
 
 @pytest.mark.parametrize("value", ["0", "0-1", "0,3", "0-2,5,7-8"])

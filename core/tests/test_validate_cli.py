@@ -42,10 +42,12 @@ def ms(name: str = "web", images: str = "{x86: 'nginx:1'}", extra: str = "") -> 
 BAD_INPUTS: list[tuple[str, str, list[str]]] = [
     (
         "unsupported-container-fields",
-        ms(extra="container:\n  pidMode: host\n  cpuSetCpus: all\n"),
+        ms(extra="container:\n  pidMode: container:other\n  platform: linux/arm64\n  cpuSetCpus: all\n"),
         [
-            "{f}:DOC#1: spec.container.pidMode: fogwire doesn't support pidMode (the workload always gets a PID "
-            "namespace of its own); remove it or leave it empty (microservice 'web' is not run)",
+            "{f}:DOC#1: spec.container.platform: fogwire doesn't support platform (the image is chosen by the "
+            "device's architecture (images.x86 / images.arm)); remove it or leave it empty (microservice 'web' is not run)",
+            "{f}:DOC#1: spec.container.pidMode: expected 'host' (or 'private', the default), got 'container:other' "
+            "(microservice 'web' is not run)",
             "{f}:DOC#1: spec.container.cpuSetCpus: expected a CPU list such as '0', '0-2' or '0,3', got 'all' "
             "(microservice 'web' is not run)",
         ],

@@ -124,7 +124,7 @@ def create_arguments(spec: WorkloadSpec, labels: Mapping[str, str]) -> dict[str,
 
     Name, environment, ``labels`` (the spec's plus the engine's management labels),
     entrypoint, host networking or published ports, extra hosts, restart policy,
-    user, CPU set, memory limit (swap included) and capabilities. The engine adds the
+    user, CPU set, memory limit (swap included), capabilities, PID and IPC modes and devices. The engine adds the
     rest in its own API's spelling.
     """
     arguments: dict[str, Any] = {"name": spec.name, "environment": dict(spec.env), "labels": dict(labels)}
@@ -153,6 +153,12 @@ def create_arguments(spec: WorkloadSpec, labels: Mapping[str, str]) -> dict[str,
         arguments["cap_add"] = list(spec.cap_add)
     if spec.cap_drop:
         arguments["cap_drop"] = list(spec.cap_drop)
+    if spec.pid_mode:
+        arguments["pid_mode"] = spec.pid_mode
+    if spec.ipc_mode:
+        arguments["ipc_mode"] = spec.ipc_mode
+    if spec.devices:
+        arguments["devices"] = [f"{d.host_path}:{d.container_path}:{d.permissions}" for d in spec.devices]
     return arguments
 
 

@@ -126,6 +126,15 @@ class RestartPolicy:
 
 
 @attrs.frozen
+class DeviceMapping:
+    """A host device node given to the workload: ``host_path`` (under ``/dev``) at ``container_path``."""
+
+    host_path: str
+    container_path: str
+    permissions: str = "rwm"
+
+
+@attrs.frozen
 class WorkloadSpec:
     """Everything needed to create one workload (one container).
 
@@ -140,6 +149,10 @@ class WorkloadSpec:
     (``"0"``, ``"0-2"``, ``"0,3"``); ``None`` leaves every CPU allowed.
     ``log_max_mib`` bounds the output the engine keeps for the workload (MiB, all
     rotated files together); ``None`` leaves the engine's own default.
+    ``pid_mode`` / ``ipc_mode`` ``"host"`` share the host's PID / IPC namespace;
+    ``devices`` are host device nodes; ``annotations`` go to the OCI spec;
+    ``runtime`` names the OCI runtime. An engine honours these only when they are in
+    its :attr:`Engine.features` (a microservice needing one it lacks is refused).
     """
 
     name: str
@@ -162,6 +175,21 @@ class WorkloadSpec:
     user: str | None = None
     cpuset_cpus: str | None = None
     log_max_mib: int | None = None
+    pid_mode: Literal["host"] | None = None
+    ipc_mode: Literal["host"] | None = None
+    devices: tuple[DeviceMapping, ...] = ()
+    annotations: Mapping[str, str] = attrs.field(factory=dict)
+    runtime: str | None = None
+
+
+OPTIONAL_FEATURES: Mapping[str, str] = {
+    "pid_mode": "pidMode",
+    "ipc_mode": "ipcMode",
+    "devices": "devices",
+    "annotations": "annotations",
+    "runtime": "runtime",
+}
+"""Spec fields an engine honours only when it says so (:attr:`Engine.features`), and their document keys."""
 
 
 @attrs.frozen
@@ -279,6 +307,9 @@ class Engine(abc.ABC):
     """
 
     name: ClassVar[str] = ""
+
+    features: ClassVar[frozenset[str]] = frozenset()
+    """The :data:`OPTIONAL_FEATURES` the engine honours; a spec using another one is refused before it is created."""
 
     def __init__(self, context: EngineContext) -> None:
         self.context = context

@@ -47,7 +47,7 @@ import attrs
 import cattrs
 
 from fogwire.convert import make_converter
-from fogwire.engine import Engine, Health, PullPolicy, WorkloadInfo, WorkloadSpec, WorkloadState
+from fogwire.engine import OPTIONAL_FEATURES, Engine, Health, PullPolicy, WorkloadInfo, WorkloadSpec, WorkloadState
 from fogwire.errors import EngineError, FogwireError
 from fogwire.model.desired import DesiredMicroservice, DesiredState
 from fogwire.resolve import (
@@ -307,6 +307,15 @@ class Reconciler:
                 resolved[name] = self._amended(resolve(ms, desired, self.arch), ms)
             except ResolveError as error:
                 problems[name] = str(error)
+                continue
+            lacking = self._lacking_features(resolved[name].spec)
+            if lacking:
+                del resolved[name]
+                engine = getattr(self.engine, "name", "") or type(self.engine).__name__
+                fields = ", ".join(f"{ms.path}.container.{key}" for key in lacking)
+                problems[name] = (
+                    f"microservice {name!r}: the {engine} engine can't honour {fields}; remove it or use another engine"
+                )
         self._resolved = (desired, resolved, problems)
         return dict(resolved), dict(problems)
 
@@ -317,6 +326,13 @@ class Reconciler:
         for amend in self.amenders:
             spec = amend(ms, spec)
         return attrs.evolve(r, spec=spec, config_hash=hash_of_spec(spec, r.auth))
+
+    def _lacking_features(self, spec: WorkloadSpec) -> list[str]:
+        used = [(field, key) for field, key in OPTIONAL_FEATURES.items() if getattr(spec, field)]
+        if not used:
+            return []
+        features: frozenset[str] = getattr(type(self.engine), "features", frozenset())
+        return [key for field, key in used if field not in features]
 
     def invalidate(self) -> None:
         """Forget the cached resolution (an amender's output changed, e.g. the host address)."""

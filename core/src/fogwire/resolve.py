@@ -24,6 +24,7 @@ import attrs
 from fogwire.convert import to_camel
 from fogwire.engine import (
     SPEC_HASH_LABEL,
+    DeviceMapping,
     HealthCheck,
     PortMapping,
     PullPolicy,
@@ -55,12 +56,8 @@ ARCH_FIELDS: dict[str, Literal["x86", "arm"]] = {
 
 
 UNSUPPORTED_CONTAINER_FIELDS: dict[str, str] = {
-    "pid_mode": "the workload always gets a PID namespace of its own",
-    "ipc_mode": "the workload always gets an IPC namespace of its own",
-    "runtime": "the engine's default OCI runtime always runs the workload",
     "platform": "the image is chosen by the device's architecture (images.x86 / images.arm)",
     "cdi_devices": "CDI device injection is not implemented",
-    "annotations": "container annotations are not passed to the engine",
 }
 """Container fields of the ioFog document fogwire does not support, and what it does instead.
 
@@ -93,6 +90,35 @@ def unsupported_fields(ms: DesiredMicroservice) -> list[Problem]:
                     f"{ms.path}.container.{key}",
                     f"fogwire doesn't support {key} ({instead}); remove it or leave it empty "
                     f"(microservice {ms.name!r} is not run)",
+                )
+            )
+    for key in ("pid_mode", "ipc_mode"):
+        mode = getattr(container, key)
+        if mode and mode not in ("host", "private"):
+            field = to_camel(key)
+            problems.append(
+                Problem(
+                    ms.origin,
+                    ms.index,
+                    f"{ms.path}.container.{field}",
+                    f"expected 'host' (or 'private', the default), got {mode!r} (microservice {ms.name!r} is not run)",
+                )
+            )
+    for position, device in enumerate(container.devices):
+        where = f"{ms.path}.container.devices[{position}]"
+        if not device.host_path.startswith("/dev/"):
+            problems.append(
+                Problem(
+                    ms.origin, ms.index, f"{where}.hostPath", f"expected a path under /dev, got {device.host_path!r}"
+                )
+            )
+        if not device.permissions or set(device.permissions) - set("rwm"):
+            problems.append(
+                Problem(
+                    ms.origin,
+                    ms.index,
+                    f"{where}.permissions",
+                    f"expected letters of 'rwm', got {device.permissions!r}",
                 )
             )
     cpuset = container.cpu_set_cpus
@@ -158,7 +184,7 @@ def _canonical(value: Any) -> Any:
     return value
 
 
-_LATER_FIELDS = ("user", "cpuset_cpus", "log_max_mib")
+_LATER_FIELDS = ("user", "cpuset_cpus", "log_max_mib", "pid_mode", "ipc_mode", "devices", "annotations", "runtime")
 # WorkloadSpec fields hashed only when set: hashes from before they existed stay valid.
 
 
@@ -172,7 +198,7 @@ def config_hash(spec: WorkloadSpec, auth: RegistryAuth | None = None) -> str:
     """
     data = _canonical(spec)
     for name in _LATER_FIELDS:
-        if data.get(name) is None:
+        if data.get(name) in (None, [], {}):
             data.pop(name, None)
     data["labels"] = {k: v for k, v in data["labels"].items() if not k.startswith("io.fogwire.")}
     data["registry"] = [auth.server, auth.username, auth.insecure] if auth else None
@@ -319,5 +345,10 @@ def resolve(ms: DesiredMicroservice, desired: DesiredState, arch: str) -> Resolv
         user=c.run_as_user or None,
         cpuset_cpus=c.cpu_set_cpus or None,
         log_max_mib=c.log_size,
+        pid_mode="host" if c.pid_mode == "host" else None,
+        ipc_mode="host" if c.ipc_mode == "host" else None,
+        devices=tuple(DeviceMapping(d.host_path, d.container_path or d.host_path, d.permissions) for d in c.devices),
+        annotations=dict(c.annotations or {}),
+        runtime=c.runtime or None,
     )
     return ResolvedMicroservice(ms.name, spec, auth, policy, config_hash(spec, auth))

@@ -370,3 +370,80 @@ async def test_a_host_port_left_claimed_by_a_gone_workload_is_taken_over(
     finally:
         subprocess.run(["iptables", "-w", "-t", "nat", "-D", *stale], capture_output=True, check=False)
         await embedded.remove("taker")
+
+
+async def test_a_start_whose_record_was_never_saved_gets_the_process_start_time(
+    workdir: Path, fogwire_registry: ContractRegistry
+) -> None:
+    """An agent killed between a task's start and its record's save: adopters report the same start time."""
+    import json as json_module
+
+    from fogwire_engine_containerd.engine import process_started
+
+    first = await _engine(workdir, embedded=True)
+    agent_id = first.context.agent_id
+    await first.pull(fogwire_registry.image, fogwire_registry.auth)
+    await first.create(WorkloadSpec(name="unsaved", image=fogwire_registry.image, command=("sleep", "3600")))
+    await first.start_workload("unsaved")
+    pid = first.records.of("unsaved").pid
+    expected = process_started(pid)
+    assert expected is not None
+    await first.close()
+    record_files = [p for p in (workdir / "data").rglob("*.json") if "unsaved" in p.name]
+    assert record_files, list((workdir / "data").rglob("*"))
+    for path in record_files:  # what a kill -9 before the save leaves: no start time
+        data = json_module.loads(path.read_text())
+        data["started_at"] = None
+        data["running"] = False
+        path.write_text(json_module.dumps(data))
+    context = EngineContext(agent_id, workdir / "data", workdir / "run", workdir / "log", options={"embedded": True})
+    seen = []
+    for _ in range(2):
+        engine = ContainerdEngine(context)
+        await engine.start()
+        try:
+            info = await engine.inspect("unsaved")
+            assert info is not None and info.state is WorkloadState.RUNNING
+            seen.append(info.started_at)
+            if len(seen) == 2:
+                await engine.remove("unsaved")
+        finally:
+            await engine.close()
+        await asyncio.sleep(1.1)
+    assert seen[0] == seen[1] == expected
+
+
+async def test_annotations_and_devices_reach_the_runtime_spec(
+    embedded: ContainerdEngine, fogwire_registry: ContractRegistry
+) -> None:
+    """The OCI bundle containerd hands runc carries the annotations, the device node and its cgroup rule."""
+    import json as json_module
+
+    from fogwire.engine import DeviceMapping
+
+    await embedded.pull(fogwire_registry.image, fogwire_registry.auth)
+    spec = WorkloadSpec(
+        name="annotated",
+        image=fogwire_registry.image,
+        command=("sleep", "3600"),
+        annotations={"io.fogwire.test/role": "sensor"},
+        devices=(DeviceMapping("/dev/null", "/dev/fogwire-null", "rw"),),
+        pid_mode="host",
+    )
+    await embedded.create(spec)
+    await embedded.start_workload("annotated")
+    try:
+        roots = {embedded.context.run_dir, embedded.context.data_dir}
+        bundles = [p for root in roots for p in Path(root).rglob("annotated/config.json")]
+        assert bundles, roots
+        oci = json_module.loads(bundles[0].read_text())
+        assert oci["annotations"]["io.fogwire.test/role"] == "sensor"
+        assert {"path": "/dev/fogwire-null", "type": "c", "major": 1, "minor": 3}.items() <= oci["linux"]["devices"][
+            0
+        ].items()
+        assert {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rw"} in oci["linux"]["resources"][
+            "devices"
+        ]
+        assert "pid" not in {n["type"] for n in oci["linux"]["namespaces"]}
+    finally:
+        await embedded.remove("annotated")

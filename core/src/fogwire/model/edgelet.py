@@ -45,6 +45,7 @@ SHARED_CONTAINER_FIELDS = frozenset(
         "healthCheck",
         "logSize",
         "rootHostAccess",
+        "devices",
     }
 )
 """``spec.container`` fields an edgelet manifest shares with ioFog's container (same meaning)."""
@@ -56,7 +57,6 @@ EDGELET_ONLY_FIELDS = frozenset(
         "tmpfs",
         "sysctls",
         "ulimits",
-        "devices",
         "entrypoint",
         "workingDir",
         "cpus",

@@ -98,6 +98,15 @@ class VolumeMapping:
 
 
 @attrs.frozen
+class DeviceMapping:
+    """A host device node (under ``/dev``) made available in the container, as ``docker run --device``."""
+
+    host_path: str
+    container_path: str | None = None
+    permissions: str = "rwm"
+
+
+@attrs.frozen
 class ExtraHost:
     """An ``/etc/hosts`` entry; written ``{name, address}`` or as the string ``name:address``."""
 
@@ -142,6 +151,7 @@ class Container:
     memory_limit: PositiveInt | None = None
     health_check: HealthCheck | None = None
     log_size: PositiveInt | None = None
+    devices: tuple[DeviceMapping, ...] = ()
 
 
 @attrs.frozen

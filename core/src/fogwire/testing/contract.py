@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import os
 import secrets
 import socket
 import time
@@ -42,6 +43,7 @@ import pytest
 from fogwire.engine import (
     MANAGED_LABEL,
     NAME_LABEL,
+    DeviceMapping,
     Engine,
     EngineEvent,
     EventKind,
@@ -735,6 +737,50 @@ class EngineContract:
         assert info.exit_code == 0, texts(lines)
         allowed = [t.split(":", 1)[1].strip() for t in texts(lines) if t.startswith("Cpus_allowed_list:")]
         assert allowed == ["0"]
+
+    async def test_host_pid_and_ipc_namespaces(
+        self, fogwire_engine: Engine, fogwire_registry: ContractRegistry
+    ) -> None:
+        """``pid_mode``/``ipc_mode`` ``"host"`` (engines with those features): the host's namespaces, not new ones."""
+        features = type(fogwire_engine).features
+        if not {"pid_mode", "ipc_mode"} <= features:
+            pytest.skip(f"{type(fogwire_engine).__name__} does not offer host PID/IPC namespaces")
+        await ensure_image(fogwire_engine, fogwire_registry)
+        show = "readlink /proc/self/ns/pid; readlink /proc/self/ns/ipc; echo ns-end"
+        shared = WorkloadSpec(
+            name=unique("hostns"),
+            image=fogwire_registry.image,
+            command=("sh", "-c", show),
+            pid_mode="host",
+            ipc_mode="host",
+        )
+        info, lines = await run_to_exit(fogwire_engine, shared, "ns-end")
+        assert info.exit_code == 0, texts(lines)
+        host = [os.readlink("/proc/self/ns/pid"), os.readlink("/proc/self/ns/ipc")]
+        assert texts(lines, "stdout")[:2] == host
+        own = WorkloadSpec(name=unique("ownns"), image=fogwire_registry.image, command=("sh", "-c", show))
+        info, lines = await run_to_exit(fogwire_engine, own, "ns-end")
+        assert set(texts(lines, "stdout")[:2]).isdisjoint(host)
+
+    async def test_a_host_device_under_another_name(
+        self, fogwire_engine: Engine, fogwire_registry: ContractRegistry
+    ) -> None:
+        """``devices``: the host's ``/dev/null`` as ``/dev/fogwire-null``, a working character device 1,3."""
+        if "devices" not in type(fogwire_engine).features:
+            pytest.skip(f"{type(fogwire_engine).__name__} does not offer devices")
+        await ensure_image(fogwire_engine, fogwire_registry)
+        script = "ls -l /dev/fogwire-null; echo written > /dev/fogwire-null && echo write-ok; echo dev-end"
+        spec = WorkloadSpec(
+            name=unique("device"),
+            image=fogwire_registry.image,
+            command=("sh", "-c", script),
+            devices=(DeviceMapping("/dev/null", "/dev/fogwire-null", "rw"),),
+        )
+        info, lines = await run_to_exit(fogwire_engine, spec, "dev-end")
+        assert info.exit_code == 0, texts(lines)
+        out = texts(lines, "stdout")
+        assert out[0].startswith("c") and "1," in out[0] and "3" in out[0], out
+        assert "write-ok" in out
 
     async def test_restart_policy_on_failure(self, fogwire_engine: Engine, fogwire_registry: ContractRegistry) -> None:
         await ensure_image(fogwire_engine, fogwire_registry)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -196,12 +197,30 @@ def build_spec(
     for target, source in host_files.items():
         oci_mounts.append({"destination": target, "type": "bind", "source": str(source), "options": ["rbind", "rw"]})
     oci_mounts.extend(mounts)
-    namespaces = [{"type": "pid"}, {"type": "ipc"}, {"type": "mount"}]
+    namespaces = [{"type": "mount"}]
+    if spec.pid_mode != "host":
+        namespaces.append({"type": "pid"})
+    if spec.ipc_mode != "host":
+        namespaces.append({"type": "ipc"})
     if not spec.host_network:
         namespaces += [{"type": "uts"}, {"type": "network"}]
     resources: dict[str, Any] = {
         "devices": [{"allow": True, "access": "rwm"}] if privileged else [{"allow": False, "access": "rwm"}]
     }
+    oci_devices = []
+    for device in spec.devices:
+        node = host_device(device.host_path)
+        oci_devices.append({"path": device.container_path, **node})
+        if not privileged:
+            resources["devices"].append(
+                {
+                    "allow": True,
+                    "type": node["type"],
+                    "major": node["major"],
+                    "minor": node["minor"],
+                    "access": device.permissions,
+                }
+            )
     if spec.memory_limit_mib:
         limit = int(spec.memory_limit_mib) * 1024 * 1024
         # memory+swap = the limit (no swap), as the other engines do, where the kernel accounts swap
@@ -219,6 +238,8 @@ def build_spec(
         "resources": resources,
         "cgroupsPath": f"{cgroup_parent}/{namespace}/{spec.name}",
     }
+    if oci_devices:
+        linux["devices"] = oci_devices
     if not privileged:
         linux["maskedPaths"] = list(MASKED_PATHS)
         linux["readonlyPaths"] = list(READONLY_PATHS)
@@ -238,11 +259,35 @@ def build_spec(
         "mounts": oci_mounts,
         "linux": linux,
         # one runc shim serves every workload of a group (fewer processes, faster starts)
-        "annotations": {"io.containerd.runc.v2.group": shim_group} if shim_group else {},
+        "annotations": {**spec.annotations, **({"io.containerd.runc.v2.group": shim_group} if shim_group else {})},
     }
     if not spec.host_network:
         out["hostname"] = spec.name
     return out
+
+
+def host_device(path: str) -> dict[str, Any]:
+    """The OCI device entry fields (type, major, minor, mode, owner) of the host's device node ``path``."""
+    import stat
+
+    try:
+        info = os.stat(path)
+    except OSError as error:
+        raise EngineError(f"device {path}: {error.strerror or error}") from error
+    if stat.S_ISCHR(info.st_mode):
+        kind = "c"
+    elif stat.S_ISBLK(info.st_mode):
+        kind = "b"
+    else:
+        raise EngineError(f"device {path} is not a character or block device")
+    return {
+        "type": kind,
+        "major": os.major(info.st_rdev),
+        "minor": os.minor(info.st_rdev),
+        "fileMode": stat.S_IMODE(info.st_mode),
+        "uid": info.st_uid,
+        "gid": info.st_gid,
+    }
 
 
 def exec_process(args: list[str], base: dict[str, Any]) -> bytes:

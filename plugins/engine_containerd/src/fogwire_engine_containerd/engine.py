@@ -88,6 +88,21 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def process_started(pid: int) -> datetime | None:
+    """When process ``pid`` started (``/proc/<pid>/stat`` field 22 and the boot time), or ``None``."""
+    import os
+
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = int(fields[19])  # field 22 of the whole line: starttime, in clock ticks after boot
+        boot = next(
+            int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime")
+        )
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+    return datetime.fromtimestamp(boot + ticks / os.sysconf("SC_CLK_TCK"), UTC)
+
+
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
@@ -99,6 +114,8 @@ class ContainerdEngine(Engine):
     default socket if one answers, else starts its own containerd child (option
     ``embedded``: ``"auto"`` (default), ``true`` to always embed, ``false`` to never).
     """
+
+    features = frozenset({"pid_mode", "ipc_mode", "devices", "annotations"})
 
     name: ClassVar[str] = "containerd"
 
@@ -690,9 +707,13 @@ class ContainerdEngine(Engine):
             rec = self.records.of(name)
             task = tasks.get(name)
             if task is not None and task.status in (2, 4, 5):
-                if not rec.running or rec.pid != task.pid:
+                if not rec.running or rec.pid != task.pid or not rec.started_at:
+                    if rec.pid != task.pid or not rec.started_at:
+                        # a start whose record was never saved (the agent killed in between): the
+                        # process's own start time, the same for every reader, not "now"
+                        rec.started_at = _iso(process_started(int(task.pid)) or _now())
                     rec.running, rec.pid = True, int(task.pid)
-                    rec.started_at = rec.started_at or _iso(_now())
+                    await self._run(self.records.save, name)
                 await self._run(self.tasks.reattach_logs, name, dict(container.labels))
                 self.network.adopt(container)
                 health = container.labels.get(L_HEALTH)

@@ -147,6 +147,9 @@ def _explain(error: Exception) -> str:
 class DockerEngine(Engine):
     """Docker Engine through the docker SDK; see the module docstring and the plugin README."""
 
+    features = frozenset({"pid_mode", "ipc_mode", "devices"})
+    """No annotations: Debian's dockerd (API 1.41) has none. No ``runtime`` yet (only names dockerd's config defines)."""
+
     name = "docker"
 
     def __init__(self, context: EngineContext) -> None:

@@ -186,6 +186,9 @@ def _explain(error: Exception) -> str:
 class PodmanEngine(Engine):
     """Podman through its REST service; see the module docstring and the plugin README."""
 
+    features = frozenset({"pid_mode", "ipc_mode", "devices", "annotations"})
+    """No ``runtime`` yet: podman 4.3 takes a runtime only by a name its containers.conf defines."""
+
     name = "podman"
 
     def __init__(self, context: EngineContext) -> None:
@@ -508,6 +511,8 @@ class PodmanEngine(Engine):
     def _create_kwargs(self, spec: WorkloadSpec) -> dict[str, Any]:
         kwargs = dockerapi.create_arguments(spec, {**spec.labels, **self.managed_labels, NAME_LABEL: spec.name})
         kwargs["ulimits"] = _ulimits(self.options)
+        if spec.annotations:
+            kwargs["annotations"] = dict(spec.annotations)
         if spec.privileged:
             kwargs["privileged"] = True
         binds = [m for m in spec.mounts if m.kind == "bind"]
