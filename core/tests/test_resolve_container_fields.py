@@ -130,7 +130,11 @@ def test_host_namespaces_devices_annotations_and_runtime_reach_the_spec() -> Non
     [
         ({"pidMode": "container:x"}, "pidMode", "expected 'host'"),
         ({"devices": [{"hostPath": "/etc/passwd"}]}, "devices[0].hostPath", "expected a path under /dev"),
-        ({"devices": [{"hostPath": "/dev/null", "permissions": "rx"}]}, "devices[0].permissions", "expected letters of 'rwm'"),
+        (
+            {"devices": [{"hostPath": "/dev/null", "permissions": "rx"}]},
+            "devices[0].permissions",
+            "expected letters of 'rwm'",
+        ),
     ],
 )
 def test_bad_host_modes_and_devices_are_refused_by_path(fields: dict[str, Any], path: str, message: str) -> None:
