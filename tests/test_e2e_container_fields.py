@@ -2,8 +2,8 @@
 
 A microservice setting ``runAsUser`` runs as that user on every engine (what the
 process really runs as is read from its own output); ``cpuSetCpus`` pins it.
-A microservice setting a field fogwire does not support (``pidMode``,
-``annotations``, ...) is reported with its document and field path and not run,
+A microservice setting a field fogwire does not support (``cdiDevices``,
+``platform``) is reported with its document and field path and not run,
 while the good microservices of the same document are.
 """
 
@@ -140,7 +140,7 @@ async def test_run_as_user_and_cpuset_and_unsupported_fields(env: Env) -> None:
         microservice(uid, image, runAsUser="65534:65534", cpuSetCpus="0"),
         microservice(named, image, runAsUser="nobody"),
         microservice(plain, image, pidMode="", annotations={}, cdiDevices=[]),  # empty values are fine
-        microservice(bad, image, runAsUser="65534", pidMode="host"),
+        microservice(bad, image, runAsUser="65534", cdiDevices=["nvidia.com/gpu=all"]),
     ]
     async with agents.running(env.agent()) as agent:
         result = await agent.apply(documents(env.images, ms))
@@ -150,7 +150,7 @@ async def test_run_as_user_and_cpuset_and_unsupported_fields(env: Env) -> None:
         assert list(result["problems"]) == [bad]
         message = result["problems"][bad]
         assert message.startswith(
-            "apply:DOC#2: spec.microservices[3].container.pidMode: fogwire doesn't support pidMode"
+            "apply:DOC#2: spec.microservices[3].container.cdiDevices: fogwire doesn't support cdiDevices"
         )
         actual = await env.actual()
         assert set(actual) == {uid, named, plain}
@@ -160,7 +160,7 @@ async def test_run_as_user_and_cpuset_and_unsupported_fields(env: Env) -> None:
         assert (await env.shown(plain))[:2] == ["0", "0"]
         entry = status_of(await agent.status(), bad)
         assert entry["status"] == "unresolvable"
-        assert "container.pidMode" in entry["last_error"]
+        assert "container.cdiDevices" in entry["last_error"]
 
         # A changed runAsUser replaces the workload; fixing the bad one creates it.
         ms[1] = microservice(named, image, runAsUser="0:65534")
@@ -177,14 +177,14 @@ async def test_run_as_user_and_cpuset_and_unsupported_fields(env: Env) -> None:
 async def test_a_field_set_on_a_running_microservice_leaves_its_workload_alone(env: Env) -> None:
     name = env.name("svc")
     good = documents(env.images, [microservice(name, env.images.ref_v1)])
-    tagged = documents(env.images, [microservice(name, env.images.ref_v1, annotations={"team": "edge"})])
+    tagged = documents(env.images, [microservice(name, env.images.ref_v1, platform="linux/arm64")])
     async with agents.running(env.agent()) as agent:
         await agent.apply(good)
         before = (await env.actual())[name]
         result = await agent.apply(tagged)
         assert result["actions"] == []
         assert (
-            "spec.microservices[0].container.annotations: fogwire doesn't support annotations"
+            "spec.microservices[0].container.platform: fogwire doesn't support platform"
             in (result["problems"][name])
         )
         after = (await env.actual())[name]
@@ -205,9 +205,9 @@ def test_cli_plan_and_apply_through_the_daemon_report_the_bad_microservice(
         "--run-dir", str(tmp_path / "run"), "--log-dir", str(tmp_path / "log"),
     ]  # fmt: skip
     app = tmp_path / "app.yaml"
-    ms = [microservice(good, harness_images.ref_v1), microservice(bad, harness_images.ref_v1, runtime="nvidia")]
+    ms = [microservice(good, harness_images.ref_v1), microservice(bad, harness_images.ref_v1, cdiDevices=["nvidia.com/gpu=all"])]
     app.write_text(yaml.safe_dump_all(documents(harness_images, ms)))
-    where = f"{app}:DOC#2: spec.microservices[1].container.runtime: fogwire doesn't support runtime"
+    where = f"{app}:DOC#2: spec.microservices[1].container.cdiDevices: fogwire doesn't support cdiDevices"
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
