@@ -184,8 +184,7 @@ async def test_a_field_set_on_a_running_microservice_leaves_its_workload_alone(e
         result = await agent.apply(tagged)
         assert result["actions"] == []
         assert (
-            "spec.microservices[0].container.platform: fogwire doesn't support platform"
-            in (result["problems"][name])
+            "spec.microservices[0].container.platform: fogwire doesn't support platform" in (result["problems"][name])
         )
         after = (await env.actual())[name]
         assert (after.id, after.started_at, after.state) == (before.id, before.started_at, WorkloadState.RUNNING)
@@ -205,7 +204,10 @@ def test_cli_plan_and_apply_through_the_daemon_report_the_bad_microservice(
         "--run-dir", str(tmp_path / "run"), "--log-dir", str(tmp_path / "log"),
     ]  # fmt: skip
     app = tmp_path / "app.yaml"
-    ms = [microservice(good, harness_images.ref_v1), microservice(bad, harness_images.ref_v1, cdiDevices=["nvidia.com/gpu=all"])]
+    ms = [
+        microservice(good, harness_images.ref_v1),
+        microservice(bad, harness_images.ref_v1, cdiDevices=["nvidia.com/gpu=all"]),
+    ]
     app.write_text(yaml.safe_dump_all(documents(harness_images, ms)))
     where = f"{app}:DOC#2: spec.microservices[1].container.cdiDevices: fogwire doesn't support cdiDevices"
 
