@@ -42,6 +42,7 @@ from fogwire.api.admin import AdminRoutes
 from fogwire.api.app import ApiApp
 from fogwire.api.metrics import Metrics
 from fogwire.converge import SinkSet
+from fogwire.convert import to_camel
 from fogwire.engine import Engine, EngineContext, EventKind, Health, LogLine, ResourceUsage
 from fogwire.errors import ConfigError, ConflictError, FogwireError, NotFoundError, PluginLoadError, SourceError
 from fogwire.model.agent_config import AgentConfig, Profile
@@ -114,11 +115,6 @@ LIVE_KEYS = (
     "upgrade_scan_frequency",
 )
 """Profile keys a config reload applies to the running agent; the others need a restart."""
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
 
 
 EVENT_RECHECK_S = (1.0, 3.0)
@@ -834,15 +830,15 @@ class Agent:
             self._notify_desired(desired)
         if running is not None:
             self._wake_up(changed=True)
-            detail = f"applied: {', '.join(_camel(f) for f in live) or 'nothing changed'}"
+            detail = f"applied: {', '.join(to_camel(f) for f in live) or 'nothing changed'}"
             if others:
-                detail += f"; need a restart: {', '.join(_camel(f) for f in others)}"
+                detail += f"; need a restart: {', '.join(to_camel(f) for f in others)}"
             await running.store.call(running.store.add_event, None, "config-reloaded", detail)
             log.info("config reloaded (%s, profile %s)", detail, config.current_profile)
         return {
             "profile": config.current_profile,
-            "applied": [_camel(f) for f in live],
-            "needRestart": [_camel(f) for f in others],
+            "applied": [to_camel(f) for f in live],
+            "needRestart": [to_camel(f) for f in others],
         }
 
     def set_pruning_frequency(self, hours: int) -> None:

@@ -10,7 +10,7 @@ import attrs
 import cattrs
 import yaml
 
-from fogwire.convert import make_converter, require_mapping, structure
+from fogwire.convert import make_converter, require_mapping, structure, to_camel
 from fogwire.errors import ConfigError, Problem
 from fogwire.model.agent_config import (
     ENGINE_ALIASES,
@@ -97,16 +97,8 @@ def _with_canonical_keys(mapping: Any, origin: str) -> Any:
 def keys_without_effect(profile: Profile) -> list[str]:
     """The keys ``profile`` sets that change nothing on a fogwire node (reported once at start)."""
     defaults = Profile()
-    found = []
-    for key in NO_EFFECT_KEYS:
-        field = _snake(key)
-        if getattr(profile, field) != getattr(defaults, field):
-            found.append(key)
-    return found
-
-
-def _snake(camel: str) -> str:
-    return "".join(f"_{c.lower()}" if c.isupper() else c for c in camel)
+    fields = {to_camel(a.name): a.name for a in attrs.fields(Profile)}
+    return [key for key in NO_EFFECT_KEYS if getattr(profile, fields[key]) != getattr(defaults, fields[key])]
 
 
 def parse_agent_config(

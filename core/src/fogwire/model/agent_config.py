@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import attrs
 
-from fogwire.convert import NonNegativeInt, PositiveInt
+from fogwire.convert import NonNegativeInt, PositiveInt, to_camel
 
 ENGINE_ALIASES = {"edgelet": "containerd"}
 """Names accepted for an engine and the name they stand for."""
@@ -204,13 +204,8 @@ def profile_key(name: str) -> str | None:
         head, *rest = bare.replace("_", "-").split("-")
         bare = head + "".join(part[:1].upper() + part[1:] for part in rest)
     bare = PROFILE_ALIASES.get(bare, bare)
-    keys = {_camel(a.name) for a in attrs.fields(Profile)}
+    keys = {to_camel(a.name) for a in attrs.fields(Profile)}
     return bare if bare in keys else None
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
 
 
 EDGELET_LONG_FLAGS: Mapping[str, str] = {
