@@ -288,7 +288,9 @@ async def test_rejected_control_socket_401_backs_off_instead_of_storming(
     tls_server: LocalApiServer, make_source: SourceMaker
 ) -> None:
     tls_server.token = "rotated-server-side"
-    source = make_source(tls_server, api="v1", backoff_initial=0.05, backoff_max=0.4)
+    # No jitter: the delays are exactly 0.05, 0.1, 0.2, 0.4, 0.4 … (jitter may shorten each by
+    # a fifth, which fits a sixth attempt into the second and made this test flaky).
+    source = make_source(tls_server, api="v1", backoff_initial=0.05, backoff_max=0.4, backoff_jitter=0.0)
     changes = source.changes()
     pending = asyncio.ensure_future(anext(changes))
     await asyncio.sleep(1.0)
@@ -296,7 +298,7 @@ async def test_rejected_control_socket_401_backs_off_instead_of_storming(
     pending.cancel()
     await asyncio.gather(pending, return_exceptions=True)
     await changes.aclose()
-    # 0.05 + 0.1 + 0.2 + 0.4 + 0.4 … : at most 5 attempts in a second, never a storm
+    # attempts at 0, 0.05, 0.15, 0.35, 0.75 and then 1.15 s at the earliest: at most 5 in a second
     assert 2 <= len(tls_server.control_attempts) <= 5
     assert source.degraded is not None and "HTTP 401" in source.degraded
 
