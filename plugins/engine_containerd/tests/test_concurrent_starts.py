@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import socket
 import subprocess
 import threading
@@ -132,3 +134,54 @@ async def test_concurrent_starts_use_the_configured_shims_and_publish_every_port
     rules = _nat_rules()
     for name in names:
         assert f"fogwire:{engine.namespace}-{name}" not in rules
+
+
+@pytest.fixture
+async def slow_listen_engine(
+    harness_engine: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[ContainerdEngine]:
+    """An embedded containerd whose runc shims pause 0.3 s between binding their socket and listening on it."""
+    strace = shutil.which("strace")
+    assert strace, "strace is installed by scripts/setup.sh"
+    real = shutil.which("containerd-shim-runc-v2")
+    assert real
+    wrapper = tmp_path / "bin" / "containerd-shim-runc-v2"
+    wrapper.parent.mkdir()
+    # only `start` is slowed; its threads are traced (-f), the shim daemon it executes is not (-b execve)
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'case "$*" in *" start") exec {strace} -f -b execve -qq -o /dev/null '
+        f'-e inject=listen:delay_enter=300000 -e inject=unlinkat:delay_exit=600000 {real} "$@";; esac\n'
+        f'exec {real} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{wrapper.parent}:{os.environ['PATH']}")
+    async with harness_engine("slowshim", own_containerd=True, shimGroups=1) as engine:
+        yield engine
+
+
+async def test_concurrent_first_starts_in_one_shim_group_all_start(
+    slow_listen_engine: ContainerdEngine, fogwire_registry: ContractRegistry
+) -> None:
+    """Tasks created at once into a group with no shim yet all start, under one shim.
+
+    Each runc shim start binds the group's socket and then listens on it. A second
+    start racing the first sees the address in use, fails to connect (bound, not yet
+    listening) and removes the first one's socket, which then fails with "create new
+    shim socket: chmod …: no such file or directory". The shims here widen that
+    window to 0.3 s, so without the engine's guard (the first create of a group runs
+    alone) this fails every time.
+    """
+    engine = slow_listen_engine
+    for round_ in range(2):  # the second round starts the group's shim again after the first one exited
+        names = [f"g{round_}-{engine.context.agent_id}-{i}" for i in range(3)]
+
+        async def start(name: str) -> None:
+            await engine.create(WorkloadSpec(name=name, image=fogwire_registry.image, command=("sleep", "300")))
+            await engine.start_workload(name)
+
+        await asyncio.gather(*(start(n) for n in names))
+        pids = [engine.records.of(n).pid for n in names]
+        shims = {Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1] for pid in pids}
+        assert len(shims) == 1, f"one shim group ran under {len(shims)} shims"
+        await asyncio.gather(*(engine.remove(n) for n in names))

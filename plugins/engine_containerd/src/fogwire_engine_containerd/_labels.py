@@ -7,6 +7,8 @@ import re
 RUNTIME = "io.containerd.runc.v2"
 """The runc shim every workload runs under (spread over shim groups, see ``_containers``)."""
 RUNC_OPTIONS_TYPE_URL = "containerd.runc.v1.Options"
+SHIM_GROUP_ANNOTATION = "io.containerd.runc.v2.group"
+"""The OCI annotation that puts a task under its group's shared runc shim."""
 INTERNAL = "io.fogwire.containerd/"
 """Prefix of the labels the plugin keeps for itself (not reported as workload labels)."""
 L_IMAGE_REF = INTERNAL + "image"

@@ -9,6 +9,7 @@ from typing import Any
 
 from fogwire.engine import WorkloadSpec
 from fogwire.errors import EngineError
+from fogwire_engine_containerd._labels import SHIM_GROUP_ANNOTATION
 
 SPEC_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Spec"
 PROCESS_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Process"
@@ -259,7 +260,7 @@ def build_spec(
         "mounts": oci_mounts,
         "linux": linux,
         # one runc shim serves every workload of a group (fewer processes, faster starts)
-        "annotations": {**spec.annotations, **({"io.containerd.runc.v2.group": shim_group} if shim_group else {})},
+        "annotations": {**spec.annotations, **({SHIM_GROUP_ANNOTATION: shim_group} if shim_group else {})},
     }
     if not spec.host_network:
         out["hostname"] = spec.name

@@ -10,11 +10,14 @@ These methods block on gRPC calls: the engine runs them on its thread pool.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,7 +35,7 @@ from fogwire_engine_containerd._client import (
     snapshots_pb2,
     tasks_pb2,
 )
-from fogwire_engine_containerd._labels import L_LOG_KIB, RUNC_OPTIONS_TYPE_URL
+from fogwire_engine_containerd._labels import L_LOG_KIB, RUNC_OPTIONS_TYPE_URL, SHIM_GROUP_ANNOTATION
 from fogwire_engine_containerd._logs import LogPump
 from fogwire_engine_containerd._network import WorkloadNetwork, on_bridge, ports_of
 
@@ -68,6 +71,64 @@ def log_limit(labels: Mapping[str, str]) -> int | None:
     return int(value) * 1024 if value and value.isdigit() else None
 
 
+def shim_group_of(container: Any) -> str:
+    """The shim group ``container``'s OCI spec puts its task under ("" for a shim of its own)."""
+    try:
+        annotations = json.loads(container.spec.value).get("annotations") or {}
+    except ValueError:
+        return ""
+    return str(annotations.get(SHIM_GROUP_ANNOTATION, ""))
+
+
+class ShimStarts:
+    """Lets a task create that may start its group's runc shim run alone.
+
+    containerd 1.6's runc shim starts a group's shim by binding the group's socket
+    and then listening on it. A second start racing the first finds the address in
+    use, cannot connect (bound, not yet listening), removes the first one's socket
+    and binds its own: one of the two fails ("create new shim socket: chmod …: no such
+    file", or "try create new shim socket 2x: … address already in use"). So while a
+    group has no task this engine made, its creates take turns; once one lives, its
+    shim is up and the group's creates run at once again.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._turns: dict[str, threading.Lock] = {}
+        self._live: Counter[str] = Counter()
+        self._group_of: dict[str, str] = {}
+
+    @contextlib.contextmanager
+    def creating(self, name: str, group: str) -> Iterator[None]:
+        """Around the create of ``name``'s task in ``group``; on success its task counts as live."""
+        if not group:
+            yield
+            return
+        with self._lock:
+            turn = self._turns.setdefault(group, threading.Lock())
+            may_start_shim = self._live[group] == 0
+        if may_start_shim:
+            turn.acquire()
+        try:
+            yield
+            with self._lock:
+                if self._group_of.get(name) != group:
+                    self._live[group] += 1
+                    self._group_of[name] = group
+        finally:
+            if may_start_shim:
+                turn.release()
+
+    def deleted(self, name: str) -> None:
+        """``name``'s task is gone (the last one of a group lets its shim exit)."""
+        with self._lock:
+            group = self._group_of.pop(name, None)
+            if group is not None:
+                self._live[group] -= 1
+                if self._live[group] <= 0:
+                    del self._live[group]
+
+
 class Tasks:
     """The workloads' tasks (see the module docstring).
 
@@ -100,6 +161,7 @@ class Tasks:
         self._logs_dir = logs_dir
         self.attached: set[str] = set()
         """Workloads whose current task's FIFOs the log pump drains."""
+        self.shim_starts = ShimStarts()
 
     def all(self) -> dict[str, Any]:
         """Every task of the namespace by container id (ListTasks fills ``id``, not ``container_id``)."""
@@ -154,7 +216,8 @@ class Tasks:
             request = tasks_pb2.CreateTaskRequest(
                 container_id=name, rootfs=mounts, stdout=str(stdout), stderr=str(stderr), options=options
             )
-            created = self._create_task(c, name, request)
+            with self.shim_starts.creating(name, shim_group_of(container)):
+                created = self._create_task(c, name, request)
             pump = self._pump()
             assert pump is not None
             log_file = self._logs_dir / f"{name}.log"
@@ -214,11 +277,13 @@ class Tasks:
             )
         except RpcError as error:
             if is_not_found(error):
+                self.shim_starts.deleted(name)
                 return None
             raise
         finally:
             self.attached.discard(name)
             self.network.teardown(name)
+        self.shim_starts.deleted(name)
         return resp
 
     def kill_and_delete(self, name: str) -> None:
