@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
@@ -113,6 +114,8 @@ LIVE_KEYS = (
     "dev_mode",
     "time_zone",
     "upgrade_scan_frequency",
+    "workload_log_size",
+    "available_disk_threshold",
 )
 """Profile keys a config reload applies to the running agent; the others need a restart."""
 
@@ -444,6 +447,7 @@ class Agent:
                 max_failures=self.max_failures,
                 backoff_cap_s=self.backoff_cap_s,
                 rollback_grace_s=self.rollback_grace_s,
+                default_log_mib=int(self.profile.workload_log_size),
             )
             await reconciler.load()
             running = Running(engine, store, reconciler, source, sink_set, [])
@@ -501,6 +505,7 @@ class Agent:
                 self._prune_task = asyncio.create_task(self._prune_loop(), name="fogwire-prune")
                 tasks.append(self._prune_task)
                 tasks.append(asyncio.create_task(self._limits_loop(running), name="fogwire-limits"))
+                tasks.append(asyncio.create_task(self._disk_pressure_loop(running), name="fogwire-disk-pressure"))
                 self._report_keys_without_effect(running)
                 if running.source is not None:
                     source = running.source
@@ -794,6 +799,50 @@ class Agent:
             except Exception as error:  # a measurement that fails is no reason to stop the agent
                 log.debug("checking the agent's limits failed: %s", error)
 
+    DISK_PRESSURE_EVERY_S = 30.0
+    """How often free space under the engine's storage is compared with ``availableDiskThreshold``."""
+    DISK_PRESSURE_REPRUNE_S = 600.0
+    """While free space stays under the threshold, the next pruning for it waits this long."""
+
+    async def _disk_pressure_loop(self, running: Running) -> None:
+        """Prune when free space under the engine's storage falls below ``availableDiskThreshold`` percent.
+
+        As edgelet's threshold worker: images no desired microservice or managed
+        workload uses go (:meth:`prune`), with an event ``disk-pressure`` saying how
+        much was free; ``disk-pressure-cleared`` when free space is back over it.
+        """
+        from fogwire.limits import free_percent
+
+        under = False
+        last_pruned = -math.inf
+        while True:
+            await asyncio.sleep(self.DISK_PRESSURE_EVERY_S)
+            threshold = int(self.profile.available_disk_threshold)
+            try:
+                root = await running.engine.storage_root() if threshold > 0 else None
+                if root is None:
+                    continue
+                free = await asyncio.to_thread(free_percent, root)
+                if free >= threshold:
+                    if under:
+                        under = False
+                        detail = f"{free:.1f}% free under {root}, over {threshold}% again"
+                        await running.store.call(running.store.add_event, None, "disk-pressure-cleared", detail)
+                    continue
+                if under and time.monotonic() - last_pruned < self.DISK_PRESSURE_REPRUNE_S:
+                    continue
+                under, last_pruned = True, time.monotonic()
+                removed = await self.prune()
+                after = await asyncio.to_thread(free_percent, root)
+                detail = (
+                    f"{free:.1f}% free under {root}, under {threshold}%: pruned {len(removed)} images, "
+                    f"{after:.1f}% free now"
+                )
+                log.warning("disk pressure: %s", detail)
+                await running.store.call(running.store.add_event, None, "disk-pressure", detail)
+            except Exception as error:  # a failed look or prune is retried on the next round
+                log.warning("checking free disk space failed: %s", error)
+
     async def reload_config(self) -> dict[str, Any]:
         """Read the config file again (SIGHUP, ``fogwire config set|switch``) and apply what can change live.
 
@@ -824,6 +873,9 @@ class Agent:
             self.set_pruning_frequency(int(new.pruning_frequency))
         if "log_level" in live:
             logging.getLogger().setLevel(new.log_level.upper())
+        if running is not None and "workload_log_size" in live:
+            running.reconciler.default_log_mib = int(new.workload_log_size)
+            running.reconciler.invalidate()
         if running is not None and desired is not None:
             running.desired = desired
             running.reconciler.invalidate()

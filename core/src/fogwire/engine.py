@@ -426,6 +426,14 @@ class Engine(abc.ABC):
         """
         return None
 
+    async def storage_root(self) -> Path | None:
+        """The directory the engine keeps images and containers under (its free space is what pulls need).
+
+        The agent prunes when free space there falls below ``availableDiskThreshold``
+        percent. Default: ``None`` (unknown; no pruning for disk pressure).
+        """
+        return None
+
     async def workload_addresses(self) -> dict[str, str]:
         """Each running workload's IPv4 address on the engine's network (name → address).
 

@@ -104,3 +104,9 @@ class LimitWatch:
             elif value <= limit and name in self.over:
                 self.over.discard(name)
                 await self.record("limit-cleared", f"{name}: {value:.1f} {unit}, under the limit of {limit:g} {unit}")
+
+
+def free_percent(path: Path) -> float:
+    """Percent of the filesystem holding ``path`` that an unprivileged writer may still use (``df``'s view)."""
+    stats = os.statvfs(path)
+    return 100.0 * stats.f_bavail / stats.f_blocks if stats.f_blocks else 100.0

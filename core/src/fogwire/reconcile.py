@@ -196,6 +196,7 @@ class Reconciler:
         pull_timeout_s: float = 300.0,
         op_timeout_s: float = 60.0,
         stop_timeout_s: float = 5.0,
+        default_log_mib: int | None = None,
     ) -> None:
         self.engine = engine
         self.store = store
@@ -208,6 +209,8 @@ class Reconciler:
         self.pull_timeout_s = pull_timeout_s
         self.op_timeout_s = op_timeout_s
         self.stop_timeout_s = stop_timeout_s
+        self.default_log_mib = default_log_mib
+        """MiB of log kept for a microservice that sets no ``logSize`` (``None``: the engine's default)."""
         self.records: dict[str, MicroserviceRecord] = {}
         self.rebuilds: dict[str, RebuildRecord] = {}
         self._rebuild_lock = asyncio.Lock()
@@ -304,7 +307,9 @@ class Reconciler:
         problems: dict[str, str] = {}
         for name, ms in desired.microservices.items():
             try:
-                resolved[name] = self._amended(resolve(ms, desired, self.arch), ms)
+                resolved[name] = self._amended(
+                    resolve(ms, desired, self.arch, default_log_mib=self.default_log_mib), ms
+                )
             except ResolveError as error:
                 problems[name] = str(error)
                 continue

@@ -273,8 +273,13 @@ def _registry(
     return PullPolicy.PULL, auth
 
 
-def resolve(ms: DesiredMicroservice, desired: DesiredState, arch: str) -> ResolvedMicroservice:
+def resolve(
+    ms: DesiredMicroservice, desired: DesiredState, arch: str, *, default_log_mib: int | None = None
+) -> ResolvedMicroservice:
     """Turn one desired microservice into a :class:`ResolvedMicroservice`.
+
+    ``default_log_mib`` bounds the log of a microservice that sets no ``logSize``
+    (the agent's ``workloadLogSize``), so no workload's log grows without bound.
 
     Raises :class:`ResolveError` when it sets a container field fogwire doesn't
     support (:func:`unsupported_fields`), when no image fits ``arch`` or when its
@@ -344,7 +349,7 @@ def resolve(ms: DesiredMicroservice, desired: DesiredState, arch: str) -> Resolv
         health_check=health,
         user=c.run_as_user or None,
         cpuset_cpus=c.cpu_set_cpus or None,
-        log_max_mib=c.log_size,
+        log_max_mib=c.log_size if c.log_size is not None else default_log_mib,
         pid_mode="host" if c.pid_mode == "host" else None,
         ipc_mode="host" if c.ipc_mode == "host" else None,
         devices=tuple(DeviceMapping(d.host_path, d.container_path or d.host_path, d.permissions) for d in c.devices),

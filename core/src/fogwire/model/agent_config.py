@@ -93,6 +93,8 @@ class Profile:
     """Where the daemon also writes its own log, rotated (``fogwire.log``); ``None``: stderr only."""
     log_file_count: PositiveInt = PositiveInt(10)
     """How many rotated log files are kept."""
+    workload_log_size: PositiveInt = PositiveInt(10)
+    """MiB of output each workload keeps when its microservice sets no ``logSize`` (rotated by its engine)."""
     gps_mode: str | None = None
     gps_device: str | None = None
     gps_scan_frequency: NonNegativeInt | None = None

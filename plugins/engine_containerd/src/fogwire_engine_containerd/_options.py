@@ -44,6 +44,8 @@ class ContainerdOptions:
     start_timeout_s: float = 30.0
     log_max_bytes: PositiveInt = PositiveInt(DEFAULT_MAX_BYTES)
     log_max_files: PositiveInt = PositiveInt(DEFAULT_MAX_FILES)
+    storage_root: str = "/var/lib/containerd"
+    """An external containerd's root (the embedded one's is under the agent's data dir), for disk-pressure pruning."""
 
 
 def _embedded(value: Any, _: Any) -> Embedded:

@@ -357,6 +357,10 @@ class ContainerdEngine(Engine):
                 found[name] = address
         return found
 
+    async def storage_root(self) -> Path | None:
+        """The embedded containerd's root, or the external one's (option ``storageRoot``)."""
+        return self.daemon.root if self.daemon is not None else Path(self.options.storage_root)
+
     async def host_address(self) -> str | None:
         """The CNI bridge's gateway: the first address of its subnet (host-local's default)."""
         import ipaddress

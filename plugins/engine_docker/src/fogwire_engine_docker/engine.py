@@ -416,6 +416,13 @@ class DockerEngine(Engine):
 
         return await self._call(gateway)
 
+    async def storage_root(self) -> Path | None:
+        """dockerd's ``DockerRootDir`` (a local daemon only: a remote one's disk is not this host's)."""
+        if self.context.url is not None and not self.context.url.startswith("unix:"):
+            return None
+        root = (await self._call(self.client.info)).get("DockerRootDir")
+        return Path(root) if root else None
+
     async def usage(self, names: Collection[str]) -> dict[str, ResourceUsage]:
         """CPU and memory of the running workloads among ``names``, from their cgroups (a local daemon only)."""
         if self.context.url is not None and not self.context.url.startswith("unix:"):

@@ -483,6 +483,17 @@ class PodmanEngine(Engine):
 
         return await self._call(addresses)
 
+    async def storage_root(self) -> Path | None:
+        """podman's image store (``store.graphRoot`` of its info)."""
+
+        def graph_root() -> str | None:
+            response = self.api.get("/info")
+            response.raise_for_status()
+            return (response.json().get("store") or {}).get("graphRoot")
+
+        root = await self._call(graph_root)
+        return Path(root) if root else None
+
     async def host_address(self) -> str | None:
         """The gateway of podman's default network (``podman``, the bridge rootful workloads join)."""
 
