@@ -106,6 +106,10 @@ async def test_disk_pressure_prunes_unused_images_and_keeps_desired_ones(
         filler.unlink()
         cleared = await eventually(lambda: events("disk-pressure-cleared"), "disk-pressure-cleared")
         assert "over 50% again" in cleared[0]
+        write_documents(
+            tmp_path / "desired.yaml", [harness_images.registry_document()]
+        )  # the workload goes before its embedded containerd
+        await eventually(lambda: _gone(agent, f"{prefix}-kept"), "the workload's removal")
 
 
 async def _running(agent: Agent, name: str) -> bool:
@@ -133,3 +137,7 @@ async def test_docker_and_podman_name_the_storage_their_images_live_on(kind: str
         await engine.close()
     assert root is not None and root.is_dir(), root
     assert any(root.iterdir()), f"{kind}'s storage root {root} holds its store"
+
+
+async def _gone(agent: Agent, name: str) -> bool:
+    return name not in {w.name for w in await agent.running.reconciler.list_actual()}
