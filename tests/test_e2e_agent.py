@@ -543,3 +543,39 @@ async def test_a_field_the_engine_cant_honour_refuses_only_that_microservice(env
             problem = result["problems"][annotated]
             assert f"the {env.kind} engine can't honour spec.microservices[1].container.annotations" in problem
     assert plain in await env.actual()
+
+
+async def test_a_volume_for_this_agent_is_copied_before_its_workload_runs(env: Env, tmp_path: Path) -> None:
+    """An iofogctl Volume naming this node's agent: its folder is in place when the workload binding it starts."""
+    name = env.name("vol")
+    source, destination = tmp_path / "volume-src", tmp_path / "volume-dest"
+    source.mkdir()
+    (source / "greeting").write_text("hello from the volume\n")
+    volume = {
+        "apiVersion": "iofog.org/v3",
+        "kind": "Volume",
+        "metadata": {"name": "greetings"},
+        "spec": {"source": str(source), "destination": str(destination), "agents": ["edge-1"], "permissions": "644"},
+    }
+    command = ["sh", "-c", "cat /cfg/greeting; " + SLEEP[2]]
+    ms = microservice(
+        name,
+        env.images.ref_v1,
+        command,
+        volumes=[{"hostDestination": str(destination), "containerDestination": "/cfg", "accessMode": "ro"}],
+    )
+    async with agents.running(env.agent(profile=env.profile(agent_name="edge-1"))) as agent:
+        result = await agent.apply([*documents(env.images, [ms]), volume])
+        assert [(a["action"], a["name"]) for a in result["actions"]] == [("create", name)]
+        events = [(e["kind"], e["message"]) for e in (await agent.status())["events"]]
+        assert ("volume-pushed", f"Volume 'greetings': 1 files from {source} to {destination}") in events
+    assert (destination / "greeting").stat().st_mode & 0o777 == 0o644
+    engine = env.engine()
+    await engine.start()
+    try:
+        deadline = time.monotonic() + 20
+        while "hello from the volume" not in [line.text async for line in engine.logs(name)]:
+            assert time.monotonic() < deadline, "the workload never printed the volume's file"
+            await asyncio.sleep(0.2)
+    finally:
+        await engine.close()

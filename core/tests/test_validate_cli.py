@@ -348,8 +348,16 @@ def test_documents_for_the_controller_and_other_nodes_are_skipped_with_one_notic
     ]
     others += [
         {"apiVersion": "datasance.com/v3", "kind": kind, "metadata": {"name": "y"}, "spec": {}}
-        for kind in ("Volume", "EdgeResource", "ApplicationTemplate")
+        for kind in ("EdgeResource", "ApplicationTemplate")
     ]
+    others.append(  # a Volume for named agents, and this node has none: skipped with its notice
+        {
+            "apiVersion": "iofog.org/v3",
+            "kind": "Volume",
+            "metadata": {"name": "v"},
+            "spec": {"source": "/tmp", "destination": "/tmp", "agents": ["edge-9"]},
+        }
+    )
     good = yaml.safe_load(ms("good"))
     path = _write(tmp_path, yaml.safe_dump_all([good, *others]), "fleet.yaml")
     result = run_cli("validate", "-f", str(path))

@@ -558,6 +558,7 @@ class Agent:
         if applied is not None:
             try:
                 running.desired = self._assemble(applied.documents, applied.origin)
+                await self._push_volumes(running, running.desired)
                 running.documents = applied.documents
                 running.applied_digest = applied.digest
                 running.origin = applied.origin
@@ -591,6 +592,7 @@ class Agent:
         self, running: Running, desired: DesiredState, documents: Documents, origin: str, digest: str, how: str
     ) -> int:
         """Save and adopt a new desired state; return the serial of the last pass that did not see it."""
+        await self._push_volumes(running, desired)
         await running.store.call(running.store.save_applied, origin, digest, documents)
         running.desired, running.documents, running.applied_digest = desired, documents, digest
         running.origin = origin
@@ -602,6 +604,24 @@ class Agent:
         )
         self._notify_desired(desired)
         return seen_before
+
+    async def _push_volumes(self, running: Running, desired: DesiredState) -> None:
+        """Copy the folders of the Volumes for this node into place (:mod:`fogwire.volumes`), each with an event.
+
+        A Volume that fails (its source is not here, a disk error) is an event and
+        no reason to keep the desired state from being adopted.
+        """
+        from fogwire.volumes import push_volume, volume_label
+
+        for volume in desired.volumes:
+            try:
+                copied = await asyncio.to_thread(push_volume, volume)
+            except (OSError, FogwireError) as error:
+                log.warning("%s not copied: %s", volume_label(volume), error)
+                await running.store.call(running.store.add_event, None, "volume-failed", str(error))
+                continue
+            detail = f"{volume_label(volume)}: {copied} files from {volume.source} to {volume.destination}"
+            await running.store.call(running.store.add_event, None, "volume-pushed", detail)
 
     def add_desired_listener(self, listener: Callable[[DesiredState], None]) -> None:
         """Call ``listener`` (on the loop, must not block) with every desired state the agent adopts."""
@@ -877,6 +897,7 @@ class Agent:
             running.reconciler.default_log_mib = int(new.workload_log_size)
             running.reconciler.invalidate()
         if running is not None and desired is not None:
+            await self._push_volumes(running, desired)
             running.desired = desired
             running.reconciler.invalidate()
             self._notify_desired(desired)

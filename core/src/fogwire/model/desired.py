@@ -26,6 +26,8 @@ from fogwire.model.iofog import (
     MicroserviceSpec,
     Registry,
     RegistrySpec,
+    Volume,
+    VolumeSpec,
 )
 
 REMOTE_REGISTRY_ID = 1
@@ -61,6 +63,8 @@ class DesiredState:
     ``elsewhere`` holds the microservices the documents place on another agent
     (name → that agent): validated, never run here. ``notices`` say what was
     accepted and left alone (documents for the controller or other nodes).
+    ``volumes`` are the iofogctl Volumes that name this node's agent: their folders
+    are copied into place before the workloads run.
     """
 
     microservices: Mapping[str, DesiredMicroservice] = attrs.field(factory=dict)
@@ -68,6 +72,7 @@ class DesiredState:
     registries: Mapping[int, RegistrySpec] = attrs.field(factory=lambda: dict(BUILTIN_REGISTRIES))
     elsewhere: Mapping[str, str] = attrs.field(factory=dict)
     notices: tuple[str, ...] = ()
+    volumes: tuple[VolumeSpec, ...] = ()
 
 
 OTHER_KINDS = frozenset(
@@ -83,7 +88,6 @@ OTHER_KINDS = frozenset(
         "Controller",
         "Namespace",
         "Route",
-        "Volume",
         "EdgeResource",
         "ApplicationTemplate",
     }
@@ -137,6 +141,8 @@ def parse_document(converter: cattrs.Converter, data: Any, origin: str, index: i
             got = "nothing" if kind_value is None else repr(kind_value)
             raise ConfigError([Problem(origin, index, "kind", f"expected one of {kinds}, got {got}")])
         mapping = edgelet.translate(mapping, origin, index)
+    if kind_value == "Volume":
+        return structure(converter, mapping, Volume, origin, index)
     if isinstance(kind_value, str) and kind_value in OTHER_KINDS:
         metadata = mapping.get("metadata")
         name = metadata.get("name") if isinstance(metadata, dict) else mapping.get("name")
@@ -215,8 +221,30 @@ def assemble(
             return
         microservices[name] = DesiredMicroservice(name, app, spec, origin, index, path)
 
+    volumes: list[VolumeSpec] = []
     for index, document in parsed:
-        if isinstance(document, SkippedDocument):
+        if isinstance(document, Volume):
+            volume = document.spec
+            what = f"Volume {document.metadata.name or volume.name or volume.destination!r}"
+            if volume.permissions and not _octal_mode(volume.permissions):
+                problems.append(
+                    Problem(
+                        origin,
+                        index,
+                        "spec.permissions",
+                        f"expected an octal mode such as '644', got {volume.permissions!r}",
+                    )
+                )
+            elif agent_name and agent_name in volume.agents:
+                volumes.append(attrs.evolve(volume, name=volume.name or document.metadata.name))
+            else:
+                why = (
+                    f"for agents {', '.join(volume.agents) or 'none'}, not {agent_name!r}"
+                    if agent_name
+                    else "for named agents, and this node has no agentName"
+                )
+                notices.append(f"{origin}:DOC#{index}: {what} is {why}; skipped here")
+        elif isinstance(document, SkippedDocument):
             what = f"{document.kind} {document.name!r}" if document.name else document.kind
             notices.append(f"{origin}:DOC#{index}: {what} is for the controller or other nodes; skipped here")
         elif isinstance(document, Application):
@@ -361,4 +389,9 @@ def assemble(
     if elsewhere:
         agents = ", ".join(sorted(set(elsewhere.values())))
         notices.append(f"{len(elsewhere)} microservice(s) are for other agents ({agents}), not {agent_name!r}: skipped")
-    return DesiredState(microservices, catalog, registries, elsewhere, tuple(notices))
+    return DesiredState(microservices, catalog, registries, elsewhere, tuple(notices), tuple(volumes))
+
+
+def _octal_mode(text: str) -> bool:
+    digits = text.removeprefix("0o")
+    return 0 < len(digits) <= 4 and all(c in "01234567" for c in digits)

@@ -276,6 +276,32 @@ class Registry:
     metadata: Metadata = Metadata()
 
 
+@attrs.frozen
+class VolumeSpec:
+    """An iofogctl ``Volume``: the folder ``source`` copied to ``destination`` on each of ``agents``.
+
+    ``permissions`` is the octal mode the copied files get (``"666"``); empty keeps
+    the source files' modes. iofogctl pushes it over SSH; a fogwire node given the
+    document copies it itself when it is one of ``agents``.
+    """
+
+    source: str
+    destination: str
+    agents: tuple[str, ...] = ()
+    permissions: str = ""
+    name: str | None = None
+
+
+@attrs.frozen
+class Volume:
+    """A ``Volume`` document (iofogctl's, not one of :class:`Kind`: it holds files, not workloads)."""
+
+    api_version: ApiVersion
+    kind: str
+    spec: VolumeSpec
+    metadata: Metadata = Metadata()
+
+
 Document = Application | Microservice | CatalogItem | Registry
 """Any document the agent acts on."""
 
