@@ -579,3 +579,18 @@ async def test_a_volume_for_this_agent_is_copied_before_its_workload_runs(env: E
             await asyncio.sleep(0.2)
     finally:
         await engine.close()
+
+
+async def test_pruning_removes_the_volume_of_a_removed_microservice_and_keeps_a_desired_ones(env: Env) -> None:
+    gone, stays = env.name("vgone"), env.name("vstays")
+
+    def with_volume(name: str) -> dict[str, Any]:
+        volumes = [{"hostDestination": f"{name}-data", "containerDestination": "/data", "type": "volume"}]
+        return microservice(name, env.images.ref_v1, SLEEP, volumes=volumes)
+
+    async with agents.running(env.agent()) as agent:
+        await agent.apply(documents(env.images, [with_volume(gone), with_volume(stays)]))
+        await agent.apply(documents(env.images, [with_volume(stays)]))
+        await agent.prune()
+        pruned = [e["message"] for e in (await agent.status())["events"] if e["kind"] == "pruned"]
+        assert pruned and f"{gone}-data" in pruned[0] and f"{stays}-data" not in pruned[0], pruned

@@ -933,13 +933,21 @@ class Agent:
                 log.warning("pruning failed: %s", error)
 
     async def prune(self) -> list[str]:
-        """Remove images no desired microservice or managed workload uses; return what went."""
+        """Remove images and named volumes no desired microservice or managed workload uses; return the images that went.
+
+        Volumes go only when the engine made them for this agent's workloads
+        (:meth:`Engine.prune_volumes`): a removed microservice's volume goes with
+        it, as ``deleteWithCleanup`` does; one a desired microservice names stays.
+        """
         running = self.running
         keep = {w.image for w in await running.reconciler.list_actual()}
         resolved, _ = running.reconciler.resolve_all(running.desired)
         keep |= {r.spec.image for r in resolved.values()}
         result = await running.engine.prune_images(keep=sorted(keep))
-        await running.store.call(running.store.add_event, None, "pruned", f"{len(result.removed)} images")
+        volumes = {m.source for r in resolved.values() for m in r.spec.mounts if m.kind == "volume"}
+        gone = await running.engine.prune_volumes(keep=sorted(volumes))
+        detail = f"{len(result.removed)} images" + (f", {len(gone)} volumes ({', '.join(gone)})" if gone else "")
+        await running.store.call(running.store.add_event, None, "pruned", detail)
         return list(result.removed)
 
     async def _watchdog_loop(self, running: Running) -> None:

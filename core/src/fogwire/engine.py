@@ -443,6 +443,17 @@ class Engine(abc.ABC):
         """
         return {}
 
+    async def prune_volumes(self, keep: Collection[str] = ()) -> list[str]:
+        """Remove the named volumes this agent's workloads made that no container uses, except ``keep``.
+
+        Returns the names removed. Only volumes the engine itself made for this
+        agent go (an operator's volume is never touched), so a removed
+        microservice's data goes with the next pruning, as ``deleteWithCleanup``
+        does on the controller's agents. Default: nothing (an engine that can't
+        tell its volumes from others' removes none).
+        """
+        return []
+
     @abc.abstractmethod
     async def prune_images(self, keep: Collection[str] = ()) -> PruneResult:
         """Remove images no container uses, except those named in ``keep``."""

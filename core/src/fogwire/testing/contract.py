@@ -371,6 +371,44 @@ class EngineContract:
         assert await fogwire_engine.image_digest(fogwire_registry.image) is not None, "an image in use was pruned"
         assert any(fogwire_registry.other_image in r or r.startswith("sha256:") for r in result.removed)
 
+    async def test_prune_volumes_removes_only_this_agents_unused_volumes_not_kept(
+        self, fogwire_engine: Engine, fogwire_registry: ContractRegistry
+    ) -> None:
+        await ensure_image(fogwire_engine, fogwire_registry)
+        in_use, unused, kept = unique("fwc-vuse"), unique("fwc-vgone"), unique("fwc-vkept")
+        writers = {}
+        for volume in (in_use, unused, kept):
+            spec = WorkloadSpec(
+                name=unique("volmk"),
+                image=fogwire_registry.image,
+                command=("sh", "-c", "echo data > /vol/file; echo done"),
+                mounts=(VolumeMount(volume, "/vol", kind="volume"),),
+            )
+            await run_to_exit(fogwire_engine, spec, marker="done")
+            writers[volume] = spec.name
+        await fogwire_engine.remove(writers[unused])
+        await fogwire_engine.remove(writers[kept])
+        removed = await fogwire_engine.prune_volumes(keep=[kept])
+        assert unused in removed, removed
+        assert in_use not in removed and kept not in removed, removed
+        reader = WorkloadSpec(
+            name=unique("volrd"),
+            image=fogwire_registry.image,
+            command=("sh", "-c", "cat /a/file /b/file; ls /c; echo listed"),
+            mounts=(
+                VolumeMount(in_use, "/a", kind="volume"),
+                VolumeMount(kept, "/b", kind="volume"),
+                VolumeMount(unused, "/c", kind="volume"),
+            ),
+        )
+        _, lines = await run_to_exit(fogwire_engine, reader, marker="listed")
+        assert texts(lines, "stdout") == ["data", "data", "listed"], (
+            "kept volumes keep their data; the pruned one is new"
+        )
+        for name in (writers[in_use], reader.name):
+            await fogwire_engine.remove(name)
+        assert {in_use, kept, unused} <= set(await fogwire_engine.prune_volumes())
+
     # ------------------------------------------------------------------ lifecycle
 
     async def test_lifecycle_create_start_inspect_stop_remove(

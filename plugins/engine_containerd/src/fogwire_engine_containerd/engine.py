@@ -26,6 +26,7 @@ import contextlib
 import functools
 import json
 import logging
+import shutil
 import signal
 import threading
 from collections.abc import AsyncIterator, Callable, Collection
@@ -402,6 +403,32 @@ class ContainerdEngine(Engine):
             return await self._run(prune)
         except RpcError as error:
             raise self._unavailable(error, "pruning images") from error
+
+    async def prune_volumes(self, keep: Collection[str] = ()) -> list[str]:
+        """Remove the named volumes (folders under the engine's volumes dir) no container mounts, except ``keep``."""
+
+        def prune() -> list[str]:
+            if not self._volumes_dir.is_dir():
+                return []
+            used = set()
+            for container in self._list_containers(managed_only=False):
+                with contextlib.suppress(ValueError, AttributeError):
+                    for mount in json.loads(container.spec.value).get("mounts") or []:
+                        source = Path(str(mount.get("source", "")))
+                        if source.is_relative_to(self._volumes_dir):
+                            used.add(source.relative_to(self._volumes_dir).parts[0])
+            removed = []
+            for volume in sorted(self._volumes_dir.iterdir()):
+                if volume.name in used or volume.name in keep or not volume.is_dir():
+                    continue
+                shutil.rmtree(volume, ignore_errors=True)
+                removed.append(volume.name)
+            return removed
+
+        try:
+            return await self._run(prune)
+        except RpcError as error:
+            raise self._unavailable(error, "pruning volumes") from error
 
     # ------------------------------------------------------------------ containers
 

@@ -433,6 +433,25 @@ class DockerEngine(Engine):
         """Remove every image no container (managed or not) uses, except ``keep``."""
         return await self._call(self._prune, tuple(keep))
 
+    async def prune_volumes(self, keep: Collection[str] = ()) -> list[str]:
+        """Remove the dangling volumes labelled as this agent's (made by its workloads' mounts), except ``keep``."""
+
+        def prune() -> list[str]:
+            label = [f"{k}={v}" for k, v in self.managed_labels.items()]
+            removed = []
+            for volume in self.client.volumes.list(filters={"label": label, "dangling": True}):
+                if volume.name in keep:
+                    continue
+                try:
+                    volume.remove()
+                except docker.errors.APIError as error:  # taken into use since the list
+                    log.warning("prune: could not remove volume %s: %s", volume.name, error)
+                    continue
+                removed.append(volume.name)
+            return removed
+
+        return await self._call(prune)
+
     # ------------------------------------------------------------------ workloads
 
     def _create_kwargs(self, spec: WorkloadSpec) -> dict[str, Any]:
@@ -440,8 +459,15 @@ class DockerEngine(Engine):
         kwargs["privileged"] = spec.privileged
         kwargs["detach"] = True
         if spec.mounts:
-            kwargs["mounts"] = [
-                docker.types.Mount(m.target, m.source, type=m.kind, read_only=m.read_only) for m in spec.mounts
+            kwargs["mounts"] = [  # a volume this mount creates carries the managed label (prune_volumes)
+                docker.types.Mount(
+                    m.target,
+                    m.source,
+                    type=m.kind,
+                    read_only=m.read_only,
+                    labels=self.managed_labels if m.kind == "volume" else None,
+                )
+                for m in spec.mounts
             ]
         if spec.cpu_limit is not None:
             kwargs["nano_cpus"] = int(spec.cpu_limit * 1e9)

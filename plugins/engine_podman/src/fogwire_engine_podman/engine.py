@@ -517,6 +517,36 @@ class PodmanEngine(Engine):
         """Remove every image no container (managed or not) uses, except ``keep``."""
         return await self._call(self._prune, tuple(keep))
 
+    def _ensure_volume(self, name: str) -> None:
+        """Make named volume ``name`` with the managed label, unless it exists (an operator's stays unlabelled)."""
+        if self.api.get(f"/volumes/{name}/exists").status_code == 204:
+            return
+        body = json.dumps({"Name": name, "Label": self.managed_labels})
+        response = self.api.post("/volumes/create", data=body, headers={"Content-Type": "application/json"})
+        if response.status_code >= 400 and response.status_code != 409:
+            raise EngineError(f"creating volume {name!r} failed: {_body_message(response)}")
+
+    async def prune_volumes(self, keep: Collection[str] = ()) -> list[str]:
+        """Remove the volumes made for this agent's workloads (managed label) that no container uses, except ``keep``."""
+
+        def prune() -> list[str]:
+            filters = {"label": [f"{k}={v}" for k, v in self.managed_labels.items()], "dangling": ["true"]}
+            response = self.api.get("/volumes/json", params={"filters": json.dumps(filters)})
+            response.raise_for_status()
+            removed = []
+            for volume in response.json() or []:
+                name = volume["Name"]
+                if name in keep:
+                    continue
+                gone = self.api.delete(f"/volumes/{name}")
+                if gone.status_code >= 400 and gone.status_code != 404:
+                    log.warning("prune: could not remove volume %s: %s", name, _body_message(gone))
+                    continue
+                removed.append(name)
+            return removed
+
+        return await self._call(prune)
+
     # ------------------------------------------------------------------ workloads
 
     def _create_kwargs(self, spec: WorkloadSpec) -> dict[str, Any]:
@@ -552,6 +582,9 @@ class PodmanEngine(Engine):
         return kwargs
 
     def _create(self, spec: WorkloadSpec) -> WorkloadInfo:
+        for mount in spec.mounts:
+            if mount.kind == "volume":
+                self._ensure_volume(mount.source)
         try:
             container = self.client.containers.create(
                 spec.image, list(spec.command) or None, **self._create_kwargs(spec)
