@@ -71,3 +71,41 @@ def test_a_stream_on_a_dead_socket_fails_clearly_and_leaks_nothing(
         stream.open("/events", {"stream": True})
     assert released == [stream]
     assert unclosed_after_gc() == []
+
+
+def test_podman_internals_are_as_the_transport_expects() -> None:
+    """The podman-py internals the closing connection subclasses are there, as verified on 5.x.
+
+    A podman-py release that moves them fails here, loudly, before a user's daemon
+    quietly loses the fix (it would log a warning and leave podman-py unpatched).
+    """
+    import importlib.metadata
+
+    from fogwire_engine_podman.transport import internals_changed
+
+    version = importlib.metadata.version("podman")
+    assert internals_changed() is None, (
+        f"podman-py {version} changed what fogwire_engine_podman.transport relies on: {internals_changed()}; "
+        "review the subclass and the version bound in plugins/engine_podman/pyproject.toml"
+    )
+    assert version.split(".")[0] == "5", f"podman-py {version} is outside the bound the transport was verified for"
+
+
+def test_changed_internals_leave_podman_py_unpatched_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import podman.api
+    import podman.api.uds
+    from fogwire_engine_podman import transport
+
+    monkeypatch.setattr(transport, "internals_changed", lambda: "UDSSocket.connect is gone")
+    client = podman.api.APIClient(base_url="http+unix:///nonexistent/podman.sock")
+    try:
+        transport.close_failed_connects(client)
+        managers = [a.poolmanager for a in client.adapters.values() if hasattr(a, "poolmanager")]
+        pools = {cls for m in managers for cls in m.pool_classes_by_scheme.values()}
+        assert transport.ClosingUDSConnectionPool not in pools
+        assert podman.api.uds.UDSConnectionPool in pools
+        assert "UDSSocket.connect is gone" in caplog.text and "left unpatched" in caplog.text
+    finally:
+        client.close()
