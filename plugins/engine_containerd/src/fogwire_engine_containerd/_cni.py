@@ -7,6 +7,7 @@ own DNAT rules (see :class:`Cni`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -27,6 +28,13 @@ CNI_VERSION = "1.0.0"
 log = logging.getLogger(__name__)
 
 HOSTPORT_CHAIN = "FOGWIRE-HOSTPORTS"
+LOCALNET_GUARD = [
+    "!", "-i", "lo", "!", "-s", "127.0.0.0/8", "-d", "127.0.0.0/8",
+    "-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED,DNAT",
+    "-m", "comment", "--comment", "fogwire: loopback only from the host",
+    "-j", "DROP",
+]  # fmt: skip
+"""The INPUT rule that must be in place before ``route_localnet`` is turned on (as kube-proxy's, CVE-2020-8558)."""
 
 
 class Cni:
@@ -36,13 +44,29 @@ class Cni:
     are published by the plugin itself with one ``iptables-restore`` call per
     workload (DNAT rules in a chain of its own) instead of CNI ``portmap``, which
     runs a dozen ``iptables`` commands per workload and serialises concurrent
-    starts on the xtables lock. Setup done once per host: the chain and its jumps
-    from PREROUTING/OUTPUT, masquerading of the subnet and of 127.0.0.0/8 towards
-    the bridge (with ``route_localnet``, so ports answer on 127.0.0.1), and FORWARD
-    accepts for the bridge (hosts with Docker drop forwarded traffic by default).
+    starts on the xtables lock.
+
+    The host-wide rules, made with the bridge's first workload and removed with its
+    last (:meth:`setup`, :meth:`teardown`; idempotent, so an agent restart adds no
+    duplicates):
+
+    * nat: the DNAT chain's jumps from PREROUTING/OUTPUT, masquerading of the subnet
+      and of 127.0.0.0/8 towards the bridge (so ports published on 127.0.0.1 answer);
+    * filter: traffic into the bridge goes through a chain of the bridge's own that
+      accepts replies, traffic between the bridge's workloads and each published
+      port (a per-workload rule, added and removed with its DNAT rules), and drops
+      everything else, so a workload's unpublished ports can't be reached from
+      outside or from hosts routed to the subnet; traffic out of the bridge (what
+      workloads start themselves) is accepted;
+    * ``route_localnet`` on the bridge, which 127.0.0.1 publishing needs, only after
+      an INPUT rule drops traffic to 127.0.0.0/8 that did not come from the host
+      itself (the guard against CVE-2020-8558: host services on loopback reached
+      from the bridge).
     """
 
     _ready: set[tuple[str, str]] = set()
+    _host_rules = threading.Lock()
+    """Serialises setting up and tearing down the host-wide rules (a workload may come as the last one goes)."""
 
     def __init__(self, bin_dir: Path, bridge: str, subnet: str, network: str = "fogwire") -> None:
         self.bin_dir = bin_dir
@@ -110,26 +134,95 @@ class Cni:
         if not self._iptables("-t", table, "-C", chain, *rule, check=False):
             self._iptables("-t", table, "-A", chain, *rule)
 
+    @property
+    def forward_chain(self) -> str:
+        """The filter chain traffic into the bridge goes through (iptables allows 28 characters)."""
+        return f"FOGWIRE-FWD-{self.bridge}"[:28]
+
+    def _host_rule_specs(self) -> list[tuple[str, str, list[str]]]:
+        """``(table, chain, rule)`` of every host-wide rule but the forward chain's own, in the order they are made."""
+        tag = ["-m", "comment", "--comment", f"fogwire {self.network}"]
+        return [
+            *(
+                ("nat", chain, ["-m", "addrtype", "--dst-type", "LOCAL", *tag, "-j", HOSTPORT_CHAIN])
+                for chain in ("PREROUTING", "OUTPUT")
+            ),
+            ("nat", "POSTROUTING", ["-s", self.subnet, "!", "-o", self.bridge, *tag, "-j", "MASQUERADE"]),
+            ("nat", "POSTROUTING", ["-s", "127.0.0.0/8", "-o", self.bridge, *tag, "-j", "MASQUERADE"]),
+            ("filter", "FORWARD", ["-o", self.bridge, *tag, "-j", self.forward_chain]),
+            ("filter", "FORWARD", ["-i", self.bridge, "!", "-o", self.bridge, *tag, "-j", "ACCEPT"]),
+            ("filter", "INPUT", LOCALNET_GUARD),
+        ]
+
     def setup(self) -> None:
         """The host-wide rules (idempotent; done once per process, after the bridge exists)."""
         key = (self.subnet, self.bridge)
-        if key in Cni._ready:
-            return
-        tag = ["-m", "comment", "--comment", f"fogwire {self.network}"]
-        self._iptables("-t", "nat", "-N", HOSTPORT_CHAIN, check=False)
-        for chain in ("PREROUTING", "OUTPUT"):
-            self._ensure_rule("nat", chain, "-m", "addrtype", "--dst-type", "LOCAL", *tag, "-j", HOSTPORT_CHAIN)
-        self._ensure_rule("nat", "POSTROUTING", "-s", self.subnet, "!", "-o", self.bridge, *tag, "-j", "MASQUERADE")
-        self._ensure_rule("nat", "POSTROUTING", "-s", "127.0.0.0/8", "-o", self.bridge, *tag, "-j", "MASQUERADE")
-        self._ensure_rule("filter", "FORWARD", "-o", self.bridge, *tag, "-j", "ACCEPT")
-        self._ensure_rule("filter", "FORWARD", "-i", self.bridge, *tag, "-j", "ACCEPT")
-        try:
-            Path(f"/proc/sys/net/ipv4/conf/{self.bridge}/route_localnet").write_text("1")
-        except OSError as error:
-            raise EngineError(f"cannot enable route_localnet on {self.bridge}: {error}") from error
-        Cni._ready.add(key)
+        with Cni._host_rules:
+            if key in Cni._ready:
+                return
+            # what agents before 0.2 wrote: every port of every workload open to forwarded traffic
+            self._iptables(
+                "-t", "filter", "-D", "FORWARD", "-o", self.bridge, *self._legacy_tag, "-j", "ACCEPT", check=False
+            )
+            self._iptables(
+                "-t", "filter", "-D", "FORWARD", "-i", self.bridge, *self._legacy_tag, "-j", "ACCEPT", check=False
+            )
+            self._iptables("-t", "nat", "-N", HOSTPORT_CHAIN, check=False)
+            chain = self.forward_chain
+            self._iptables("-t", "filter", "-N", chain, check=False)
+            self._ensure_rule("filter", chain, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT")
+            self._ensure_rule("filter", chain, "-i", self.bridge, "-j", "ACCEPT")
+            self._ensure_rule("filter", chain, "-j", "DROP")
+            for table, parent, rule in self._host_rule_specs():
+                if parent == "INPUT":  # first in INPUT: before any accept a distribution's firewall has
+                    if not self._iptables("-t", table, "-C", parent, *rule, check=False):
+                        self._iptables("-t", table, "-I", parent, "1", *rule)
+                else:
+                    self._ensure_rule(table, parent, *rule)
+            try:
+                Path(f"/proc/sys/net/ipv4/conf/{self.bridge}/route_localnet").write_text("1")
+            except OSError as error:
+                raise EngineError(f"cannot enable route_localnet on {self.bridge}: {error}") from error
+            Cni._ready.add(key)
+
+    @property
+    def _legacy_tag(self) -> list[str]:
+        return ["-m", "comment", "--comment", f"fogwire {self.network}"]
+
+    def teardown_if_unused(self) -> bool:
+        """Remove the host-wide rules when no interface is left on the bridge; whether they were removed.
+
+        ``route_localnet`` goes first, then the rules; the loopback guard is removed
+        last, and only when no other fogwire bridge still uses it.
+        """
+        with Cni._host_rules:
+            ports = Path(f"/sys/class/net/{self.bridge}/brif")
+            if ports.is_dir() and any(ports.iterdir()):
+                return False
+            with contextlib.suppress(OSError):
+                Path(f"/proc/sys/net/ipv4/conf/{self.bridge}/route_localnet").write_text("0")
+            for table, parent, rule in self._host_rule_specs():
+                if parent == "INPUT" and self._localnet_used_elsewhere():
+                    continue
+                while self._iptables("-t", table, "-D", parent, *rule, check=False):
+                    pass
+            self._iptables("-t", "filter", "-F", self.forward_chain, check=False)
+            self._iptables("-t", "filter", "-X", self.forward_chain, check=False)
+            Cni._ready.discard((self.subnet, self.bridge))
+            return True
+
+    def _localnet_used_elsewhere(self) -> bool:
+        """Whether another bridge still has ``route_localnet`` on (its agent's loopback guard stays)."""
+        for conf in Path("/proc/sys/net/ipv4/conf").iterdir():
+            if conf.name in (self.bridge, "all", "default", "lo"):
+                continue
+            with contextlib.suppress(OSError):
+                if (conf / "route_localnet").read_text().strip() == "1":
+                    return True
+        return False
 
     def _port_rules(self, op: str, container_id: str, address: str, ports: Sequence[PortMapping]) -> list[str]:
+        """The DNAT rule of each published port, and the filter rule letting it through (``-A``/``-D`` lines)."""
         lines = []
         for p in ports:
             dest = ["-d", f"{p.host_ip}/32"] if p.host_ip and p.host_ip != "0.0.0.0" else []
@@ -139,10 +232,18 @@ class Cni:
                 "-j", "DNAT", "--to-destination", f"{address}:{p.container_port}",
             ]  # fmt: skip
             lines.append(" ".join(rule))
+            accept = [
+                "-I" if op == "-A" else op, self.forward_chain, *(["1"] if op == "-A" else []),
+                "-d", f"{address}/32", "-p", p.protocol, "--dport", str(p.container_port),
+                "-m", "comment", "--comment", f"fogwire:{container_id}", "-j", "ACCEPT",
+            ]  # fmt: skip
+            lines.append(" ".join(accept))
         return lines
 
     def _restore(self, rules: Sequence[str]) -> None:
-        script = "\n".join(["*nat", *rules, "COMMIT\n"])
+        nat = [r for r in rules if r.split()[1] == HOSTPORT_CHAIN]
+        filter_ = [r for r in rules if r.split()[1] != HOSTPORT_CHAIN]
+        script = "\n".join(["*nat", *nat, "COMMIT", *(["*filter", *filter_, "COMMIT"] if filter_ else []), ""])
         try:
             proc = subprocess.run(
                 ["iptables-restore", "-w", "--noflush"], input=script.encode(), capture_output=True, timeout=60
@@ -188,13 +289,15 @@ class Cni:
             self._run("DEL", bridge, container_id, netns)
         except EngineError as error:
             errors.append(str(error))
+        else:
+            self.teardown_if_unused()
         if errors:
             raise EngineError("; ".join(errors))
 
-    def _hostport_rules(self) -> list[str]:
+    def _hostport_rules(self, table: str = "nat", chain: str = HOSTPORT_CHAIN) -> list[str]:
         try:
             listing = subprocess.run(
-                ["iptables", "-w", "-t", "nat", "-S", HOSTPORT_CHAIN], capture_output=True, timeout=60, check=False
+                ["iptables", "-w", "-t", table, "-S", chain], capture_output=True, timeout=60, check=False
             )
         except (OSError, subprocess.TimeoutExpired):
             return []
@@ -233,7 +336,8 @@ class Cni:
         except EngineError as error:
             log.debug("releasing the leftover address of %s: %s", container_id, error)
         mark = f"fogwire:{container_id}"
-        stale = ["-D" + line[2:] for line in self._hostport_rules() if mark in line.split()]
+        listed = [*self._hostport_rules(), *self._hostport_rules("filter", self.forward_chain)]
+        stale = ["-D" + line[2:] for line in listed if mark in line.split()]
         if stale:
             self._rules.commit(stale)
 
