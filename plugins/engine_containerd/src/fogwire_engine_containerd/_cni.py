@@ -21,6 +21,7 @@ from typing import Any
 
 from fogwire.engine import PortMapping
 from fogwire.errors import EngineError, PortInUseError
+from fogwire.firewall import ensure_loopback_guard, remove_loopback_guard
 
 CNI_VERSION = "1.0.0"
 
@@ -28,13 +29,6 @@ CNI_VERSION = "1.0.0"
 log = logging.getLogger(__name__)
 
 HOSTPORT_CHAIN = "FOGWIRE-HOSTPORTS"
-LOCALNET_GUARD = [
-    "!", "-i", "lo", "!", "-s", "127.0.0.0/8", "-d", "127.0.0.0/8",
-    "-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED,DNAT",
-    "-m", "comment", "--comment", "fogwire: loopback only from the host",
-    "-j", "DROP",
-]  # fmt: skip
-"""The INPUT rule that must be in place before ``route_localnet`` is turned on (as kube-proxy's, CVE-2020-8558)."""
 
 
 class Cni:
@@ -151,7 +145,6 @@ class Cni:
             ("nat", "POSTROUTING", ["-s", "127.0.0.0/8", "-o", self.bridge, *tag, "-j", "MASQUERADE"]),
             ("filter", "FORWARD", ["-o", self.bridge, *tag, "-j", self.forward_chain]),
             ("filter", "FORWARD", ["-i", self.bridge, "!", "-o", self.bridge, *tag, "-j", "ACCEPT"]),
-            ("filter", "INPUT", LOCALNET_GUARD),
         ]
 
     def setup(self) -> None:
@@ -174,11 +167,8 @@ class Cni:
             self._ensure_rule("filter", chain, "-i", self.bridge, "-j", "ACCEPT")
             self._ensure_rule("filter", chain, "-j", "DROP")
             for table, parent, rule in self._host_rule_specs():
-                if parent == "INPUT":  # first in INPUT: before any accept a distribution's firewall has
-                    if not self._iptables("-t", table, "-C", parent, *rule, check=False):
-                        self._iptables("-t", table, "-I", parent, "1", *rule)
-                else:
-                    self._ensure_rule(table, parent, *rule)
+                self._ensure_rule(table, parent, *rule)
+            ensure_loopback_guard()  # before route_localnet, first in INPUT
             try:
                 Path(f"/proc/sys/net/ipv4/conf/{self.bridge}/route_localnet").write_text("1")
             except OSError as error:
@@ -202,10 +192,10 @@ class Cni:
             with contextlib.suppress(OSError):
                 Path(f"/proc/sys/net/ipv4/conf/{self.bridge}/route_localnet").write_text("0")
             for table, parent, rule in self._host_rule_specs():
-                if parent == "INPUT" and self._localnet_used_elsewhere():
-                    continue
                 while self._iptables("-t", table, "-D", parent, *rule, check=False):
                     pass
+            if not self._localnet_used_elsewhere():
+                remove_loopback_guard()
             self._iptables("-t", "filter", "-F", self.forward_chain, check=False)
             self._iptables("-t", "filter", "-X", self.forward_chain, check=False)
             Cni._ready.discard((self.subnet, self.bridge))

@@ -33,6 +33,7 @@ import functools
 import json
 import logging
 import math
+import os
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator, Mapping
@@ -74,6 +75,7 @@ from fogwire.errors import (
     Problem,
     WorkloadNotFoundError,
 )
+from fogwire.firewall import ensure_loopback_guard
 from fogwire.streams import (
     Opener,
     iter_log_frames,
@@ -304,6 +306,11 @@ class PodmanEngine(Engine):
         self._client = client
         self._tasks.append(asyncio.create_task(self._watch(), name="fogwire-podman-watch"))
         local = bool(self.url and self.url.startswith("unix:"))
+        if local and os.geteuid() == 0:
+            try:  # netavark turns route_localnet on for its bridge and adds no guard of its own
+                await asyncio.to_thread(ensure_loopback_guard)
+            except EngineError as error:
+                log.warning("podman: host loopback services may be reachable from the bridge: %s", error)
         mode = self.options.healthchecks
         self._drive_health = mode == "plugin" or (mode == "auto" and not Path("/run/systemd/system").is_dir())
         if self._drive_health:
