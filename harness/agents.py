@@ -9,7 +9,10 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from fogwire.agent import Agent
+    from fogwire.engine import Engine
 
 HARNESS_ENGINES = ("containerd", "docker", "podman")
 
@@ -34,3 +37,25 @@ async def running(agent: Agent, timeout_s: float = 60.0) -> AsyncIterator[Agent]
     finally:
         agent.stop()
         await asyncio.wait_for(task, timeout_s)
+
+
+@contextlib.asynccontextmanager
+async def harness_engine(kind: str, base: Path, agent_id: str) -> AsyncIterator[Engine]:
+    """A started engine plugin ``kind`` on the harness service, its dirs under ``base``; closed at the end."""
+    from fogwire.engine import EngineContext
+    from fogwire.plugins import PluginHost
+    from harness import services
+
+    context = EngineContext(
+        agent_id=agent_id,
+        data_dir=base / "data",
+        run_dir=base / "run",
+        log_dir=base / "log",
+        url=services.engine_url(kind),
+    )
+    engine = PluginHost().engine_factory(kind)(context)
+    await engine.start()
+    try:
+        yield engine
+    finally:
+        await engine.close()

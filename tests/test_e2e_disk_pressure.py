@@ -119,22 +119,8 @@ async def _running(agent: Agent, name: str) -> bool:
 
 @pytest.mark.parametrize("kind", [k for k in agents.installed_engines() if k != "containerd"])
 async def test_docker_and_podman_name_the_storage_their_images_live_on(kind: str, tmp_path: Path) -> None:
-    from fogwire.engine import EngineContext
-    from harness import services
-
-    context = EngineContext(
-        agent_id=f"dp{uuid.uuid4().hex[:5]}",
-        data_dir=tmp_path / "data",
-        run_dir=tmp_path / "run",
-        log_dir=tmp_path / "log",
-        url=services.engine_url(kind),
-    )
-    engine = PluginHost().engine_factory(kind)(context)
-    await engine.start()
-    try:
+    async with agents.harness_engine(kind, tmp_path, f"dp{uuid.uuid4().hex[:5]}") as engine:
         root = await engine.storage_root()
-    finally:
-        await engine.close()
     assert root is not None and root.is_dir(), root
     assert any(root.iterdir()), f"{kind}'s storage root {root} holds its store"
 

@@ -29,10 +29,9 @@ from pathlib import Path
 
 import pytest
 
-from fogwire.engine import EngineContext, PortMapping, RegistryAuth, WorkloadSpec
+from fogwire.engine import Engine, PortMapping, RegistryAuth, WorkloadSpec
 from fogwire.firewall import LOCALNET_GUARD
-from fogwire.plugins import PluginHost
-from harness import agents, images, services
+from harness import agents, images
 from harness.netns import TWO_SERVERS, bridge_namespace, connects, free_port, loopback_service, outside_namespace, sh
 
 ENGINES = [k for k in agents.installed_engines() if k in ("docker", "podman")]
@@ -46,16 +45,12 @@ def forward_policy() -> str:
 async def test_what_the_engines_own_defaults_publish(
     kind: str, tmp_path: Path, harness_images: images.TestImages
 ) -> None:
-    context = EngineContext(
-        agent_id=f"fwe{secrets.token_hex(3)}",
-        data_dir=tmp_path / "data",
-        run_dir=tmp_path / "run",
-        log_dir=tmp_path / "log",
-        url=services.engine_url(kind),
-    )
-    engine = PluginHost().engine_factory(kind)(context)
-    await engine.start()
-    name = f"fwe-{context.agent_id}"
+    async with agents.harness_engine(kind, tmp_path, f"fwe{secrets.token_hex(3)}") as engine:
+        await _probe(kind, engine, harness_images)
+
+
+async def _probe(kind: str, engine: Engine, harness_images: images.TestImages) -> None:
+    name = f"fwe-{engine.context.agent_id}"
     port = free_port()
     try:
         auth = RegistryAuth(harness_images.registry, harness_images.username, harness_images.password, insecure=True)
@@ -93,7 +88,6 @@ async def test_what_the_engines_own_defaults_publish(
             assert sh("iptables", "-C", "INPUT", *LOCALNET_GUARD, check=False).returncode == 0, "podman's start adds it"
     finally:
         await engine.remove(name)
-        await engine.close()
 
 
 async def _serving(address: str, port: int) -> None:
