@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import http.client
+import json
 import os
 import shlex
 import shutil
@@ -38,6 +39,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from harness import runtimes
 
 HARNESS_DIR_ENV = "FOGWIRE_HARNESS_DIR"
 FORBID_ENV = "FOGWIRE_FORBID_SERVICES"
@@ -499,9 +502,11 @@ def start_dockerd() -> Dockerd:
     d, sock, data_root, exec_root = _dockerd_paths()
     for p in (data_root, exec_root):
         p.mkdir(parents=True, exist_ok=True)
-    daemon_json = d / "daemon.json"
-    if not daemon_json.exists():
-        daemon_json.write_text("{}\n")  # not /etc/docker/daemon.json
+    daemon_json = d / "daemon.json"  # not /etc/docker/daemon.json
+    wanted = json.dumps({"runtimes": {runtimes.NAME: {"path": str(runtimes.ensure_wrapper())}}}, indent=2) + "\n"
+    changed = not daemon_json.exists() or daemon_json.read_text() != wanted
+    if changed:
+        daemon_json.write_text(wanted)
     argv = [
         "dockerd",
         "--config-file",
@@ -518,7 +523,18 @@ def start_dockerd() -> Dockerd:
         "5",
     ]
     pid = _ensure("dockerd", "dockerd", argv, lambda: _ping_unix(sock), stale=[sock, d / "dockerd.pid"])
+    if changed:  # a running dockerd reloads its runtimes on SIGHUP
+        os.kill(pid, signal.SIGHUP)
+        _wait_ready("dockerd", pid, lambda: runtimes.NAME in _docker_runtimes(sock), timeout=30)
     return Dockerd(f"unix://{sock}", sock, data_root, exec_root, pid)
+
+
+def _docker_runtimes(sock: Path) -> set[str]:
+    try:
+        status, body = unix_request(sock, "GET", "/info", timeout=5)
+    except OSError:
+        return set()
+    return set((json.loads(body).get("Runtimes") or {}).keys()) if status == 200 else set()
 
 
 def _podman_paths() -> tuple[Path, Path, Path, Path, Path]:

@@ -29,7 +29,7 @@ from fogwire.plugins import PluginHost
 from fogwire.services import AgentService
 from fogwire.sinks import ApplyReport, ItemResult, ReloadSink, SinkContext
 from fogwire.sinks import Outcome as SinkOutcome
-from harness import agents, images, services
+from harness import agents, images, runtimes, services
 
 ENGINES = agents.installed_engines()
 
@@ -527,22 +527,28 @@ async def test_an_edgelet_manifest_runs_as_edgelet_deploy_would(env: Env) -> Non
 
 
 async def test_a_field_the_engine_cant_honour_refuses_only_that_microservice(env: Env) -> None:
-    """Annotations on docker (API 1.41 has none): that microservice is refused naming the engine and the field."""
-    plain, annotated = env.name("plain"), env.name("annotated")
+    """Annotations on docker (API 1.41 has none), a named runtime on podman (its API ignores it): refused, named."""
+    plain, annotated, runtime = env.name("plain"), env.name("annotated"), env.name("runtime")
     ms = [
         microservice(plain, env.images.ref_v1, SLEEP),
         microservice(annotated, env.images.ref_v1, SLEEP, annotations={"io.fogwire.test/role": "x"}, pidMode="host"),
+        microservice(runtime, env.images.ref_v1, SLEEP, runtime=runtimes.NAME),
     ]
-    async with agents.running(env.agent()) as agent:
+    options = runtimes.containerd_options() if env.kind == "containerd" else {}
+    async with agents.running(env.agent(profile=env.profile(engine_options=options))) as agent:
         result = await agent.apply(documents(env.images, ms))
-        engine = type(agent.running.engine)
-        if "annotations" in engine.features:
-            assert {a["name"] for a in result["actions"] if a["ok"]} == {plain, annotated}
-        else:
-            assert [a["name"] for a in result["actions"]] == [plain]
-            problem = result["problems"][annotated]
-            assert f"the {env.kind} engine can't honour spec.microservices[1].container.annotations" in problem
-    assert plain in await env.actual()
+        features = type(agent.running.engine).features
+        wanted = (
+            {plain}
+            | ({annotated} if "annotations" in features else set())
+            | ({runtime} if "runtime" in features else set())
+        )
+        assert {a["name"] for a in result["actions"] if a["ok"]} == wanted
+        for name, index, field in ((annotated, 1, "annotations"), (runtime, 2, "runtime")):
+            if name not in wanted:
+                problem = result["problems"][name]
+                assert f"the {env.kind} engine can't honour spec.microservices[{index}].container.{field}" in problem
+    assert wanted <= set(await env.actual())
 
 
 async def test_a_volume_for_this_agent_is_copied_before_its_workload_runs(env: Env, tmp_path: Path) -> None:

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from fogwire.engine import Engine, EngineContext, RegistryAuth, WorkloadSpec
-from fogwire.testing import ContractArchives, ContractRegistry
-from harness import images, services
+from fogwire.testing import ContractArchives, ContractRegistry, ContractRuntime
+from harness import images, runtimes, services
 
 
 @pytest.fixture(scope="session")
@@ -185,3 +185,15 @@ def harness_engine(
                 await engine.close()
 
     return make
+
+
+@pytest.fixture(scope="session")
+def fogwire_runtime() -> ContractRuntime:
+    """The harness's recording runc wrapper, which this engine knows by name."""
+    return runtimes.contract_runtime()
+
+
+@pytest.fixture(scope="session")
+def fogwire_engine_options() -> dict[str, Any]:
+    """The engine's options for the contract suite: it knows the harness's test runtime."""
+    return runtimes.containerd_options()

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from fogwire.testing.contract import EngineContract
+from harness import runtimes
 
 
 class TestExternalContainerdContract(EngineContract):
@@ -27,4 +28,4 @@ class TestEmbeddedContainerdContract(EngineContract):
 
     @pytest.fixture
     def fogwire_engine_options(self) -> Mapping[str, Any]:
-        return {"embedded": True}
+        return {"embedded": True, **runtimes.containerd_options()}

@@ -18,8 +18,8 @@ import pytest
 from fogwire_engine_docker.engine import DockerEngine
 
 from fogwire.engine import EngineContext, RegistryAuth
-from fogwire.testing import ContractArchives, ContractRegistry, UnmanagedContainers
-from harness import images, services
+from fogwire.testing import ContractArchives, ContractRegistry, ContractRuntime, UnmanagedContainers
+from harness import images, runtimes, services
 
 
 @pytest.fixture(scope="session")
@@ -133,3 +133,9 @@ def docker_engine(
 ) -> Callable[..., contextlib.AbstractAsyncContextManager[DockerEngine]]:
     """``async with docker_engine(prefix, options) as engine``: a started engine of an agent id of its own."""
     return functools.partial(_started_engine, tmp_path, harness_dockerd, harness_images)
+
+
+@pytest.fixture(scope="session")
+def fogwire_runtime() -> ContractRuntime:
+    """The harness's recording runc wrapper, which this engine knows by name."""
+    return runtimes.contract_runtime()

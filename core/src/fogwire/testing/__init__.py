@@ -75,6 +75,18 @@ class ContractArchives:
     registry prefix such as ``localhost/``)."""
 
 
+@attrs.frozen
+class ContractRuntime:
+    """A named OCI runtime the engine under test knows: runc behind a wrapper that records its calls.
+
+    ``calls`` is a file the wrapper appends its arguments to, one call per line
+    (``create --bundle … <container id>``), so the suite can tell it ran.
+    """
+
+    name: str
+    calls: Path
+
+
 class UnmanagedContainers(Protocol):
     """Makes and inspects containers the agent under test must never see or touch."""
 

@@ -66,7 +66,7 @@ from fogwire.errors import (
     RegistryAuthError,
     WorkloadNotFoundError,
 )
-from fogwire.testing import ContractArchives, ContractRegistry, UnmanagedContainers
+from fogwire.testing import ContractArchives, ContractRegistry, ContractRuntime, UnmanagedContainers
 
 T = TypeVar("T")
 
@@ -775,6 +775,32 @@ class EngineContract:
         assert info.exit_code == 0, texts(lines)
         allowed = [t.split(":", 1)[1].strip() for t in texts(lines) if t.startswith("Cpus_allowed_list:")]
         assert allowed == ["0"]
+
+    async def test_a_named_oci_runtime_runs_the_workload(
+        self, fogwire_engine: Engine, fogwire_registry: ContractRegistry, fogwire_runtime: ContractRuntime | None
+    ) -> None:
+        """``runtime`` names the OCI runtime (engines with that feature): the workload runs under it; an unknown one is refused."""
+        if "runtime" not in type(fogwire_engine).features:
+            pytest.skip(f"{type(fogwire_engine).__name__} does not offer named OCI runtimes")
+        if fogwire_runtime is None:
+            pytest.fail("the engine offers named runtimes: provide a fogwire_runtime fixture (a runc wrapper it knows)")
+        await ensure_image(fogwire_engine, fogwire_registry)
+        spec = WorkloadSpec(
+            name=unique("runtime"),
+            image=fogwire_registry.image,
+            command=("sh", "-c", "echo under-the-runtime"),
+            runtime=fogwire_runtime.name,
+        )
+        info, lines = await run_to_exit(fogwire_engine, spec, "under-the-runtime")
+        assert info.exit_code == 0, texts(lines)
+        calls = fogwire_runtime.calls.read_text().splitlines()
+        created = [c for c in calls if " create " in f" {c} " and c.split()[-1] == info.id]
+        assert created, f"{fogwire_runtime.name} never created {info.id}"
+        unknown = WorkloadSpec(name=unique("noruntime"), image=fogwire_registry.image, runtime="no-such-runtime")
+        with pytest.raises(EngineError, match="no-such-runtime") as refused:
+            await fogwire_engine.create(unknown)
+            await fogwire_engine.start_workload(unknown.name)
+        assert "runtime" in str(refused.value)
 
     async def test_host_pid_and_ipc_namespaces(
         self, fogwire_engine: Engine, fogwire_registry: ContractRegistry

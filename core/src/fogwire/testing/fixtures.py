@@ -19,7 +19,7 @@ import pytest_asyncio
 from fogwire.engine import Engine, EngineContext
 from fogwire.errors import EngineError
 from fogwire.plugins import PluginHost
-from fogwire.testing import ContractArchives, ContractRegistry, UnmanagedContainers
+from fogwire.testing import ContractArchives, ContractRegistry, ContractRuntime, UnmanagedContainers
 
 EngineMaker = Callable[[str], Awaitable[Engine]]
 """``await make(agent_id)``: a started engine of the plugin under test for that agent."""
@@ -49,6 +49,12 @@ def fogwire_engine_url(request: pytest.FixtureRequest) -> str | None:
 def fogwire_engine_options() -> Mapping[str, Any]:
     """``EngineContext.options`` for the engine under test; empty unless overridden."""
     return {}
+
+
+@pytest.fixture(scope="session")
+def fogwire_runtime() -> ContractRuntime | None:
+    """A named OCI runtime the engine knows (engines with the ``runtime`` feature need one); ``None``: none."""
+    return None
 
 
 @pytest.fixture(scope="session")

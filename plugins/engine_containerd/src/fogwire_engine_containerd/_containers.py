@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from fogwire_engine_containerd._labels import (
     L_NETWORK,
     L_PORTS,
     L_RESTART,
+    L_RUNTIME,
     RUNTIME,
 )
 from fogwire_engine_containerd._options import ContainerdOptions
@@ -76,6 +78,7 @@ class ContainerBuilder:
         self.managed_labels = dict(managed_labels)
         self.files_dir = files_dir
         self.volumes_dir = volumes_dir
+        self.runtimes = dict(options.runtimes)
 
     def resolve_mounts(self, spec: WorkloadSpec) -> list[dict[str, Any]]:
         out = []
@@ -122,6 +125,24 @@ class ContainerBuilder:
             files["/etc/hostname"] = hostname
         return files
 
+    def runtime_binary(self, spec: WorkloadSpec) -> str | None:
+        """The binary of the OCI runtime ``spec`` names (``None``: runc, the default); refused when unknown."""
+        if spec.runtime in (None, "", "runc"):
+            return None
+        binary = self.runtimes.get(spec.runtime)
+        if binary is None:
+            known = ", ".join(["runc", *sorted(self.runtimes)])
+            raise EngineError(
+                f"workload {spec.name!r}: the containerd engine has no OCI runtime {spec.runtime!r} (field runtime; "
+                f"known: {known}); add it to engineOptions.runtimes as name: binary"
+            )
+        resolved = shutil.which(binary)
+        if resolved is None:
+            raise EngineError(
+                f"workload {spec.name!r}: OCI runtime {spec.runtime!r} is {binary!r}, which is not an executable here"
+            )
+        return resolved
+
     def build(self, spec: WorkloadSpec, image_name: str) -> tuple[Any, list[Any]]:
         """Create the container and its snapshot (blocking); return it with the snapshot's mounts.
 
@@ -130,6 +151,7 @@ class ContainerBuilder:
         Anything created is removed again when a later step fails.
         """
         c = self._client()
+        runtime_binary = self.runtime_binary(spec)
         files_existed = (self.files_dir / spec.name).exists()
         if files_existed:  # an earlier create of this name: don't rewrite the files of a container that may run
             with contextlib.suppress(RpcError):
@@ -166,6 +188,8 @@ class ContainerBuilder:
         file_kib = log_file_kib(spec)
         if file_kib is not None:
             labels[L_LOG_KIB] = str(file_kib)
+        if runtime_binary is not None:
+            labels[L_RUNTIME] = runtime_binary
         if spec.health_check is not None:
             labels[L_HEALTH] = json.dumps(attrs.asdict(spec.health_check), separators=(",", ":"))
         container = containers_pb2.Container(

@@ -17,6 +17,8 @@ L_RESTART = INTERNAL + "restart"
 L_PORTS = INTERNAL + "ports"
 L_NETWORK = INTERNAL + "network"
 L_HEALTH = INTERNAL + "health"
+L_RUNTIME = INTERNAL + "runtime-binary"
+"""The runc-compatible binary of a workload whose spec names an OCI runtime (the shim's ``BinaryName``)."""
 L_LOG_KIB = INTERNAL + "log-file-kib"
 """Size of each of the workload's two log files, when its spec bounds its log."""
 ID_RE = re.compile(r"^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$")

@@ -7,6 +7,7 @@ misspelt key or a bad value is a validation error with its path, not ignored.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import attrs
@@ -44,6 +45,8 @@ class ContainerdOptions:
     start_timeout_s: float = 30.0
     log_max_bytes: PositiveInt = PositiveInt(DEFAULT_MAX_BYTES)
     log_max_files: PositiveInt = PositiveInt(DEFAULT_MAX_FILES)
+    runtimes: Mapping[str, str] = attrs.field(factory=dict)
+    """OCI runtimes a microservice's ``runtime`` may name, each a runc-compatible binary (``runc`` is built in)."""
     storage_root: str = "/var/lib/containerd"
     """An external containerd's root (the embedded one's is under the agent's data dir), for disk-pressure pruning."""
 

@@ -35,7 +35,7 @@ from fogwire_engine_containerd._client import (
     snapshots_pb2,
     tasks_pb2,
 )
-from fogwire_engine_containerd._labels import L_LOG_KIB, RUNC_OPTIONS_TYPE_URL, SHIM_GROUP_ANNOTATION
+from fogwire_engine_containerd._labels import L_LOG_KIB, L_RUNTIME, RUNC_OPTIONS_TYPE_URL, SHIM_GROUP_ANNOTATION
 from fogwire_engine_containerd._logs import LogPump
 from fogwire_engine_containerd._network import WorkloadNetwork, on_bridge, ports_of
 
@@ -211,7 +211,9 @@ class Tasks:
             )
             options = any_pb2.Any(
                 type_url=RUNC_OPTIONS_TYPE_URL,
-                value=runc_options_pb2.Options(root=str(self._runc_root)).SerializeToString(),
+                value=runc_options_pb2.Options(
+                    root=str(self._runc_root), binary_name=container.labels.get(L_RUNTIME, "")
+                ).SerializeToString(),
             )
             request = tasks_pb2.CreateTaskRequest(
                 container_id=name, rootfs=mounts, stdout=str(stdout), stderr=str(stderr), options=options

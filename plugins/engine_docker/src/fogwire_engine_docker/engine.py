@@ -147,7 +147,7 @@ def _explain(error: Exception) -> str:
 class DockerEngine(Engine):
     """Docker Engine through the docker SDK; see the module docstring and the plugin README."""
 
-    features = frozenset({"pid_mode", "ipc_mode", "devices"})
+    features = frozenset({"pid_mode", "ipc_mode", "devices", "runtime"})
     """No annotations: Debian's dockerd (API 1.41) has none. No ``runtime`` yet (only names dockerd's config defines)."""
 
     name = "docker"
@@ -471,6 +471,8 @@ class DockerEngine(Engine):
             ]
         if spec.cpu_limit is not None:
             kwargs["nano_cpus"] = int(spec.cpu_limit * 1e9)
+        if spec.runtime:
+            kwargs["runtime"] = spec.runtime
         file_kib = dockerapi.log_file_kib(spec)
         if file_kib is not None:
             kwargs["log_config"] = docker.types.LogConfig(
@@ -487,7 +489,19 @@ class DockerEngine(Engine):
             }
         return kwargs
 
+    def _check_runtime(self, spec: WorkloadSpec) -> None:
+        """Refuse an OCI runtime dockerd doesn't know (its ``daemon.json`` ``runtimes``), naming the field."""
+        if not spec.runtime:
+            return
+        known = sorted((self.client.info().get("Runtimes") or {}).keys())
+        if spec.runtime not in known:
+            raise EngineError(
+                f"workload {spec.name!r}: dockerd at {self.where} has no OCI runtime {spec.runtime!r} (field runtime; "
+                f'known: {", ".join(known)}); add it to dockerd\'s daemon.json "runtimes"'
+            )
+
     def _create(self, spec: WorkloadSpec) -> WorkloadInfo:
+        self._check_runtime(spec)
         try:
             container = self.client.containers.create(
                 spec.image, list(spec.command) or None, **self._create_kwargs(spec)

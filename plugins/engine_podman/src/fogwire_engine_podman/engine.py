@@ -188,6 +188,8 @@ def _explain(error: Exception) -> str:
 class PodmanEngine(Engine):
     """Podman through its REST service; see the module docstring and the plugin README."""
 
+    # no "runtime": podman's REST API ignores a container's OCI runtime (SpecGenerator.oci_runtime), up to
+    # releases of 2026 (containers/podman#28429); the container would silently run under the default runtime
     features = frozenset({"pid_mode", "ipc_mode", "devices", "annotations"})
     """No ``runtime`` yet: podman 4.3 takes a runtime only by a name its containers.conf defines."""
 
