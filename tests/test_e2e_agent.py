@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from fogwire.agent import Agent, write_documents
 from fogwire.engine import Engine, EngineContext, WorkloadSpec, WorkloadState
@@ -600,3 +601,70 @@ async def test_pruning_removes_the_volume_of_a_removed_microservice_and_keeps_a_
         await agent.prune()
         pruned = [e["message"] for e in (await agent.status())["events"] if e["kind"] == "pruned"]
         assert pruned and f"{gone}-data" in pruned[0] and f"{stays}-data" not in pruned[0], pruned
+
+
+async def test_cdi_devices_give_their_device_nodes_env_mounts_and_hooks(env: Env, tmp_path: Path) -> None:
+    """A CDI spec exposing /dev/null under another name, with env and a mount; a hook where the engine runs hooks."""
+    shared = tmp_path / "cdi-shared"
+    shared.mkdir()
+    (shared / "hello").write_text("from the cdi mount\n")
+    marker = tmp_path / "hook-ran"
+    hook = tmp_path / "cdi-hook"
+    hook.write_text('#!/bin/sh\ncat > /dev/null\ntouch "$1"\n')  # the OCI state arrives on stdin
+    hook.chmod(0o755)
+    spec_dir = tmp_path / "cdi"
+    spec_dir.mkdir()
+    (spec_dir / "fogwire-test.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "cdiVersion": "0.6.0",
+                "kind": "fogwire.test/null",
+                "containerEdits": {"env": ["FOGWIRE_CDI_KIND=null"]},
+                "devices": [
+                    {
+                        "name": "one",
+                        "containerEdits": {
+                            "deviceNodes": [{"path": "/dev/fogwire-cdi-null", "hostPath": "/dev/null"}],
+                            "env": ["FOGWIRE_CDI=one"],
+                            "mounts": [{"hostPath": str(shared), "containerPath": "/cdi", "options": ["ro", "bind"]}],
+                        },
+                    },
+                    {
+                        "name": "hooked",
+                        "containerEdits": {
+                            "hooks": [
+                                {"hookName": "createRuntime", "path": str(hook), "args": [str(hook), str(marker)]}
+                            ]
+                        },
+                    },
+                ],
+            }
+        )
+    )
+    device, hooked = env.name("cdi"), env.name("cdihook")
+    script = (
+        "test -c /dev/fogwire-cdi-null && echo x > /dev/fogwire-cdi-null && echo char-device-ok; "
+        "echo env=$FOGWIRE_CDI/$FOGWIRE_CDI_KIND; cat /cdi/hello; " + SLEEP[2]
+    )
+    ms = [
+        microservice(device, env.images.ref_v1, ["sh", "-c", script], cdiDevices=["fogwire.test/null=one"]),
+        microservice(hooked, env.images.ref_v1, SLEEP, cdiDevices=["fogwire.test/null=hooked"]),
+    ]
+    async with agents.running(env.agent(profile=env.profile(cdi_spec_dirs=(str(spec_dir),)))) as agent:
+        result = await agent.apply(documents(env.images, ms))
+        runs_hooks = "hooks" in type(agent.running.engine).features
+        assert {a["name"] for a in result["actions"] if a["ok"]} == ({device, hooked} if runs_hooks else {device})
+        if not runs_hooks:
+            problem = result["problems"][hooked]
+            assert f"the {env.kind} engine can't honour spec.microservices[1].container.cdiDevices" in problem
+    engine = env.engine()
+    await engine.start()
+    try:
+        deadline = time.monotonic() + 20
+        wanted = ["char-device-ok", "env=one/null", "from the cdi mount"]
+        while (lines := [line.text async for line in engine.logs(device)])[:3] != wanted:
+            assert time.monotonic() < deadline, lines
+            await asyncio.sleep(0.2)
+    finally:
+        await engine.close()
+    assert marker.exists() == runs_hooks, "the createRuntime hook ran exactly where the engine runs hooks"

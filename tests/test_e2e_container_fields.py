@@ -2,8 +2,8 @@
 
 A microservice setting ``runAsUser`` runs as that user on every engine (what the
 process really runs as is read from its own output); ``cpuSetCpus`` pins it.
-A microservice setting a field fogwire does not support (``cdiDevices``,
-``platform``) is reported with its document and field path and not run,
+A microservice setting a field fogwire can't honour here (``cdiDevices`` naming a
+device no CDI spec on this host defines) is reported with its document and field path and not run,
 while the good microservices of the same document are.
 """
 
@@ -150,7 +150,7 @@ async def test_run_as_user_and_cpuset_and_unsupported_fields(env: Env) -> None:
         assert list(result["problems"]) == [bad]
         message = result["problems"][bad]
         assert message.startswith(
-            "apply:DOC#2: spec.microservices[3].container.cdiDevices: fogwire doesn't support cdiDevices"
+            "apply:DOC#2: spec.microservices[3].container.cdiDevices: no CDI device 'nvidia.com/gpu=all'"
         )
         actual = await env.actual()
         assert set(actual) == {uid, named, plain}
@@ -209,7 +209,7 @@ def test_cli_plan_and_apply_through_the_daemon_report_the_bad_microservice(
         microservice(bad, harness_images.ref_v1, cdiDevices=["nvidia.com/gpu=all"]),
     ]
     app.write_text(yaml.safe_dump_all(documents(harness_images, ms)))
-    where = f"{app}:DOC#2: spec.microservices[1].container.cdiDevices: fogwire doesn't support cdiDevices"
+    where = f"{app}:DOC#2: spec.microservices[1].container.cdiDevices: no CDI device 'nvidia.com/gpu=all'"
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

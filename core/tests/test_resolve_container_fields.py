@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -70,13 +71,7 @@ def test_hashes_of_workloads_labelled_before_the_fields_existed_still_match() ->
     assert config_hash(spec) == "sha256:37ed4b5d287c5f279867df099073ae4e"
 
 
-@pytest.mark.parametrize(
-    ("key", "value"),
-    [
-        ("platform", "linux/arm64"),
-        ("cdiDevices", ["nvidia.com/gpu=all"]),
-    ],
-)
+@pytest.mark.parametrize(("key", "value"), [("platform", "linux/arm64")])
 def test_an_unsupported_field_rejects_the_microservice_with_its_path(key: str, value: Any) -> None:
     desired = state(ms("good"), ms("bad", **{key: value}))
     with pytest.raises(ResolveError) as caught:
@@ -88,7 +83,7 @@ def test_an_unsupported_field_rejects_the_microservice_with_its_path(key: str, v
 
 
 def test_every_unsupported_model_field_is_checked() -> None:
-    assert set(UNSUPPORTED_CONTAINER_FIELDS) == {"platform", "cdi_devices"}
+    assert set(UNSUPPORTED_CONTAINER_FIELDS) == {"platform"}
 
 
 def test_empty_unsupported_fields_are_fine() -> None:
@@ -97,13 +92,13 @@ def test_empty_unsupported_fields_are_fine() -> None:
     assert (spec.pid_mode, spec.ipc_mode, spec.runtime, spec.annotations, spec.devices) == (None, None, None, {}, ())
 
 
-def test_several_unsupported_fields_are_all_named() -> None:
-    desired = state(ms(platform="linux/arm64", cdiDevices=["a.com/b=c"]))
+def test_an_unknown_cdi_device_rejects_the_microservice_with_its_path(tmp_path: Path) -> None:
+    desired = state(ms("good"), ms("bad", cdiDevices=["nvidia.com/gpu=all"]))
     with pytest.raises(ResolveError) as caught:
-        resolve(desired.microservices["web"], desired, "amd64")
+        resolve(desired.microservices["bad"], desired, "amd64", cdi_spec_dirs=[str(tmp_path)])
     message = str(caught.value)
-    assert "spec.microservices[0].container.platform" in message
-    assert "spec.microservices[0].container.cdiDevices" in message
+    assert message.startswith("app.yaml:DOC#2: spec.microservices[1].container.cdiDevices: no CDI device")
+    assert "'nvidia.com/gpu=all'" in message and "'bad'" in message
 
 
 def test_host_namespaces_devices_annotations_and_runtime_reach_the_spec() -> None:

@@ -116,6 +116,7 @@ LIVE_KEYS = (
     "upgrade_scan_frequency",
     "workload_log_size",
     "available_disk_threshold",
+    "cdi_spec_dirs",
 )
 """Profile keys a config reload applies to the running agent; the others need a restart."""
 
@@ -448,6 +449,7 @@ class Agent:
                 backoff_cap_s=self.backoff_cap_s,
                 rollback_grace_s=self.rollback_grace_s,
                 default_log_mib=int(self.profile.workload_log_size),
+                cdi_spec_dirs=tuple(self.profile.cdi_spec_dirs),
             )
             await reconciler.load()
             running = Running(engine, store, reconciler, source, sink_set, [])
@@ -895,6 +897,9 @@ class Agent:
             logging.getLogger().setLevel(new.log_level.upper())
         if running is not None and "workload_log_size" in live:
             running.reconciler.default_log_mib = int(new.workload_log_size)
+            running.reconciler.invalidate()
+        if running is not None and "cdi_spec_dirs" in live:
+            running.reconciler.cdi_spec_dirs = tuple(new.cdi_spec_dirs)
             running.reconciler.invalidate()
         if running is not None and desired is not None:
             await self._push_volumes(running, desired)

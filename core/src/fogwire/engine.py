@@ -135,6 +135,17 @@ class DeviceMapping:
 
 
 @attrs.frozen
+class OciHook:
+    """An OCI hook (from a CDI device): ``path`` run with ``args`` (``args[0]`` is its name) at ``hook_name``."""
+
+    hook_name: str
+    path: str
+    args: tuple[str, ...] = ()
+    env: tuple[str, ...] = ()
+    timeout: int | None = None
+
+
+@attrs.frozen
 class WorkloadSpec:
     """Everything needed to create one workload (one container).
 
@@ -151,7 +162,8 @@ class WorkloadSpec:
     rotated files together); ``None`` leaves the engine's own default.
     ``pid_mode`` / ``ipc_mode`` ``"host"`` share the host's PID / IPC namespace;
     ``devices`` are host device nodes; ``annotations`` go to the OCI spec;
-    ``runtime`` names the OCI runtime. An engine honours these only when they are in
+    ``runtime`` names the OCI runtime; ``hooks`` are OCI hooks (a CDI device's). An
+    engine honours these only when they are in
     its :attr:`Engine.features` (a microservice needing one it lacks is refused).
     """
 
@@ -180,6 +192,7 @@ class WorkloadSpec:
     devices: tuple[DeviceMapping, ...] = ()
     annotations: Mapping[str, str] = attrs.field(factory=dict)
     runtime: str | None = None
+    hooks: tuple[OciHook, ...] = ()
 
 
 OPTIONAL_FEATURES: Mapping[str, str] = {
@@ -188,6 +201,7 @@ OPTIONAL_FEATURES: Mapping[str, str] = {
     "devices": "devices",
     "annotations": "annotations",
     "runtime": "runtime",
+    "hooks": "cdiDevices",
 }
 """Spec fields an engine honours only when it says so (:attr:`Engine.features`), and their document keys."""
 

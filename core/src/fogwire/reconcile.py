@@ -46,6 +46,7 @@ from typing import Any, Literal, TypeVar
 import attrs
 import cattrs
 
+from fogwire.cdi import DEFAULT_SPEC_DIRS
 from fogwire.convert import make_converter
 from fogwire.engine import OPTIONAL_FEATURES, Engine, Health, PullPolicy, WorkloadInfo, WorkloadSpec, WorkloadState
 from fogwire.errors import EngineError, FogwireError
@@ -197,6 +198,7 @@ class Reconciler:
         op_timeout_s: float = 60.0,
         stop_timeout_s: float = 5.0,
         default_log_mib: int | None = None,
+        cdi_spec_dirs: tuple[str, ...] = DEFAULT_SPEC_DIRS,
     ) -> None:
         self.engine = engine
         self.store = store
@@ -210,6 +212,8 @@ class Reconciler:
         self.op_timeout_s = op_timeout_s
         self.stop_timeout_s = stop_timeout_s
         self.default_log_mib = default_log_mib
+        self.cdi_spec_dirs = cdi_spec_dirs
+        """Where CDI spec files are read (``cdiDevices``)."""
         """MiB of log kept for a microservice that sets no ``logSize`` (``None``: the engine's default)."""
         self.records: dict[str, MicroserviceRecord] = {}
         self.rebuilds: dict[str, RebuildRecord] = {}
@@ -308,7 +312,10 @@ class Reconciler:
         for name, ms in desired.microservices.items():
             try:
                 resolved[name] = self._amended(
-                    resolve(ms, desired, self.arch, default_log_mib=self.default_log_mib), ms
+                    resolve(
+                        ms, desired, self.arch, default_log_mib=self.default_log_mib, cdi_spec_dirs=self.cdi_spec_dirs
+                    ),
+                    ms,
                 )
             except ResolveError as error:
                 problems[name] = str(error)
@@ -321,7 +328,8 @@ class Reconciler:
                 problems[name] = (
                     f"microservice {name!r}: the {engine} engine can't honour {fields}; remove it or use another engine"
                 )
-        self._resolved = (desired, resolved, problems)
+        # a failure may be mended from outside the desired state (a CDI spec file added): look again next pass
+        self._resolved = (desired, resolved, problems) if not problems else None
         return dict(resolved), dict(problems)
 
     def _amended(self, r: ResolvedMicroservice, ms: DesiredMicroservice) -> ResolvedMicroservice:

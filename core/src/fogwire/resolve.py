@@ -16,11 +16,12 @@ import hashlib
 import json
 import platform
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import attrs
 
+from fogwire.cdi import DEFAULT_SPEC_DIRS, CdiError, resolve_devices
 from fogwire.convert import to_camel
 from fogwire.engine import (
     SPEC_HASH_LABEL,
@@ -57,7 +58,6 @@ ARCH_FIELDS: dict[str, Literal["x86", "arm"]] = {
 
 UNSUPPORTED_CONTAINER_FIELDS: dict[str, str] = {
     "platform": "the image is chosen by the device's architecture (images.x86 / images.arm)",
-    "cdi_devices": "CDI device injection is not implemented",
 }
 """Container fields of the ioFog document fogwire does not support, and what it does instead.
 
@@ -184,7 +184,17 @@ def _canonical(value: Any) -> Any:
     return value
 
 
-_LATER_FIELDS = ("user", "cpuset_cpus", "log_max_mib", "pid_mode", "ipc_mode", "devices", "annotations", "runtime")
+_LATER_FIELDS = (
+    "user",
+    "cpuset_cpus",
+    "log_max_mib",
+    "pid_mode",
+    "ipc_mode",
+    "devices",
+    "annotations",
+    "runtime",
+    "hooks",
+)
 # WorkloadSpec fields hashed only when set: hashes from before they existed stay valid.
 
 
@@ -274,12 +284,19 @@ def _registry(
 
 
 def resolve(
-    ms: DesiredMicroservice, desired: DesiredState, arch: str, *, default_log_mib: int | None = None
+    ms: DesiredMicroservice,
+    desired: DesiredState,
+    arch: str,
+    *,
+    default_log_mib: int | None = None,
+    cdi_spec_dirs: Sequence[str] = DEFAULT_SPEC_DIRS,
 ) -> ResolvedMicroservice:
     """Turn one desired microservice into a :class:`ResolvedMicroservice`.
 
     ``default_log_mib`` bounds the log of a microservice that sets no ``logSize``
     (the agent's ``workloadLogSize``), so no workload's log grows without bound.
+    ``cdiDevices`` are looked up in the CDI spec files of ``cdi_spec_dirs``
+    (:mod:`fogwire.cdi`): their device nodes, mounts, env and hooks join the spec.
 
     Raises :class:`ResolveError` when it sets a container field fogwire doesn't
     support (:func:`unsupported_fields`), when no image fits ``arch`` or when its
@@ -356,4 +373,31 @@ def resolve(
         annotations=dict(c.annotations or {}),
         runtime=c.runtime or None,
     )
+    if c.cdi_devices:
+        spec = _with_cdi_devices(ms, spec, cdi_spec_dirs)
     return ResolvedMicroservice(ms.name, spec, auth, policy, config_hash(spec, auth))
+
+
+def _with_cdi_devices(ms: DesiredMicroservice, spec: WorkloadSpec, spec_dirs: Sequence[str]) -> WorkloadSpec:
+    """``spec`` with the edits of ``ms``'s CDI devices; the microservice's own env wins over a device's."""
+    field = f"{ms.origin}:DOC#{ms.index}: {ms.path}.container.cdiDevices"
+    names = list(ms.spec.container.cdi_devices)
+    for i, name in enumerate(names):
+        if "=" not in name or "/" not in name.split("=", 1)[0]:
+            raise ResolveError(
+                f"{field}[{i}]: expected a qualified CDI device name (vendor.com/class=name), got {name!r}"
+            )
+    try:
+        edits = resolve_devices(names, spec_dirs)
+    except CdiError as error:
+        raise ResolveError(f"{field}: {error} (microservice {ms.name!r} is not run)") from None
+    env = {k: v for k, v in (e.split("=", 1) for e in edits.env)}
+    return attrs.evolve(
+        spec,
+        env={**env, **spec.env},
+        devices=spec.devices
+        + tuple(DeviceMapping(n.host_path or n.path, n.path, n.permissions) for n in edits.device_nodes),
+        mounts=spec.mounts
+        + tuple(VolumeMount(m.host_path, m.container_path, read_only=m.read_only) for m in edits.mounts),
+        hooks=edits.hooks,
+    )

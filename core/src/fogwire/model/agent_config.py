@@ -93,6 +93,8 @@ class Profile:
     """Where the daemon also writes its own log, rotated (``fogwire.log``); ``None``: stderr only."""
     log_file_count: PositiveInt = PositiveInt(10)
     """How many rotated log files are kept."""
+    cdi_spec_dirs: tuple[str, ...] = ("/etc/cdi", "/var/run/cdi")
+    """Where the CDI spec files a microservice's ``cdiDevices`` name are read from (a later one wins)."""
     workload_log_size: PositiveInt = PositiveInt(10)
     """MiB of output each workload keeps when its microservice sets no ``logSize`` (rotated by its engine)."""
     gps_mode: str | None = None

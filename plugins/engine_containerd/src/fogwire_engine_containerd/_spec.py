@@ -264,6 +264,16 @@ def build_spec(
     }
     if not spec.host_network:
         out["hostname"] = spec.name
+    if spec.hooks:
+        hooks: dict[str, list[dict[str, Any]]] = {}
+        for hook in spec.hooks:
+            entry: dict[str, Any] = {"path": hook.path, "args": list(hook.args) or [hook.path]}
+            if hook.env:
+                entry["env"] = list(hook.env)
+            if hook.timeout is not None:
+                entry["timeout"] = hook.timeout
+            hooks.setdefault(hook.hook_name, []).append(entry)
+        out["hooks"] = hooks
     return out
 
 

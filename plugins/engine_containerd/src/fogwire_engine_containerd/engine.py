@@ -116,7 +116,7 @@ class ContainerdEngine(Engine):
     ``embedded``: ``"auto"`` (default), ``true`` to always embed, ``false`` to never).
     """
 
-    features = frozenset({"pid_mode", "ipc_mode", "devices", "annotations", "runtime"})
+    features = frozenset({"pid_mode", "ipc_mode", "devices", "annotations", "runtime", "hooks"})
 
     name: ClassVar[str] = "containerd"
 
