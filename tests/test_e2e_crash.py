@@ -27,6 +27,7 @@ from fogwire.agent import write_documents
 from fogwire.api.client import ApiClient
 from fogwire.convert import make_converter
 from fogwire.engine import NAME_LABEL, EngineContext, WorkloadState
+from fogwire.model.agent_config import Profile
 from fogwire.model.desired import assemble
 from fogwire.plugins import PluginHost
 from fogwire.resolve import CONFIG_HASH_LABEL, device_arch, resolve
@@ -137,7 +138,11 @@ def test_kill_9_at_random_moments_then_converge(tmp_path: Path, harness_images: 
             try:
                 client = ApiClient(tmp_path / "run" / "fogwire.sock", tmp_path / "api-token", timeout=60)
                 state = assemble(make_converter(), documents, str(desired_file))
-                want = {n: resolve(ms, state, device_arch()).config_hash for n, ms in state.microservices.items()}
+                log_mib = int(Profile().workload_log_size)  # the daemon's default log bound is in its hashes
+                want = {
+                    n: resolve(ms, state, device_arch(), default_log_mib=log_mib).config_hash
+                    for n, ms in state.microservices.items()
+                }
                 deadline = time.monotonic() + 90
                 while True:
                     assert proc.poll() is None, log_path.read_text()[-3000:]
