@@ -38,7 +38,15 @@ def _skip_if_asked(what: str) -> None:
 LAYERS = ("unit", "services", "e2e")
 
 SERVICE_FIXTURES = frozenset(
-    {"harness_registry", "harness_images", "harness_dockerd", "harness_podman", "harness_containerd"}
+    {
+        "harness_registry",
+        "harness_images",
+        "harness_tls_registry",
+        "harness_tls_image",
+        "harness_dockerd",
+        "harness_podman",
+        "harness_containerd",
+    }
 )
 """Fixtures that start (or reuse) a harness service."""
 
@@ -67,6 +75,21 @@ def harness_registry() -> services.Registry:
 def harness_images(harness_registry: services.Registry) -> images.TestImages:
     """``fogwire/busybox:1`` and ``:2`` pushed to the registry, plus the tarballs."""
     return images.ensure_test_images(harness_registry)
+
+
+@pytest.fixture(scope="session")
+def harness_tls_registry() -> services.TlsRegistry:
+    """The htpasswd-protected TLS test registry on 198.18.77.1:5443, its certificate signed by a CA of its own."""
+    _skip_if_asked("the TLS registry")
+    return services.start_tls_registry()
+
+
+@pytest.fixture(scope="session")
+def harness_tls_image(
+    harness_tls_registry: services.TlsRegistry, harness_images: images.TestImages
+) -> images.TlsTestImage:
+    """``fogwire/busybox:1`` pushed to the TLS registry, with the CA a pull needs."""
+    return images.ensure_tls_test_image(harness_tls_registry, harness_images)
 
 
 @pytest.fixture(scope="session")

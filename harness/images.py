@@ -29,12 +29,13 @@ import tarfile
 import tempfile
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from harness.services import Registry
+    from fogwire.testing import ContractTlsRegistry
+    from harness.services import Registry, TlsRegistry
 
 BUSYBOX = Path("/bin/busybox")
 REPOSITORY = "fogwire/busybox"
@@ -321,6 +322,124 @@ def _registry_digest(registry: Registry, repository: str, tag: str) -> str | Non
         if exc.code == 404:
             return None
         raise
+
+
+@dataclass(frozen=True)
+class TlsTestImage:
+    """``fogwire/busybox:1`` in the TLS registry, and what a pull from it needs."""
+
+    __test__ = False
+
+    registry: str
+    """``198.18.77.1:5443``."""
+    reference: str
+    """``198.18.77.1:5443/fogwire/busybox:1``."""
+    digest: str
+    config_digest: str
+    """The image ID docker, podman and the containerd engine report."""
+    username: str
+    password: str = field(repr=False)
+    ca_pem: str = field(repr=False)
+    """The registry's CA (PEM): a Registry document's ``certificate``."""
+    cert_dir: Path
+    """A directory holding only the CA as ``ca.crt`` (skopeo's ``--cert-dir``)."""
+
+    def copy_to(self, repository: str) -> str:
+        """Copy the image to ``repository:1`` in the same registry (one no engine holds yet); its reference."""
+        reference = f"{self.registry}/{repository}:1"
+        creds = f"{self.username}:{self.password}"
+        _skopeo(
+            "copy", "--quiet",
+            "--src-cert-dir", str(self.cert_dir), "--src-creds", creds,
+            "--dest-cert-dir", str(self.cert_dir), "--dest-creds", creds,
+            f"docker://{self.reference}", f"docker://{reference}",
+        )  # fmt: skip
+        return reference
+
+    def registry_document(self, registry_id: int, *, with_ca: bool = True) -> dict[str, object]:
+        """An ioFog ``Registry`` document for this registry: credentials and (``with_ca``) its CA."""
+        spec: dict[str, object] = {
+            "id": registry_id,
+            "url": self.registry,
+            "username": self.username,
+            "password": self.password,
+        }
+        if with_ca:
+            spec.update(requiresCert=True, certificate=self.ca_pem)
+        return {"apiVersion": "iofog.org/v3", "kind": "Registry", "spec": spec}
+
+
+DAEMON_CERTS_DIRS = (Path("/etc/docker/certs.d"), Path("/etc/containers/certs.d"))
+"""Where dockerd and podman read a registry's CA (``<dir>/<host:port>/``)."""
+
+
+def contract_tls_registry(image: TlsTestImage) -> ContractTlsRegistry:
+    """The TLS registry as the engine contract suite's ``fogwire_tls_registry`` fixture gives it."""
+    from fogwire.engine import RegistryAuth
+    from fogwire.testing import ContractTlsRegistry
+
+    auth = RegistryAuth(image.registry, image.username, image.password, ca_pem=image.ca_pem)
+    cert_dirs = tuple(root / image.registry for root in DAEMON_CERTS_DIRS)
+    return ContractTlsRegistry(image.registry, auth, image.reference, cert_dirs)
+
+
+def _tls_registry_digest(tls: TlsRegistry, repository: str, tag: str) -> str | None:
+    """The manifest digest the TLS registry holds for ``repository:tag`` (checked with its CA), or None."""
+    import ssl
+
+    req = urllib.request.Request(
+        f"https://{tls.url}/v2/{repository}/manifests/{tag}",
+        method="HEAD",
+        headers={
+            "Accept": ", ".join([MT_MANIFEST, MT_INDEX]),
+            "Authorization": "Basic " + base64.b64encode(f"{tls.username}:{tls.password}".encode()).decode(),
+        },
+    )
+    context = ssl.create_default_context(cafile=str(tls.ca_cert))
+    try:
+        with urllib.request.urlopen(req, timeout=10, context=context) as resp:
+            digest = resp.headers.get("Docker-Content-Digest")
+            return str(digest) if digest else None
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        if exc.code == 404:
+            return None
+        raise
+
+
+def ensure_tls_test_image(tls: TlsRegistry, images: TestImages) -> TlsTestImage:
+    """Push ``fogwire/busybox:1`` of ``images`` to the TLS registry unless it holds it (skopeo trusts its CA).
+
+    Idempotent and safe from concurrent processes, like :func:`ensure_test_images`.
+    """
+    with open(images.layout.parent / ".lock-tls", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _tls_registry_digest(tls, REPOSITORY, "1") != images.digest_v1:
+            _skopeo(
+                "copy",
+                "--quiet",
+                "--dest-cert-dir",
+                str(tls.cert_dir),
+                "--dest-creds",
+                f"{tls.username}:{tls.password}",
+                f"oci:{images.layout}:1",
+                f"docker://{tls.url}/{REPOSITORY}:1",
+            )
+            pushed = _tls_registry_digest(tls, REPOSITORY, "1")
+            if pushed != images.digest_v1:
+                raise RuntimeError(
+                    f"pushed {REPOSITORY}:1 to {tls.url} but it reports {pushed}, not {images.digest_v1}"
+                )
+    return TlsTestImage(
+        tls.url,
+        f"{tls.url}/{REPOSITORY}:1",
+        images.digest_v1,
+        images.config_digest_v1,
+        tls.username,
+        tls.password,
+        tls.ca_pem,
+        tls.cert_dir,
+    )
 
 
 def _skopeo(*args: str) -> None:

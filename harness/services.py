@@ -1,4 +1,4 @@
-"""Real services for fogwire's tests and benchmarks: registry, dockerd, podman, containerd.
+"""Real services for fogwire's tests and benchmarks: registries, dockerd, podman, containerd.
 
 Every ``start_*`` function is idempotent: if the service's pidfile names a live
 process and its socket or port answers, it is reused; otherwise it is started,
@@ -6,7 +6,8 @@ detached from the caller (its own session), and waited for. State, logs,
 sockets and pidfiles live under ``$FOGWIRE_HARNESS_DIR`` (default
 ``/tmp/fogwire-harness``). A file lock per service makes concurrent starts from
 several pytest processes safe. Nothing here needs a third-party package except
-:func:`start_registry`, which hashes its htpasswd with ``bcrypt`` once.
+:func:`start_registry`, which hashes its htpasswd with ``bcrypt`` once, and
+:func:`start_tls_registry`, which makes its CA with ``cryptography``.
 
 CLI::
 
@@ -56,8 +57,18 @@ REGISTRY_PASSWORD = "fogwire-test-secret"
 #: (cost 12 is about 0.25 s a request), so keep it low.
 BCRYPT_COST = 4
 
+#: The TLS registry's address: put on ``lo`` by the harness, reachable from this host only.
+#: Not in 127.0.0.0/8 on purpose: dockerd takes every loopback registry as insecure (it
+#: skips TLS verification there), so a test could not tell a trusted CA from none.
+#: 198.18.0.0/15 is the benchmarking range (RFC 2544): never routed anywhere real.
+TLS_REGISTRY_HOST = "198.18.77.1"
+TLS_REGISTRY_PORT = 5443
+TLS_REGISTRY_ADDR = f"{TLS_REGISTRY_HOST}:{TLS_REGISTRY_PORT}"
+#: Days the TLS registry's CA and certificate are valid; they are remade a day before they expire.
+TLS_VALID_DAYS = 30
+
 #: Every service, in start order.
-SERVICES = ("registry", "dockerd", "podman", "containerd")
+SERVICES = ("registry", "registry-tls", "dockerd", "podman", "containerd")
 
 START_TIMEOUT = 60.0
 #: A service's log is moved to ``NAME.log.1`` when it is started and has grown past this.
@@ -88,6 +99,28 @@ class Registry:
     def base_url(self) -> str:
         """``http://127.0.0.1:5001``, for talking to the registry API directly."""
         return f"http://{self.url}"
+
+
+@dataclass(frozen=True)
+class TlsRegistry:
+    """The TLS test registry: htpasswd auth (the same user as :class:`Registry`), a CA of its own."""
+
+    url: str
+    """``host:port`` as used in image references: ``198.18.77.1:5443``."""
+    username: str
+    password: str
+    ca_cert: Path
+    """The CA that signed the registry's certificate (PEM)."""
+    cert_dir: Path
+    """A directory holding only ``ca.crt``: skopeo's ``--dest-cert-dir``."""
+    config: Path
+    data_dir: Path
+    pid: int
+
+    @property
+    def ca_pem(self) -> str:
+        """The CA certificate's PEM text (a Registry document's ``certificate``)."""
+        return self.ca_cert.read_text()
 
 
 @dataclass(frozen=True)
@@ -430,8 +463,8 @@ def _socket_accepts(sock: Path) -> bool:
     return True
 
 
-def _registry_answers() -> bool:
-    conn = http.client.HTTPConnection(REGISTRY_HOST, REGISTRY_PORT, timeout=2)
+def _v2_answers(conn: http.client.HTTPConnection) -> bool:
+    """Whether a registry answers ``GET /v2/`` on ``conn`` (200, or 401 asking for credentials); closes it."""
     try:
         conn.request("GET", "/v2/")
         resp = conn.getresponse()
@@ -443,6 +476,10 @@ def _registry_answers() -> bool:
         conn.close()
 
 
+def _registry_answers() -> bool:
+    return _v2_answers(http.client.HTTPConnection(REGISTRY_HOST, REGISTRY_PORT, timeout=2))
+
+
 # --------------------------------------------------------------------------- services
 
 
@@ -451,11 +488,8 @@ def _registry_paths() -> tuple[Path, Path, Path]:
     return d, d / "config.yml", d / "data"
 
 
-def start_registry() -> Registry:
-    """Debian's ``docker-registry`` on 127.0.0.1:5001 with htpasswd auth (bcrypt, low cost)."""
-    d, config, data = _registry_paths()
-    data.mkdir(parents=True, exist_ok=True)
-    htpasswd = d / "htpasswd"
+def _ensure_htpasswd(htpasswd: Path) -> None:
+    """Write ``htpasswd`` with the test user unless it exists."""
     if not htpasswd.exists():
         import bcrypt  # dev dependency; only needed the first time
 
@@ -463,6 +497,14 @@ def start_registry() -> Registry:
         tmp = htpasswd.with_suffix(".tmp")
         tmp.write_text(f"{REGISTRY_USER}:{hashed}\n")
         tmp.replace(htpasswd)
+
+
+def start_registry() -> Registry:
+    """Debian's ``docker-registry`` on 127.0.0.1:5001 with htpasswd auth (bcrypt, low cost)."""
+    d, config, data = _registry_paths()
+    data.mkdir(parents=True, exist_ok=True)
+    htpasswd = d / "htpasswd"
+    _ensure_htpasswd(htpasswd)
     config_text = f"""\
 version: 0.1
 log:
@@ -489,6 +531,98 @@ auth:
         config.write_text(config_text)
     pid = _ensure("registry", "docker-registry", ["docker-registry", "serve", str(config)], _registry_answers)
     return Registry(REGISTRY_ADDR, REGISTRY_USER, REGISTRY_PASSWORD, config, data, pid)
+
+
+def ensure_lo_address(address: str) -> None:
+    """Put ``address``/32 on ``lo`` unless it is there (needs root; the address stays until reboot)."""
+    shown = subprocess.run(["ip", "-o", "addr", "show", "dev", "lo"], capture_output=True, text=True, check=True)
+    if f" {address}/" in shown.stdout:
+        return
+    added = subprocess.run(["ip", "addr", "add", f"{address}/32", "dev", "lo"], capture_output=True, text=True)
+    if added.returncode != 0 and "File exists" not in added.stderr:
+        raise HarnessError(f"cannot put {address} on lo (root is needed): {added.stderr.strip()}")
+
+
+def _tls_registry_paths() -> dict[str, Path]:
+    d = harness_dir() / "registry-tls"
+    return {"dir": d, "config": d / "config.yml", "data": d / "data", "pki": d / "pki", "ca": d / "ca"}
+
+
+def _tls_cert_fresh(cert: Path) -> bool:
+    """True if ``cert`` exists and stays valid for at least another day."""
+    import datetime
+
+    from cryptography import x509
+
+    try:
+        loaded = x509.load_pem_x509_certificate(cert.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return loaded.not_valid_after_utc > datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=1)
+
+
+def _tls_registry_answers(ca_cert: Path) -> bool:
+    import ssl
+
+    try:
+        context = ssl.create_default_context(cafile=str(ca_cert))
+    except (OSError, ssl.SSLError):
+        return False
+    return _v2_answers(http.client.HTTPSConnection(TLS_REGISTRY_HOST, TLS_REGISTRY_PORT, timeout=2, context=context))
+
+
+def start_tls_registry() -> TlsRegistry:
+    """A second ``docker-registry`` on 198.18.77.1:5443 (on ``lo``), HTTPS with a certificate of a CA made here.
+
+    The CA and certificate are remade when they are about to expire; a registry
+    still serving the old certificate then fails its readiness check and is restarted.
+    """
+    from fogwire.testing.pki import make_pki
+
+    p = _tls_registry_paths()
+    ensure_lo_address(TLS_REGISTRY_HOST)
+    with _locked("registry-tls-setup"):
+        p["data"].mkdir(parents=True, exist_ok=True)
+        htpasswd = p["dir"] / "htpasswd"
+        _ensure_htpasswd(htpasswd)
+        pki = p["pki"]
+        if not _tls_cert_fresh(pki / "tls.crt"):
+            made = make_pki(pki, names=("localhost",), ips=(TLS_REGISTRY_HOST,), valid_days=TLS_VALID_DAYS)
+            p["ca"].mkdir(exist_ok=True)
+            shutil.copyfile(made.ca_cert, p["ca"] / "ca.crt")
+        config_text = f"""\
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: {p["data"]}
+  delete:
+    enabled: true
+  maintenance:
+    uploadpurging:
+      enabled: false
+http:
+  addr: {TLS_REGISTRY_ADDR}
+  secret: fogwire-harness-not-a-secret
+  tls:
+    certificate: {pki / "tls.crt"}
+    key: {pki / "tls.key"}
+auth:
+  htpasswd:
+    realm: fogwire-test
+    path: {htpasswd}
+"""
+        if not p["config"].exists() or p["config"].read_text() != config_text:
+            p["config"].write_text(config_text)
+    ca_cert = p["ca"] / "ca.crt"
+    argv = ["docker-registry", "serve", str(p["config"])]
+    pid = _ensure("registry-tls", "docker-registry", argv, lambda: _tls_registry_answers(ca_cert))
+    return TlsRegistry(
+        TLS_REGISTRY_ADDR, REGISTRY_USER, REGISTRY_PASSWORD, ca_cert, p["ca"], p["config"], p["data"], pid
+    )
 
 
 def _dockerd_paths() -> tuple[Path, Path, Path, Path]:
@@ -629,11 +763,18 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 
 _STARTERS: dict[str, Callable[[], object]] = {
     "registry": start_registry,
+    "registry-tls": start_tls_registry,
     "dockerd": start_dockerd,
     "podman": start_podman,
     "containerd": start_containerd,
 }
-_EXES = {"registry": "docker-registry", "dockerd": "dockerd", "podman": "podman", "containerd": "containerd"}
+_EXES = {
+    "registry": "docker-registry",
+    "registry-tls": "docker-registry",
+    "dockerd": "dockerd",
+    "podman": "podman",
+    "containerd": "containerd",
+}
 
 
 def start(names: Sequence[str] = ()) -> dict[str, object]:
@@ -760,12 +901,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             for n in _check_names(names):
                 print(f"{n}: {'running pid ' + str(read_pid(n)) if is_running(n) else 'stopped'}")
         elif cmd == "images":
-            from harness.images import ensure_test_images
+            from harness.images import ensure_test_images, ensure_tls_test_image
 
             imgs = ensure_test_images(start_registry())
             for k, v in vars(imgs).items():
                 if k != "password":
                     print(f"{k}: {v}")
+            tls = ensure_tls_test_image(start_tls_registry(), imgs)
+            print(f"tls_reference: {tls.reference}")
         else:
             print(f"unknown command {cmd!r}; use start, stop, env, status or images", file=sys.stderr)
             return 2

@@ -101,6 +101,27 @@ def test_an_unknown_cdi_device_rejects_the_microservice_with_its_path(tmp_path: 
     assert "'nvidia.com/gpu=all'" in message and "'bad'" in message
 
 
+def test_cdi_devices_join_the_spec_and_a_malformed_name_is_refused_by_path(tmp_path: Path) -> None:
+    (tmp_path / "null.json").write_text(
+        '{"cdiVersion": "0.6.0", "kind": "fogwire.test/null", "containerEdits": {"env": ["KIND=null"]},'
+        ' "devices": [{"name": "one", "containerEdits": {"deviceNodes": [{"path": "/dev/n1", "hostPath": "/dev/null"}],'
+        ' "mounts": [{"hostPath": "/srv", "containerPath": "/srv", "options": ["ro"]}],'
+        ' "hooks": [{"hookName": "createRuntime", "path": "/bin/true"}]}}]}'
+    )
+    desired = state(ms(cdiDevices=["fogwire.test/null=one"], env=[{"key": "OWN", "value": "1"}]))
+    spec = resolve(desired.microservices["web"], desired, "amd64", cdi_spec_dirs=[str(tmp_path)]).spec
+    assert spec.env == {"KIND": "null", "OWN": "1"}
+    assert [(d.host_path, d.container_path, d.permissions) for d in spec.devices] == [("/dev/null", "/dev/n1", "rwm")]
+    assert [(m.source, m.target, m.read_only) for m in spec.mounts] == [("/srv", "/srv", True)]
+    assert [(h.hook_name, h.path) for h in spec.hooks] == [("createRuntime", "/bin/true")]
+    bad = state(ms("good"), ms("bad", cdiDevices=["fogwire.test/null=one", "null=one"]))
+    with pytest.raises(ResolveError) as caught:
+        resolve(bad.microservices["bad"], bad, "amd64", cdi_spec_dirs=[str(tmp_path)])
+    assert str(caught.value).startswith(
+        "app.yaml:DOC#2: spec.microservices[1].container.cdiDevices[1]: expected a qualified CDI device name"
+    )
+
+
 def test_host_namespaces_devices_annotations_and_runtime_reach_the_spec() -> None:
     spec = spec_of(
         pidMode="host",

@@ -53,6 +53,16 @@ BAD_INPUTS: list[tuple[str, str, list[str]]] = [
         ],
     ),
     (
+        "cdi-device-names",
+        ms(extra="container:\n  cdiDevices: [vendor.example/gpu=0, gpu0, 'vendor.example/gpu=']\n"),
+        [
+            "{f}:DOC#1: spec.container.cdiDevices[1]: expected a qualified CDI device name (vendor.com/class=name), "
+            "got 'gpu0' (microservice 'web' is not run)",
+            "{f}:DOC#1: spec.container.cdiDevices[2]: expected a qualified CDI device name (vendor.com/class=name), "
+            "got 'vendor.example/gpu=' (microservice 'web' is not run)",
+        ],
+    ),
+    (
         "port-as-name",
         ms(extra="container:\n  ports:\n    - {internal: 80, external: 8080}\n    - {internal: 81, external: http}\n"),
         ["{f}:DOC#1: spec.container.ports[1].external: expected an integer 1-65535, got 'http'"],
@@ -445,6 +455,7 @@ spec:
       container:
         commands: [sleep, '3600']
         extraHosts: ['db:10.0.0.5', {{name: cache, address: 10.0.0.6}}]
+        cdiDevices: [vendor.example/serial=ttyS0]
 """
 
 
@@ -470,6 +481,7 @@ def test_valid_input_assembles_into_the_desired_state() -> None:
     assert "fogwire-test-secret" not in repr(state.registries[3])
     assert sorted(state.registries) == [1, 2, 3]
     assert state.microservices["back"].spec.container.extra_hosts[0].address == "10.0.0.5"
+    assert state.microservices["back"].spec.container.cdi_devices == ("vendor.example/serial=ttyS0",)
 
 
 def test_json_output_shape(tmp_path: Path, run_cli: Callable[..., Any], isolated_paths: Path) -> None:

@@ -17,7 +17,12 @@ from typing import Any, NewType, TypeVar
 import attrs
 import cattrs
 from cattrs.cols import homogenous_tuple_structure_factory, list_structure_factory
-from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
+from cattrs.errors import (
+    AttributeValidationNote,
+    ClassValidationError,
+    ForbiddenExtraKeysError,
+    IterableValidationError,
+)
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from fogwire.errors import ConfigError, Problem
@@ -263,6 +268,40 @@ def _register_iofog_scalars(converter: cattrs.Converter) -> None:
         return structure_host(value, iofog.ExtraHost)  # type: ignore[no-any-return]
 
     converter.register_structure_hook(iofog.ExtraHost, extra_host)
+    structure_registry = converter.get_structure_hook(iofog.RegistrySpec)
+
+    def registry_spec(value: Any, _: Any) -> iofog.RegistrySpec:
+        spec: iofog.RegistrySpec = structure_registry(value, iofog.RegistrySpec)
+        if spec.requires_cert:
+            problem = (
+                "requiresCert is true: give the registry's CA certificate here (PEM text)"
+                if not spec.certificate
+                else pem_problem(spec.certificate)
+            )
+            if problem:
+                raise _field_error(iofog.RegistrySpec, "certificate", ValueProblem(problem))
+        return spec
+
+    converter.register_structure_hook(iofog.RegistrySpec, registry_spec)
+
+
+def pem_problem(text: str) -> str | None:
+    """Why ``text`` is not PEM text of one or more certificates a TLS client can trust, or ``None``."""
+    import ssl  # only when a registry brings its own CA
+
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        return "expected PEM text of a CA certificate ('-----BEGIN CERTIFICATE-----' …), got no such block"
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=text)
+    except (ssl.SSLError, ValueError) as error:
+        return f"expected PEM text of a CA certificate, but it does not parse: {error}"
+    return None
+
+
+def _field_error(cls: type[Any], name: str, error: Exception) -> ClassValidationError:
+    """``error`` as cattrs reports one about attribute ``name`` of ``cls``, so it gets that field path."""
+    error.__notes__ = [AttributeValidationNote(f"Structuring class {cls.__qualname__} @ attribute {name}", name, str)]
+    return ClassValidationError(f"While structuring {cls.__qualname__}", [error], cls)
 
 
 def make_renaming_hook(converter: cattrs.Converter, cls: type[Any], **renames: str) -> None:

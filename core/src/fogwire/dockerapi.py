@@ -24,7 +24,13 @@ from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from fogwire.engine import Health, RegistryAuth, WorkloadSpec
-from fogwire.errors import EngineError, ImageNotFoundError, PortInUseError, RegistryAuthError
+from fogwire.errors import (
+    EngineError,
+    ImageNotFoundError,
+    PortInUseError,
+    RegistryAuthError,
+    RegistryCertificateError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +46,8 @@ AUTH_MARKERS = (
 """Words of a daemon's pull error that mean the registry refused the credentials (or their absence)."""
 AUTH_STATUS = re.compile(r"(?<![\w.-])401(?![\w.-])")
 """HTTP 401 as a status code, not digits inside an image name such as ``app-401f``."""
+CERTIFICATE_MARKERS = ("x509:", "tls: failed to verify certificate", "certificate signed by unknown authority")
+"""Words of a daemon's pull error that mean the registry's TLS certificate could not be verified."""
 PORT_MARKERS = ("address already in use", "port is already allocated")
 """Words of a daemon's start error that mean a published host port is taken."""
 
@@ -74,12 +82,17 @@ def pull_error(
     message = redact(message.strip(), auth)
     lower = message.lower()
     server = reference.split("/")[0] if "/" in reference else "docker.io"
+    if any(marker in lower for marker in CERTIFICATE_MARKERS):
+        return RegistryCertificateError(
+            f"{daemon} does not trust the TLS certificate of registry {server} pulling {reference!r}: {message}; "
+            "give its Registry the CA that signed it (requiresCert: true, certificate: the CA's PEM text)"
+        )
     refused = any(marker in lower for marker in AUTH_MARKERS) or bool(AUTH_STATUS.search(lower))
     missing = any(marker in lower for marker in NOT_FOUND_MARKERS)
     if missing and not (auth_first and refused):
         return ImageNotFoundError(f"image {reference!r} was not found in registry {server}: {message}")
     if refused:
-        user = f"user {auth.username!r}" if auth else "no credentials"
+        user = f"user {auth.username!r}" if auth and auth.has_credentials else "no credentials"
         return RegistryAuthError(
             f"registry {server} refused {user} pulling {reference!r}: {message}; "
             "check the registry's username and password"

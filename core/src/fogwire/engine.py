@@ -76,14 +76,30 @@ class EventKind(enum.Enum):
 
 @attrs.frozen
 class RegistryAuth:
-    """Credentials for one registry server; the password is never shown in a repr."""
+    """How to reach one registry server: its credentials and its TLS trust.
+
+    Empty ``username`` and ``password`` pull anonymously (a registry may need only its
+    CA, or ``insecure``). The password is never shown in a repr.
+    """
 
     server: str
-    username: str
-    password: str = attrs.field(repr=False)
+    username: str = ""
+    password: str = attrs.field(default="", repr=False)
     email: str = ""
     insecure: bool = False
-    """Talk plain HTTP / skip TLS verification (loopback test registries)."""
+    """Skip TLS verification, falling back to plain HTTP (a registry without a usable certificate)."""
+    ca_pem: str | None = attrs.field(default=None, repr=False)
+    """PEM text of the CA(s) the registry's certificate is verified with, besides the system's.
+
+    Set from a Registry's ``certificate`` when it says ``requiresCert``. Engines whose
+    daemon pulls (docker, podman) put it where the daemon reads a registry's CA, for
+    the pull only; fogwire's own registry client (containerd) adds it to its TLS context.
+    """
+
+    @property
+    def has_credentials(self) -> bool:
+        """True when there is a user name or password to log in with."""
+        return bool(self.username or self.password)
 
 
 @attrs.frozen

@@ -71,6 +71,10 @@ class RegistryAuthError(EngineError):
     """The registry refused the credentials (the password is never included)."""
 
 
+class RegistryCertificateError(EngineError):
+    """The registry's TLS certificate could not be verified (no CA, or the wrong one, for it)."""
+
+
 class PortInUseError(EngineError):
     """A host port a workload asks for is already taken."""
 

@@ -212,9 +212,9 @@ class Reconciler:
         self.op_timeout_s = op_timeout_s
         self.stop_timeout_s = stop_timeout_s
         self.default_log_mib = default_log_mib
+        """MiB of log kept for a microservice that sets no ``logSize`` (``None``: the engine's default)."""
         self.cdi_spec_dirs = cdi_spec_dirs
         """Where CDI spec files are read (``cdiDevices``)."""
-        """MiB of log kept for a microservice that sets no ``logSize`` (``None``: the engine's default)."""
         self.records: dict[str, MicroserviceRecord] = {}
         self.rebuilds: dict[str, RebuildRecord] = {}
         self._rebuild_lock = asyncio.Lock()

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import attrs
 
-from fogwire.cdi import DEFAULT_SPEC_DIRS, CdiError, resolve_devices
+from fogwire.cdi import DEFAULT_SPEC_DIRS, CdiError, name_problem, resolve_devices, with_edits
 from fogwire.convert import to_camel
 from fogwire.engine import (
     SPEC_HASH_LABEL,
@@ -121,6 +121,11 @@ def unsupported_fields(ms: DesiredMicroservice) -> list[Problem]:
                     f"expected letters of 'rwm', got {device.permissions!r}",
                 )
             )
+    for position, name in enumerate(container.cdi_devices):
+        problem = name_problem(name)
+        if problem:
+            where = f"{ms.path}.container.cdiDevices[{position}]"
+            problems.append(Problem(ms.origin, ms.index, where, f"{problem} (microservice {ms.name!r} is not run)"))
     cpuset = container.cpu_set_cpus
     if cpuset and not _CPUSET_RE.fullmatch(cpuset):
         problems.append(
@@ -211,7 +216,8 @@ def config_hash(spec: WorkloadSpec, auth: RegistryAuth | None = None) -> str:
         if data.get(name) in (None, [], {}):
             data.pop(name, None)
     data["labels"] = {k: v for k, v in data["labels"].items() if not k.startswith("io.fogwire.")}
-    data["registry"] = [auth.server, auth.username, auth.insecure] if auth else None
+    # How the image is reached (CA, insecure without credentials) changes no workload: not hashed.
+    data["registry"] = [auth.server, auth.username, auth.insecure] if auth and auth.has_credentials else None
     text = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:32]
 
@@ -271,14 +277,17 @@ def _registry(
     if registry.url == "from_cache":
         return PullPolicy.NEVER, None
     auth = None
-    if registry.username or registry.password:
+    insecure = registry.insecure or registry.url.startswith("http://")
+    ca_pem = registry.certificate if registry.requires_cert else None
+    if registry.username or registry.password or insecure or ca_pem:
         server = registry.url.removeprefix("https://").removeprefix("http://").rstrip("/")
         auth = RegistryAuth(
             server=server,
             username=registry.username,
             password=registry.password,
             email=registry.email,
-            insecure=registry.insecure or registry.url.startswith("http://"),
+            insecure=insecure,
+            ca_pem=ca_pem,
         )
     return PullPolicy.PULL, auth
 
@@ -379,25 +388,10 @@ def resolve(
 
 
 def _with_cdi_devices(ms: DesiredMicroservice, spec: WorkloadSpec, spec_dirs: Sequence[str]) -> WorkloadSpec:
-    """``spec`` with the edits of ``ms``'s CDI devices; the microservice's own env wins over a device's."""
-    field = f"{ms.origin}:DOC#{ms.index}: {ms.path}.container.cdiDevices"
-    names = list(ms.spec.container.cdi_devices)
-    for i, name in enumerate(names):
-        if "=" not in name or "/" not in name.split("=", 1)[0]:
-            raise ResolveError(
-                f"{field}[{i}]: expected a qualified CDI device name (vendor.com/class=name), got {name!r}"
-            )
+    """``spec`` with the edits of ``ms``'s CDI devices (names already checked by :func:`unsupported_fields`)."""
     try:
-        edits = resolve_devices(names, spec_dirs)
+        edits = resolve_devices(ms.spec.container.cdi_devices, spec_dirs)
     except CdiError as error:
+        field = f"{ms.origin}:DOC#{ms.index}: {ms.path}.container.cdiDevices"
         raise ResolveError(f"{field}: {error} (microservice {ms.name!r} is not run)") from None
-    env = {k: v for k, v in (e.split("=", 1) for e in edits.env)}
-    return attrs.evolve(
-        spec,
-        env={**env, **spec.env},
-        devices=spec.devices
-        + tuple(DeviceMapping(n.host_path or n.path, n.path, n.permissions) for n in edits.device_nodes),
-        mounts=spec.mounts
-        + tuple(VolumeMount(m.host_path, m.container_path, read_only=m.read_only) for m in edits.mounts),
-        hooks=edits.hooks,
-    )
+    return with_edits(spec, edits)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from fogwire.engine import Engine, EngineContext, RegistryAuth, WorkloadSpec
-from fogwire.testing import ContractArchives, ContractRegistry, ContractRuntime
+from fogwire.testing import ContractArchives, ContractRegistry, ContractRuntime, ContractTlsRegistry
 from harness import images, runtimes, services
 
 
@@ -38,6 +38,12 @@ def fogwire_registry(harness_images: images.TestImages) -> ContractRegistry:
 def fogwire_image_archives(harness_images: images.TestImages) -> ContractArchives:
     """The harness tarballs."""
     return ContractArchives(docker_archive=harness_images.docker_archive, oci_archive=harness_images.oci_archive)
+
+
+@pytest.fixture(scope="session")
+def fogwire_tls_registry(harness_tls_image: images.TlsTestImage) -> ContractTlsRegistry:
+    """The harness's TLS registry (a CA of its own) as the contract suite wants it."""
+    return images.contract_tls_registry(harness_tls_image)
 
 
 class RawContainers:

@@ -18,7 +18,13 @@ import pytest
 from fogwire_engine_docker.engine import DockerEngine
 
 from fogwire.engine import EngineContext, RegistryAuth
-from fogwire.testing import ContractArchives, ContractRegistry, ContractRuntime, UnmanagedContainers
+from fogwire.testing import (
+    ContractArchives,
+    ContractRegistry,
+    ContractRuntime,
+    ContractTlsRegistry,
+    UnmanagedContainers,
+)
 from harness import images, runtimes, services
 
 
@@ -45,6 +51,12 @@ def fogwire_registry(harness_images: images.TestImages) -> ContractRegistry:
 def fogwire_image_archives(harness_images: images.TestImages) -> ContractArchives:
     """The harness's docker-archive and OCI-layout tarballs."""
     return ContractArchives(harness_images.docker_archive, harness_images.oci_archive)
+
+
+@pytest.fixture(scope="session")
+def fogwire_tls_registry(harness_tls_image: images.TlsTestImage) -> ContractTlsRegistry:
+    """The harness's TLS registry (a CA of its own) as the contract suite wants it."""
+    return images.contract_tls_registry(harness_tls_image)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import podman.errors
 import pytest
 
 from fogwire.engine import RegistryAuth
-from fogwire.testing import ContractArchives, ContractRegistry, UnmanagedContainers
+from fogwire.testing import ContractArchives, ContractRegistry, ContractTlsRegistry, UnmanagedContainers
 from harness import images, services
 
 ULIMITS = [{"Name": "nofile", "Soft": 1024, "Hard": 1024}, {"Name": "nproc", "Soft": 4096, "Hard": 4096}]
@@ -46,6 +46,12 @@ def fogwire_registry(harness_images: images.TestImages) -> ContractRegistry:
 def fogwire_image_archives(harness_images: images.TestImages) -> ContractArchives:
     """The harness's docker-archive and OCI-layout tarballs."""
     return ContractArchives(harness_images.docker_archive, harness_images.oci_archive)
+
+
+@pytest.fixture(scope="session")
+def fogwire_tls_registry(harness_tls_image: images.TlsTestImage) -> ContractTlsRegistry:
+    """The harness's TLS registry (a CA of its own) as the contract suite wants it."""
+    return images.contract_tls_registry(harness_tls_image)
 
 
 def collect_unclosed() -> list[str]:

@@ -18,6 +18,9 @@ host's ``conftest.py`` (see ``docs/engines.md``, "The contract suite"):
 ``fogwire_image_archives``
     a :class:`ContractArchives`: a docker-archive and an OCI-layout tarball of a
     busybox image.
+``fogwire_tls_registry``
+    a :class:`ContractTlsRegistry`: a registry on HTTPS with a CA of its own. Without
+    it the suite's tests of a registry's CA are skipped, saying so.
 
 Optional fixtures a host may override: ``fogwire_engine_name`` (instead of the
 option, so one session can test several engines), ``fogwire_engine_url``,
@@ -37,7 +40,7 @@ import attrs
 
 from fogwire.engine import RegistryAuth
 
-__all__ = ["ContractArchives", "ContractRegistry", "UnmanagedContainers"]
+__all__ = ["ContractArchives", "ContractRegistry", "ContractTlsRegistry", "UnmanagedContainers"]
 
 
 @attrs.frozen
@@ -59,6 +62,25 @@ class ContractRegistry:
     """A reference to the first image, e.g. ``127.0.0.1:5001/fogwire/busybox:1``."""
     other_image: str
     """A reference to the second image, e.g. ``127.0.0.1:5001/fogwire/busybox:2``."""
+
+
+@attrs.frozen
+class ContractTlsRegistry:
+    """A registry on HTTPS whose certificate a CA of the test's own signed: no system CA trusts it.
+
+    Not on 127.0.0.0/8: dockerd skips TLS verification for every loopback registry.
+    ``auth`` holds valid credentials and the CA (:attr:`RegistryAuth.ca_pem`), with
+    ``insecure=False``; the suite derives the same without a CA, or with another CA.
+    ``image`` is a busybox image like :class:`ContractRegistry`'s.
+    """
+
+    server: str
+    """``host:port`` as written in image references, e.g. ``198.18.77.1:5443``."""
+    auth: RegistryAuth
+    image: str
+    cert_dirs: tuple[Path, ...] = ()
+    """Where a daemon reads this registry's CA (``/etc/docker/certs.d/<host:port>``…): the
+    engine under test may write there for a pull, and must leave none of them behind."""
 
 
 @attrs.frozen

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import os
 import secrets
@@ -36,7 +37,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -64,9 +65,16 @@ from fogwire.errors import (
     ImageNotFoundError,
     PortInUseError,
     RegistryAuthError,
+    RegistryCertificateError,
     WorkloadNotFoundError,
 )
-from fogwire.testing import ContractArchives, ContractRegistry, ContractRuntime, UnmanagedContainers
+from fogwire.testing import (
+    ContractArchives,
+    ContractRegistry,
+    ContractRuntime,
+    ContractTlsRegistry,
+    UnmanagedContainers,
+)
 
 T = TypeVar("T")
 
@@ -329,6 +337,46 @@ class EngineContract:
             await fogwire_engine.obtain_image(
                 f"{fogwire_registry.server}/fogwire/{unique('gone')}:1", fogwire_registry.auth
             )
+
+    # ------------------------------------------------------------------ a registry's own CA
+
+    async def test_pull_from_a_registry_with_a_ca_of_its_own(
+        self, fogwire_engine: Engine, fogwire_tls_registry: ContractTlsRegistry
+    ) -> None:
+        tls = fogwire_tls_registry
+        digest = await asyncio.wait_for(fogwire_engine.pull(tls.image, tls.auth), WAIT_S)
+        assert digest is not None and digest.startswith("sha256:")
+        assert await fogwire_engine.image_digest(tls.image) == digest
+        for directory in tls.cert_dirs:
+            assert not directory.exists(), f"{directory} is left behind after the pull"
+
+    async def test_pull_without_the_registrys_ca_fails_with_a_certificate_error(
+        self, fogwire_engine: Engine, fogwire_tls_registry: ContractTlsRegistry
+    ) -> None:
+        tls = fogwire_tls_registry
+        auth = tls.auth
+        without = RegistryAuth(auth.server, auth.username, auth.password, auth.email)
+        with pytest.raises(RegistryCertificateError) as caught:
+            await asyncio.wait_for(fogwire_engine.pull(tls.image, without), WAIT_S)
+        assert tls.server in str(caught.value)
+        assert auth.password not in str(caught.value)
+        for directory in tls.cert_dirs:
+            assert not directory.exists(), f"{directory} is left behind after the pull"
+
+    async def test_pull_with_another_ca_fails_with_a_certificate_error(
+        self, fogwire_engine: Engine, fogwire_tls_registry: ContractTlsRegistry, fogwire_workdir: Path
+    ) -> None:
+        from fogwire.testing.pki import make_pki
+
+        tls = fogwire_tls_registry
+        other = make_pki(fogwire_workdir / "other-ca", prefix="other-").ca_cert.read_text()
+        auth = tls.auth
+        wrong = RegistryAuth(auth.server, auth.username, auth.password, auth.email, ca_pem=other)
+        with pytest.raises(RegistryCertificateError) as caught:
+            await asyncio.wait_for(fogwire_engine.pull(tls.image, wrong), WAIT_S)
+        assert tls.server in str(caught.value)
+        for directory in tls.cert_dirs:
+            assert not directory.exists(), f"{directory} is left behind after the pull"
 
     @pytest.mark.parametrize("kind", ["docker_archive", "oci_archive"])
     async def test_load_image_archive(
@@ -846,6 +894,70 @@ class EngineContract:
         assert out[0].startswith("c") and "1," in out[0] and "3" in out[0], out
         assert "write-ok" in out
 
+    async def test_cdi_devices_as_their_spec_says(
+        self, fogwire_engine: Engine, fogwire_registry: ContractRegistry, fogwire_workdir: Path
+    ) -> None:
+        """``cdiDevices``, through core (document → resolve → spec): a CDI spec's device node, env and mount.
+
+        The spec (in a directory of the test's own, as the agent's ``cdiSpecDirs``)
+        exposes ``/dev/null`` as ``/dev/fogwire-cdi-null``, sets variables at its top
+        level and on the device, and bind-mounts a host directory read-only.
+        """
+        if "devices" not in type(fogwire_engine).features:
+            pytest.skip(f"{type(fogwire_engine).__name__} does not offer devices")
+        await ensure_image(fogwire_engine, fogwire_registry)
+        shared = fogwire_workdir / "cdi-shared"
+        shared.mkdir()
+        (shared / "hello").write_text("from-the-cdi-mount\n")
+        device = {
+            "name": "null",
+            "containerEdits": {
+                "env": ["FOGWIRE_CDI=device"],
+                "deviceNodes": [{"path": "/dev/fogwire-cdi-null", "hostPath": "/dev/null", "permissions": "rw"}],
+                "mounts": [{"hostPath": str(shared), "containerPath": "/cdi", "options": ["ro", "nosuid", "bind"]}],
+            },
+        }
+        script = (
+            "ls -l /dev/fogwire-cdi-null; echo x > /dev/fogwire-cdi-null && echo write-ok; "
+            "echo env=$FOGWIRE_CDI/$FOGWIRE_CDI_SPEC; cat /cdi/hello; "
+            "if touch /cdi/x 2>/dev/null; then echo mount-writable; else echo mount-ro; fi; echo cdi-end"
+        )
+        spec, problems = _resolve_cdi(fogwire_engine, fogwire_registry, fogwire_workdir, device, script)
+        assert spec is not None, problems
+        info, lines = await run_to_exit(fogwire_engine, spec, "cdi-end")
+        assert info.exit_code == 0, texts(lines)
+        out = texts(lines, "stdout")
+        assert out[0].startswith("c") and "1," in out[0] and "3" in out[0], out
+        assert out[1:] == ["write-ok", "env=device/spec", "from-the-cdi-mount", "mount-ro", "cdi-end"]
+        assert not (shared / "x").exists()
+
+    async def test_cdi_hooks_run_or_the_microservice_is_refused(
+        self, fogwire_engine: Engine, fogwire_registry: ContractRegistry, fogwire_workdir: Path
+    ) -> None:
+        """A CDI device's OCI hook: run (a ``createRuntime`` hook writes a file on the host) by an engine offering
+        ``hooks``; any other engine's microservice is refused before it is created, naming the engine and field."""
+        await ensure_image(fogwire_engine, fogwire_registry)
+        marker = fogwire_workdir / "hook-ran"
+        hook = fogwire_workdir / "cdi-hook"
+        hook.write_text('#!/bin/sh\ncat > /dev/null\necho "$2" > "$1"\n')  # the OCI state arrives on stdin
+        hook.chmod(0o755)
+        device = {
+            "name": "hooked",
+            "containerEdits": {
+                "hooks": [{"hookName": "createRuntime", "path": str(hook), "args": ["cdi-hook", str(marker), "ran"]}]
+            },
+        }
+        spec, problems = _resolve_cdi(fogwire_engine, fogwire_registry, fogwire_workdir, device, "echo hook-end")
+        if "hooks" not in type(fogwire_engine).features:
+            assert spec is None
+            engine = type(fogwire_engine).name or type(fogwire_engine).__name__
+            assert f"the {engine} engine can't honour spec.microservices[0].container.cdiDevices" in problems
+            return
+        assert spec is not None, problems
+        info, lines = await run_to_exit(fogwire_engine, spec, "hook-end")
+        assert info.exit_code == 0, texts(lines)
+        assert marker.read_text() == "ran\n"
+
     async def test_restart_policy_on_failure(self, fogwire_engine: Engine, fogwire_registry: ContractRegistry) -> None:
         await ensure_image(fogwire_engine, fogwire_registry)
         name = unique("restart")
@@ -1083,6 +1195,53 @@ class EngineContract:
             assert str(port) in str(caught.value)
             info = await fogwire_engine.inspect(name)
             assert info is None or info.state is not WorkloadState.RUNNING
+
+
+def _resolve_cdi(
+    engine: Engine, registry: ContractRegistry, workdir: Path, device: dict[str, Any], script: str
+) -> tuple[WorkloadSpec | None, str]:
+    """A microservice using CDI device ``device`` resolved as the agent would: ``(spec, "")`` or ``(None, problem)``.
+
+    The device sits in a spec (kind ``fogwire.test/contract``, with a top-level
+    variable) in ``workdir/cdi``; the reconciler checks the engine's features.
+    """
+    from fogwire.convert import make_converter
+    from fogwire.model.desired import assemble
+    from fogwire.reconcile import Reconciler
+    from fogwire.resolve import device_arch
+    from fogwire.store import Store
+
+    specs = workdir / "cdi"
+    specs.mkdir(exist_ok=True)
+    spec = {
+        "cdiVersion": "0.6.0",
+        "kind": "fogwire.test/contract",
+        "containerEdits": {"env": ["FOGWIRE_CDI_SPEC=spec"]},
+        "devices": [device],
+    }
+    (specs / f"{device['name']}.json").write_text(json.dumps(spec))
+    name = unique("cdi")
+    microservice = {
+        "name": name,
+        "images": {"x86": registry.image, "arm": registry.image},
+        "container": {"commands": ["sh", "-c", script], "cdiDevices": [f"fogwire.test/contract={device['name']}"]},
+    }
+    app = {
+        "apiVersion": "iofog.org/v3",
+        "kind": "Application",
+        "metadata": {"name": name},
+        "spec": {"microservices": [microservice]},
+    }
+    desired = assemble(make_converter(), [app], "contract")
+    store = Store.open(workdir / f"{name}.db")
+    try:
+        reconciler = Reconciler(engine, store, arch=device_arch(), cdi_spec_dirs=(str(specs),))
+        resolved, problems = reconciler.resolve_all(desired)
+    finally:
+        store.close()
+    if name in problems:
+        return None, problems[name]
+    return resolved[name].spec, ""
 
 
 def _own_capability_bounding_set() -> int | None:

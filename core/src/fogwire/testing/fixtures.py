@@ -19,7 +19,13 @@ import pytest_asyncio
 from fogwire.engine import Engine, EngineContext
 from fogwire.errors import EngineError
 from fogwire.plugins import PluginHost
-from fogwire.testing import ContractArchives, ContractRegistry, ContractRuntime, UnmanagedContainers
+from fogwire.testing import (
+    ContractArchives,
+    ContractRegistry,
+    ContractRuntime,
+    ContractTlsRegistry,
+    UnmanagedContainers,
+)
 
 EngineMaker = Callable[[str], Awaitable[Engine]]
 """``await make(agent_id)``: a started engine of the plugin under test for that agent."""
@@ -65,6 +71,15 @@ def fogwire_registry() -> ContractRegistry:
         "fogwire.testing.ContractRegistry (a loopback registry with auth and two busybox images); "
         "define it in your conftest.py",
         pytrace=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def fogwire_tls_registry() -> ContractTlsRegistry:
+    """A registry on HTTPS with a CA of its own; a host provides it, else the tests of a registry's CA skip."""
+    pytest.skip(
+        "no 'fogwire_tls_registry' fixture: the tests of a registry with its own CA need one returning "
+        "fogwire.testing.ContractTlsRegistry; define it in your conftest.py"
     )
 
 

@@ -36,8 +36,12 @@ def make_pki(
     names: Iterable[str] = ("edgelet.default.svc.bridge.local", "iofog", "localhost"),
     ips: Iterable[str] = ("127.0.0.1",),
     prefix: str = "",
+    valid_days: int = 1,
 ) -> Pki:
-    """Make a self-signed CA and a server certificate for ``names`` and ``ips`` in ``directory``."""
+    """Make a self-signed CA and a server certificate for ``names`` and ``ips`` in ``directory``.
+
+    Both are valid from five minutes ago for ``valid_days`` days.
+    """
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -54,7 +58,7 @@ def make_pki(
         .public_key(ca_key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=valid_days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -83,7 +87,7 @@ def make_pki(
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=valid_days))
         .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)

@@ -193,6 +193,7 @@ def documents(
     """
     out: list[Any] = []
     registry_ids = set(BUILTIN_REGISTRIES)
+    unreadable: dict[int, str] = {}
     for row in registries:
         if not isinstance(row, dict):
             continue
@@ -201,8 +202,12 @@ def documents(
             continue
         try:
             parse_document(converter, document, origin, len(out) + 1)
-        except ConfigError:
-            continue  # a registry row fogwire can't read: microservices naming it are rejected below
+        except ConfigError as error:
+            # a registry row fogwire can't read (requiresCert without a PEM certificate…): microservices
+            # naming it are rejected below, with why
+            problem = error.problems[0]
+            unreadable[row["id"]] = f"{problem.path.removeprefix('spec.')}: {problem.message}"
+            continue
         registry_ids.add(row["id"])
         out.append(document)
     rejected: list[Rejected] = []
@@ -223,6 +228,10 @@ def documents(
             rejected.append(Rejected(uuid, controller_path(problem.path), problem.message))
             continue
         registry = parsed.spec.images.registry
+        if isinstance(registry, int) and registry in unreadable:
+            why = unreadable[registry]
+            rejected.append(Rejected(uuid, "registryId", f"registry {registry} can't be used: {why}"))
+            continue
         if isinstance(registry, int) and registry not in registry_ids:
             rejected.append(Rejected(uuid, "registryId", f"no registry {registry} among the controller's registries"))
             continue

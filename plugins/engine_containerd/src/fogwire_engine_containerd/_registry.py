@@ -3,6 +3,11 @@
 containerd 1.6 has no transfer service, so a client-side pull is the plugin's job.
 This speaks the distribution API over ``http.client`` with Basic or Bearer-token
 auth. It never logs or repeats credentials.
+
+TLS: the registry's certificate is verified with the system's CAs plus the
+Registry's own (:attr:`RegistryAuth.ca_pem`). An ``insecure`` registry is tried over
+TLS without verification, then plain HTTP when it doesn't speak TLS; a loopback
+registry without a CA of its own speaks plain HTTP (as dockerd assumes).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import ssl
 import urllib.parse
 
 from fogwire.engine import RegistryAuth
-from fogwire.errors import EngineError, ImageNotFoundError, RegistryAuthError
+from fogwire.errors import EngineError, ImageNotFoundError, RegistryAuthError, RegistryCertificateError
 from fogwire_engine_containerd._platform import INDEX_TYPES, MANIFEST_TYPES
 from fogwire_engine_containerd._ref import Reference
 
@@ -46,16 +51,39 @@ class RegistryClient:
         self.auth = auth
         self.timeout_s = timeout_s
         self.host = ref.api_host
-        self.plain_http = (auth is not None and auth.insecure) or is_loopback(self.host)
+        self.insecure = auth is not None and auth.insecure
+        self.ca_pem = auth.ca_pem if auth is not None else None
+        self.plain_http = not self.insecure and not self.ca_pem and is_loopback(self.host)
+        self._may_fall_back = self.insecure
+        """Until the registry first answers over TLS, an ``insecure`` one may turn out to speak plain HTTP."""
+        self._contexts: dict[bool, ssl.SSLContext] = {}
         self._authorization: str | None = None
         self._conn: http.client.HTTPConnection | None = None
 
     # ------------------------------------------------------------------ transport
 
+    def _context(self, verify: bool) -> ssl.SSLContext:
+        """The TLS context: the system's CAs and the Registry's own; ``verify=False`` checks nothing."""
+        if verify not in self._contexts:
+            context = ssl.create_default_context()
+            if not verify:
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            elif self.ca_pem:
+                try:
+                    context.load_verify_locations(cadata=self.ca_pem)
+                except (ssl.SSLError, ValueError) as error:
+                    raise RegistryCertificateError(
+                        f"the CA certificate given for registry {self.host} is not PEM text of a certificate: {error}"
+                    ) from error
+            self._contexts[verify] = context
+        return self._contexts[verify]
+
     def _connect(self, host: str, plain: bool) -> http.client.HTTPConnection:
         if plain:
             return http.client.HTTPConnection(host, timeout=self.timeout_s)
-        return http.client.HTTPSConnection(host, timeout=self.timeout_s, context=ssl.create_default_context())
+        verify = not (self.insecure and host == self.host)
+        return http.client.HTTPSConnection(host, timeout=self.timeout_s, context=self._context(verify))
 
     def close(self) -> None:
         """Close the kept-alive connection."""
@@ -75,7 +103,27 @@ class RegistryClient:
             conn = self._connect(parts.netloc, parts.scheme == "http")
         try:
             conn.request("GET", path, headers=headers)
-            return conn.getresponse()
+            response = conn.getresponse()
+        except ssl.SSLCertVerificationError as error:
+            if same_host:
+                self.close()
+            given = "; the Registry's CA did not verify it either" if self.ca_pem else ""
+            raise RegistryCertificateError(
+                f"the TLS certificate of registry {parts.netloc} is not trusted pulling {self.ref.name!r}: "
+                f"{error.verify_message}{given}; give its Registry the CA that signed it "
+                "(requiresCert: true, certificate: the CA's PEM text)"
+            ) from error
+        except ssl.SSLError as error:
+            if same_host:
+                self.close()
+                if self._may_fall_back and not self.plain_http:
+                    self.plain_http = True  # an insecure registry speaking plain HTTP
+                    self._may_fall_back = False
+                    return self._send(url, headers)
+            raise EngineError(
+                f"TLS with registry {parts.netloc} failed for {self.ref.name!r}: {error}; "
+                "check that it speaks HTTPS (mark a plain-HTTP registry insecure)"
+            ) from error
         except (OSError, http.client.HTTPException) as error:
             if same_host:
                 self.close()
@@ -83,6 +131,9 @@ class RegistryClient:
                 f"cannot reach registry {self.host} for {self.ref.name!r}: {error}; "
                 "check the registry address and that it is up"
             ) from error
+        if same_host:
+            self._may_fall_back = False
+        return response
 
     def _get(self, path: str, accept: str | None = None) -> http.client.HTTPResponse:
         """GET ``path`` with auth handling and redirects; returns a 200 response."""
@@ -124,7 +175,7 @@ class RegistryClient:
         raise EngineError(f"registry {self.host}: too many redirects or auth rounds for {self.ref.name!r}")
 
     def _basic(self) -> str | None:
-        if self.auth is None:
+        if self.auth is None or not self.auth.has_credentials:
             return None
         raw = f"{self.auth.username}:{self.auth.password}".encode()
         return "Basic " + base64.b64encode(raw).decode()

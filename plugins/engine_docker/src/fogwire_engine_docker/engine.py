@@ -43,6 +43,7 @@ import requests.exceptions
 from docker.utils import parse_repository_tag
 
 from fogwire import dockerapi
+from fogwire.certdirs import RegistryCertDirs, registry_host
 from fogwire.cgroups import usage_of_pid
 from fogwire.convert import PositiveInt, make_converter, structure_options
 from fogwire.engine import (
@@ -64,6 +65,7 @@ from fogwire.engine import (
 from fogwire.errors import (
     EngineError,
     ImageNotFoundError,
+    RegistryCertificateError,
     WorkloadNotFoundError,
 )
 from fogwire.streams import (
@@ -105,12 +107,17 @@ class DockerOptions:
     ``workers`` bounds how many API calls run at once. ``oomWatch``: ``auto``
     also reads OOM kills from ``/dev/kmsg`` when the daemon is local and the log
     readable (dockerd misses some on a loaded cgroup-v1 host), ``on``/``off`` force it.
+    ``registryCertsDir`` is where dockerd reads a registry's CA (``<dir>/<host:port>/``):
+    the CA of a Registry with ``requiresCert`` is written there for each pull and
+    removed after (see :mod:`fogwire.certdirs`), when the daemon is local (a unix
+    socket); ``null`` never writes there (CAs the operator places).
     """
 
     tls_ca: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
     oom_watch: Literal["auto", "on", "off"] = "auto"
+    registry_certs_dir: str | None = "/etc/docker/certs.d"
     workers: PositiveInt = PositiveInt(8)
     timeout_s: PositiveInt = PositiveInt(120)
 
@@ -128,14 +135,25 @@ def parse_options(options: Any, converter: cattrs.Converter | None = None) -> Do
 
 
 def pull_error(message: str, reference: str, auth: RegistryAuth | None) -> EngineError:
-    """The fogwire error for a failed pull, classified from dockerd's message (see :func:`fogwire.dockerapi.pull_error`)."""
-    return dockerapi.pull_error(
+    """The fogwire error for a failed pull, classified from dockerd's message (see :func:`fogwire.dockerapi.pull_error`).
+
+    dockerd takes ``insecure`` only from its daemon.json, so a certificate error of a
+    registry marked insecure says so.
+    """
+    error = dockerapi.pull_error(
         message,
         reference,
         auth,
         daemon="dockerd",
         plain_http_fix="add {server} to insecure-registries in the daemon's daemon.json (loopback is insecure by default)",
     )
+    if isinstance(error, RegistryCertificateError) and auth is not None and auth.insecure:
+        server = registry_host(reference)
+        return RegistryCertificateError(
+            f"{error}; the registry is marked insecure, but dockerd skips verification only for the registries "
+            f"of its daemon.json's insecure-registries: add {server!r} there"
+        )
+    return error
 
 
 def _explain(error: Exception) -> str:
@@ -160,6 +178,9 @@ class DockerEngine(Engine):
         self._locks: dict[str, asyncio.Lock] = {}
         self._subscribers: set[asyncio.Queue[EngineEvent | BaseException | None]] = set()
         self._oom_watch: dockerapi.KernelOomWatch | None = None
+        certs = self.options.registry_certs_dir
+        local = context.url is None or context.url.startswith("unix:")
+        self._certs = RegistryCertDirs(Path(certs), daemon="dockerd") if certs and local else None
 
     # ------------------------------------------------------------------ plumbing
 
@@ -228,6 +249,8 @@ class DockerEngine(Engine):
                 engine="docker",
                 on_kill=self._publish_oom,
             )
+            if self._certs is not None:
+                await self._call(self._certs.sweep)
 
     async def _publish_oom(self, container_id: str) -> None:
         try:
@@ -273,9 +296,15 @@ class DockerEngine(Engine):
     # ------------------------------------------------------------------ images
 
     def _pull(self, reference: str, auth: RegistryAuth | None) -> str | None:
+        if auth is not None and auth.ca_pem and self._certs is not None:
+            with self._certs.trusting(registry_host(reference), auth.ca_pem):
+                return self._pull_trusted(reference, auth)
+        return self._pull_trusted(reference, auth)
+
+    def _pull_trusted(self, reference: str, auth: RegistryAuth | None) -> str | None:
         repository, tag = parse_repository_tag(reference)
         auth_config = None
-        if auth is not None:
+        if auth is not None and auth.has_credentials:
             auth_config = {"username": auth.username, "password": auth.password, "serveraddress": auth.server}
             if auth.email:
                 auth_config["email"] = auth.email
@@ -290,7 +319,7 @@ class DockerEngine(Engine):
         return self._image_id(reference)
 
     async def pull(self, reference: str, auth: RegistryAuth | None = None) -> str | None:
-        """Pull ``reference`` with ``auth`` sent for this pull only (nothing is stored)."""
+        """Pull ``reference`` with ``auth`` sent for this pull only (its CA, if any, is in certs.d for the pull only)."""
         log.debug("pulling %s on %s", reference, self.where)
         return await self._call(self._pull, reference, auth)
 

@@ -49,6 +49,7 @@ import podman.errors
 import requests.exceptions
 
 from fogwire import dockerapi
+from fogwire.certdirs import RegistryCertDirs, registry_host
 from fogwire.cgroups import usage_of_pid
 from fogwire.convert import PositiveInt, make_converter, structure_options
 from fogwire.engine import (
@@ -125,11 +126,17 @@ class PodmanOptions:
     ``healthchecks``: ``auto`` runs health checks in the plugin when the host
     has no systemd, ``plugin``/``engine`` force one side. ``oomWatch``: ``auto``
     reads OOM kills from ``/dev/kmsg`` when the service is local and it is readable.
+    ``registryCertsDir`` is where the service reads a registry's CA
+    (``<dir>/<host:port>/``; a rootless service reads ``~/.config/containers/certs.d``):
+    the CA of a Registry with ``requiresCert`` is written there for each pull and
+    removed after (see :mod:`fogwire.certdirs`), when the service is local; ``null``
+    never writes there (CAs the operator places).
     """
 
     ulimits: dict[str, str] = attrs.field(factory=lambda: dict(DEFAULT_ULIMITS))
     service_args: list[str] = attrs.field(factory=list)
     insecure_registries: list[str] = attrs.field(factory=list)
+    registry_certs_dir: str | None = "/etc/containers/certs.d"
     healthchecks: Literal["auto", "plugin", "engine"] = "auto"
     oom_watch: Literal["auto", "on", "off"] = "auto"
     workers: PositiveInt = PositiveInt(8)
@@ -210,6 +217,7 @@ class PodmanEngine(Engine):
         self._tasks: list[asyncio.Task[None]] = []
         self._drive_health = False
         self._cache: dict[str, WorkloadInfo] | None = None
+        self._certs: RegistryCertDirs | None = None
 
     # ------------------------------------------------------------------ plumbing
 
@@ -308,6 +316,9 @@ class PodmanEngine(Engine):
         self._client = client
         self._tasks.append(asyncio.create_task(self._watch(), name="fogwire-podman-watch"))
         local = bool(self.url and self.url.startswith("unix:"))
+        if local and self.options.registry_certs_dir:
+            self._certs = RegistryCertDirs(Path(self.options.registry_certs_dir), daemon="podman")
+            await self._call(self._certs.sweep)
         if local and os.geteuid() == 0:
             try:  # netavark turns route_localnet on for its bridge and adds no guard of its own
                 await asyncio.to_thread(ensure_loopback_guard)
@@ -377,10 +388,16 @@ class PodmanEngine(Engine):
     # ------------------------------------------------------------------ images
 
     def _pull(self, reference: str, auth: RegistryAuth | None) -> str | None:
+        if auth is not None and auth.ca_pem and self._certs is not None:
+            with self._certs.trusting(registry_host(reference), auth.ca_pem):
+                return self._pull_trusted(reference, auth)
+        return self._pull_trusted(reference, auth)
+
+    def _pull_trusted(self, reference: str, auth: RegistryAuth | None) -> str | None:
         server = reference.split("/")[0]
         insecure = (auth is not None and auth.insecure) or server in self.options.insecure_registries
         headers = {}
-        if auth is not None:
+        if auth is not None and auth.has_credentials:
             config = {"username": auth.username, "password": auth.password, "serveraddress": auth.server}
             if auth.email:
                 config["email"] = auth.email
@@ -408,7 +425,7 @@ class PodmanEngine(Engine):
         return self._image_id(reference)
 
     async def pull(self, reference: str, auth: RegistryAuth | None = None) -> str | None:
-        """Pull ``reference``, sending ``auth`` and ``tlsVerify`` with this pull only."""
+        """Pull ``reference``, sending ``auth`` and ``tlsVerify`` with this pull only (its CA in certs.d for the pull)."""
         log.debug("pulling %s on podman at %s", reference, self.url)
         return await self._call(self._pull, reference, auth)
 
