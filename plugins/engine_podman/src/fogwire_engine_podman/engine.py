@@ -113,6 +113,21 @@ _STATE_ACTIONS = frozenset(
 
 DEFAULT_ULIMITS = {"nofile": "1024:1024", "nproc": "4096:4096"}
 
+_EXIT_RACE = re.compile(r"(?:read|open) /proc/\d+/cgroup: no such (?:process|file or directory)")
+_EXIT_RACE_TRIES = 5
+
+
+def is_exit_race(message: str) -> bool:
+    """Whether a podman 500 is its inspect racing a container process's exit.
+
+    podman before 4.4 reads ``/proc/PID/cgroup`` of a container it still has
+    as running; when the process exits in between, the read fails with ESRCH
+    (or ENOENT) and the whole request answers 500 (containers/podman#16383,
+    fixed by #16504 in 4.4; Debian 12 ships 4.3). Asked again, podman syncs
+    the state from the runtime and answers with the container exited.
+    """
+    return _EXIT_RACE.search(message) is not None
+
 
 @attrs.frozen
 class PodmanOptions:
@@ -360,10 +375,16 @@ class PodmanEngine(Engine):
             queue.put_nowait(event)
 
     def _inspect_raw(self, ref: str) -> dict[str, Any] | None:
-        response = self.api.get(f"/containers/{ref}/json")
-        if response.status_code == 404:
-            return None
-        response.raise_for_status()
+        for attempt in range(1, _EXIT_RACE_TRIES + 1):
+            response = self.api.get(f"/containers/{ref}/json")
+            if response.status_code == 404:
+                return None
+            if response.status_code == 500 and attempt < _EXIT_RACE_TRIES and is_exit_race(response.text):
+                log.debug("podman inspect of %s raced the process's exit; asking again", ref)
+                time.sleep(0.02 * attempt)
+                continue
+            response.raise_for_status()
+            break
         data: dict[str, Any] = response.json()
         return data
 
