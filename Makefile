@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
-.PHONY: help setup services stop-services test test-fast lint pytest isolated fix demo demo-fleet wheels bench docs clean distclean
+.PHONY: help setup services stop-services test test-fast lint pytest isolated fix demo demo-fleet wheels stubs bench docs clean distclean
 
 PY := .venv/bin/python
 
@@ -51,6 +51,9 @@ docs: setup ## regenerate docs/cli.md's reference from the argument parsers
 
 wheels: setup ## build every distribution's wheel into dist/
 	@scripts/wheels.sh
+
+stubs: setup ## regenerate the containerd plugin's committed *_pb2.py/.pyi from its protos (pinned grpcio-tools)
+	@$(PY) scripts/regen-containerd-stubs.py
 
 clean: stop-services ## stop services, remove build output, caches and the harness state
 	rm -rf dist build .pytest_cache .mypy_cache .ruff_cache

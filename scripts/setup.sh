@@ -9,6 +9,9 @@
 #      into .cache/wheels, so no venv compiles them again.
 #   4. .venv: core[testing] and every plugins/*/ (editable), tests/dists/*/
 #      (non-editable) and the dev tools; skipped while the stamp matches.
+#   5. .cache/stubs-venv: the pinned grpcio-tools that regenerates the containerd
+#      plugin's committed *_pb2 modules (scripts/regen-containerd-stubs.py), kept out
+#      of .venv because it needs protobuf<5; skipped while its stamp matches.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -161,7 +164,13 @@ setup_venv() {
     printf '%s' "$stamp" >.venv/.fogwire-stamp
 }
 
+# --------------------------------------------------------------------------- 5. the protoc venv
+setup_stubs_venv() {
+    "$PYTHON" scripts/regen-containerd-stubs.py --setup
+}
+
 install_debian_packages
 configure_containers
 setup_venv
+setup_stubs_venv
 log "ok"
