@@ -190,7 +190,7 @@ def test_python_dash_m_is_the_same_command(env: dict[str, str]) -> None:
     assert _by_name(json.loads(result.stdout))["engine:testengine"]["status"] == "ok"
 
 
-SDKS = ("docker", "podman", "grpc", "hpack", "google.protobuf", "proton", "aiohttp", "kubernetes", "requests")
+SDKS = ("docker", "podman", "grpc", "h2", "hpack", "google.protobuf", "proton", "aiohttp", "kubernetes", "requests")
 """Top-level modules of the SDKs our plugins wrap: loaded only when their plugin is used."""
 
 

@@ -188,7 +188,7 @@ def test_help_imports_no_plugin_sdk_or_heavy_library() -> None:
         except SystemExit:
             pass
         heavy = {"cattrs", "pluggy", "yaml", "attrs", "attr", "platformdirs", "importlib_metadata",
-                 "docker", "podman", "grpc", "hpack", "proton", "aiohttp", "kubernetes"}
+                 "docker", "podman", "grpc", "h2", "hpack", "proton", "aiohttp", "kubernetes"}
         print(sorted(m for m in sys.modules if m.split(".")[0] in heavy or m.startswith("fogwire_")))
         """
     )

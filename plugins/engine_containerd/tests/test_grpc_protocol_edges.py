@@ -158,7 +158,7 @@ def test_padded_frames_and_a_trailer_block_split_over_continuation_frames(serve:
     assert call.recv() == b"first"
     assert call.recv() == b"second"
     assert call.recv() is None
-    assert call._trailers is not None and call._trailers["x-long"] == long_value
+    assert call._trailers is not None and call._trailers[b"x-long"] == long_value.encode()
 
 
 def test_a_request_header_block_over_one_frame_goes_out_as_continuation_frames(serve: Any) -> None:
@@ -255,3 +255,46 @@ def test_a_ping_that_came_while_idle_is_answered_with_the_next_call(serve: Any) 
     acks = [e for e in peer.received if isinstance(e, h2.events.PingAckReceived)]
     assert acks and acks[0].ping_data == b"idle-png"
     assert peer.connections == 1
+
+
+def test_a_reply_stream_that_ends_inside_a_message_is_an_error(serve: Any) -> None:
+    """grpcio and grpc-go report a truncated message; it is never a clean end."""
+
+    def respond(conn: h2.connection.H2Connection, sid: int, headers: dict[str, str], body: bytes) -> None:
+        conn.send_headers(sid, ok_headers())
+        conn.send_data(sid, message(b"a whole message")[:9])  # prefix says 15 bytes, 4 follow
+        conn.send_headers(sid, [("grpc-status", "0")], end_stream=True)
+
+    _, channel = serve(respond)
+    error = call_error(channel)
+    assert error.code() is Status.INTERNAL
+    assert "ended inside a message" in error.details()
+
+
+def test_a_message_over_the_maximum_size_is_refused(serve: Any) -> None:
+    """The limit is checked on the length prefix, before the message is buffered."""
+
+    def respond(conn: h2.connection.H2Connection, sid: int, headers: dict[str, str], body: bytes) -> None:
+        conn.send_headers(sid, ok_headers())
+        conn.send_data(sid, struct.pack(">?I", False, 64 * 1024 * 1024) + b"x" * 100)  # claims 64 MiB
+
+    peer, _ = serve(respond)
+    channel = Channel(str(peer.path), max_receive_message_bytes=1024)
+    try:
+        error = call_error(channel)
+        assert error.code() is Status.RESOURCE_EXHAUSTED
+        assert "larger than the maximum (67108864 vs. 1024)" in error.details()
+        assert Channel(str(peer.path)).max_receive_message_bytes == 4 * 1024 * 1024, "gRPC's default"
+    finally:
+        channel.close()
+
+
+def test_a_reply_that_is_not_grpc_is_refused(serve: Any) -> None:
+    def respond(conn: h2.connection.H2Connection, sid: int, headers: dict[str, str], body: bytes) -> None:
+        conn.send_headers(sid, [(":status", "200"), ("content-type", "text/html")])
+        conn.send_data(sid, b"<html>not grpc</html>", end_stream=True)
+
+    _, channel = serve(respond)
+    error = call_error(channel)
+    assert error.code() is Status.INTERNAL
+    assert "content-type is 'text/html'" in error.details()

@@ -114,6 +114,17 @@ def test_options_are_read_through_the_model(tmp_path: Any) -> None:
     assert (single.shim_group, single.containers.shim_groups) == ("one", 1)
 
 
+def test_the_largest_reply_accepted_is_an_option_with_grpcs_default(tmp_path: Any) -> None:
+    from fogwire_engine_containerd._client import Client
+    from fogwire_engine_containerd.engine import ContainerdEngine
+
+    assert ContainerdEngine(_context(tmp_path, {})).options.grpc_max_receive_bytes == 4 * 1024 * 1024
+    engine = ContainerdEngine(_context(tmp_path, {"grpcMaxReceiveBytes": 16 * 1024 * 1024}))
+    assert engine.options.grpc_max_receive_bytes == 16 * 1024 * 1024
+    client = Client("unix:///nonexistent.sock", "ns", engine.max_receive_message_bytes)
+    assert client.channel.max_receive_message_bytes == 16 * 1024 * 1024
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
@@ -121,6 +132,7 @@ def test_options_are_read_through_the_model(tmp_path: Any) -> None:
         ({"logMaxBytes": "10M"}, "engineOptions.logMaxBytes: expected an integer ≥ 1, got '10M'"),
         ({"embedded": "always"}, "engineOptions.embedded: expected true, false or 'auto', got 'always'"),
         ({"shimGroups": 0}, "engineOptions.shimGroups: expected an integer ≥ 1, got 0"),
+        ({"grpcMaxReceiveBytes": 0}, "engineOptions.grpcMaxReceiveBytes: expected an integer ≥ 1, got 0"),
         ({"snapshoter": "native"}, "engineOptions.snapshoter: unknown field (check the spelling)"),
     ],
 )

@@ -1,9 +1,9 @@
 """The gRPC connection to containerd: stubs, the namespace header, error helpers.
 
-The transport is the plugin's own small blocking gRPC client (:mod:`._grpc`):
+The transport is the plugin's own small blocking gRPC layer on ``h2`` (:mod:`._grpc`):
 grpcio's C core would cost the idle agent about 10 MiB of resident memory more.
 Calls block their caller, as grpcio's sync API does; the engine makes them from
-its worker threads. Only the engine module imports this (it imports ``hpack`` and
+its worker threads. Only the engine module imports this (it imports ``h2`` and
 the generated stubs).
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 from google.protobuf import empty_pb2
 from google.protobuf.message_factory import GetMessageClass
 
-from fogwire_engine_containerd._grpc import Call, Channel, RpcError, Status
+from fogwire_engine_containerd._grpc import DEFAULT_MAX_RECEIVE_BYTES, Call, Channel, RpcError, Status
 from fogwire_engine_containerd._proto import (
     containers_pb2,
     content_pb2,
@@ -224,10 +224,14 @@ class Client:
     containerd restarted: a call never needs a reconnect of its own.
     """
 
-    def __init__(self, address: str, namespace: str) -> None:
+    def __init__(
+        self, address: str, namespace: str, max_receive_message_bytes: int = DEFAULT_MAX_RECEIVE_BYTES
+    ) -> None:
         self.address = address
         self.namespace = namespace
-        self.channel = Channel(address.removeprefix("unix://").removeprefix("unix:"))
+        self.channel = Channel(
+            address.removeprefix("unix://").removeprefix("unix:"), max_receive_message_bytes=max_receive_message_bytes
+        )
         self.version = Stub(self.channel, version_pb2, "Version")
         self.containers = Stub(self.channel, containers_pb2, "Containers")
         self.tasks = Stub(self.channel, tasks_pb2, "Tasks")

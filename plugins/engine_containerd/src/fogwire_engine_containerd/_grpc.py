@@ -1,32 +1,31 @@
-"""A small blocking gRPC client over HTTP/2 on a unix socket: what containerd's API needs.
+"""A small blocking gRPC client on a unix socket, over ``h2``: what containerd's API needs.
 
-Long on purpose, and to go: one protocol implementation (HTTP/2 framing for gRPC)
-that a kept library (h2) is to replace.
-
-Why not grpcio: its C core (``cygrpc``, 10 MiB of mapped code, and its threads)
-was a fifth of the idle agent's memory. Why not grpclib or ``h2``: their
-pure-Python HTTP/2 state machines cost 0.7 ms of CPU per call and, with an event
-loop to carry them, a thread hop each way; cold starts of 30 workloads got
-measurably slower.
+HTTP/2 itself (framing, settings, flow control, HPACK, PING, GOAWAY, padding,
+CONTINUATION) is ``h2``, python-hyper's sans-IO implementation. What is ours is
+gRPC's own layer: length-prefixed messages (with a maximum size), the
+``grpc-timeout`` header, the content type, statuses and trailers, and cancellation.
 
 The design: one call at a time per connection, and a pool of connections. The
 calling thread writes its request and reads the answer on its own socket, so a
-call costs two system calls and no thread switch, and the HTTP/2 framing is a
-few hundred lines that only ever track one stream. HPACK decoding (the server's
-headers use Huffman codes and the dynamic table) is the ``hpack`` package; our
-own headers are sent as plain literals, which needs no table.
+call costs two system calls and no thread switch; ``h2`` is driven by whoever owns
+the connection at the moment. (grpcio's C core was a fifth of the idle agent's
+memory; an asyncio client on ``h2`` or grpclib cost a thread hop each way.
+docs/engines.md has the figures.)
 
 What it covers: unary, server-streaming and bidirectional calls, metadata,
 deadlines (sent as ``grpc-timeout`` and enforced with socket timeouts),
-cancellation from another thread, status codes and messages, flow control both
-ways, PING, SETTINGS and GOAWAY. Not covered, because containerd's local socket
-needs none of it: TLS, compression, TCP.
+cancellation from another thread, status codes and messages. A reply stream that
+ends inside a message, a message over the maximum size and a reply that is not
+``application/grpc`` are errors, as in grpcio and grpc-go. Not covered, because
+containerd's local socket needs none of it: TLS, compression, TCP.
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
+import math
+import select
 import socket
 import struct
 import threading
@@ -35,9 +34,15 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from urllib.parse import unquote
 
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
+import h2.settings
 import hpack
 
-__all__ = ["Call", "Channel", "RpcError", "Status"]
+__all__ = ["DEFAULT_MAX_RECEIVE_BYTES", "Call", "Channel", "RpcError", "Status"]
 
 
 class Status(enum.Enum):
@@ -84,28 +89,17 @@ class RpcError(Exception):
         return self._message
 
 
-# HTTP/2 (RFC 9113) frame types, flags, settings and error codes used here
-_DATA, _HEADERS, _RST_STREAM, _SETTINGS, _PUSH_PROMISE, _PING, _GOAWAY, _WINDOW_UPDATE, _CONTINUATION = (
-    0x0,
-    0x1,
-    0x3,
-    0x4,
-    0x5,
-    0x6,
-    0x7,
-    0x8,
-    0x9,
-)
-_END_STREAM, _ACK, _END_HEADERS, _PADDED, _PRIORITY = 0x1, 0x1, 0x4, 0x8, 0x20
-_SETTINGS_ENABLE_PUSH, _SETTINGS_INITIAL_WINDOW_SIZE, _SETTINGS_MAX_FRAME_SIZE = 0x2, 0x4, 0x5
-_CANCEL = 0x8
-_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-_DEFAULT_WINDOW = 65535
 _RECEIVE_WINDOW = 4 * 1024 * 1024
 """What the server may send ahead of our reading, per stream and for the connection."""
-_MAX_STREAM_ID = 2**31 - 1
 _SERVER_DEADLINE_MARGIN_S = 0.1
+_READ_SIZE = 65536
+"""Bytes asked of one read. Under glibc's 128 KiB mmap threshold on purpose: a larger buffer is
+mapped, shrunk and unmapped on every read (three system calls, a third of a small call's CPU)."""
+_SMALL_MESSAGE = 16384
+"""A message that fits HTTP/2's smallest frame size limit is sent without asking for the windows first."""
 _MESSAGE = struct.Struct(">?I")
+DEFAULT_MAX_RECEIVE_BYTES = 4 * 1024 * 1024
+"""The largest reply message accepted (gRPC's default receive limit)."""
 
 # What a RST_STREAM from the server means (gRPC's HTTP/2 error code mapping).
 _RESET_STATUS = {0x7: Status.UNAVAILABLE, 0x8: Status.CANCELLED, 0xB: Status.RESOURCE_EXHAUSTED}
@@ -120,32 +114,14 @@ _HTTP_STATUS = {
     503: Status.UNAVAILABLE,
     504: Status.UNAVAILABLE,
 }
-
-
-def _frame(kind: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
-    return len(payload).to_bytes(3, "big") + bytes((kind, flags)) + stream_id.to_bytes(4, "big") + payload
-
-
-def _hpack_int(value: int) -> bytes:
-    """An HPACK integer with a 7-bit prefix (RFC 7541 §5.1), Huffman bit clear."""
-    if value < 127:
-        return bytes((value,))
-    out = bytearray((127,))
-    value -= 127
-    while value >= 128:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def hpack_literals(headers: Iterable[tuple[str, str]]) -> bytes:
-    """A header block of literals without indexing (RFC 7541 §6.2.2): no dynamic table to keep in step."""
-    out = bytearray()
-    for name, value in headers:
-        n, v = name.encode(), value.encode()
-        out += b"\x00" + _hpack_int(len(n)) + n + _hpack_int(len(v)) + v
-    return bytes(out)
+_CONFIG = h2.config.H2Configuration(
+    client_side=True,
+    header_encoding=None,
+    validate_outbound_headers=False,
+    normalize_outbound_headers=False,
+    validate_inbound_headers=False,
+    normalize_inbound_headers=False,
+)
 
 
 def _timeout_header(seconds: float) -> str:
@@ -154,10 +130,45 @@ def _timeout_header(seconds: float) -> str:
     return f"{millis}m" if millis < 10**8 else f"{min(int(seconds), 10**8 - 1)}S"
 
 
-class _Connection:
-    """One HTTP/2 connection, carrying one call at a time (owned by the thread making it)."""
+class _HeaderBlocks:
+    """Request header blocks, HPACK-encoded by ``hpack`` once each and then reused.
 
-    def __init__(self, path: str, timeout: float | None) -> None:
+    Every field is encoded as a literal that is never indexed (or as its static
+    table index), so no request changes a connection's compression context: a
+    block means the same on every connection and can be sent again as it is.
+    Encoding is most of a small call's client-side work; containerd's calls repeat
+    a few dozen header sets (method, namespace, timeout). Literals are not
+    Huffman-coded: in Python that costs more than the bytes it saves on a socket.
+    """
+
+    def __init__(self, limit: int = 256) -> None:
+        self.limit = limit
+        self._blocks: dict[tuple[tuple[bytes, bytes], ...], bytes] = {}
+
+    def install(self, encoder: hpack.Encoder) -> None:
+        """Make ``encoder`` (an ``h2`` connection's) encode request headers through this cache."""
+        encode = encoder.encode
+
+        def encode_cached(headers: Iterable[tuple[bytes, bytes]], huffman: bool = True) -> bytes:
+            key = tuple(headers)
+            block = self._blocks.get(key)
+            if block is None:
+                # a pending table size update is the first thing of the next block: that block is not reusable
+                reusable = not encoder.header_table.resized
+                block = encode([(name, value, True) for name, value in key], huffman=False)
+                if reusable:
+                    if len(self._blocks) >= self.limit:
+                        self._blocks.clear()
+                    self._blocks[key] = block
+            return block
+
+        encoder.encode = encode_cached  # type: ignore[method-assign,assignment]
+
+
+class _Connection:
+    """One HTTP/2 connection (an ``h2`` state machine and its socket), carrying one call at a time."""
+
+    def __init__(self, path: str, timeout: float | None, header_blocks: _HeaderBlocks) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self.sock.settimeout(timeout)
@@ -165,30 +176,36 @@ class _Connection:
         except OSError as error:
             self.sock.close()
             raise RpcError(Status.UNAVAILABLE, f"cannot connect to {path}: {error}") from error
-        self.decoder = hpack.Decoder()
-        self.buffer = bytearray()
-        self.next_stream_id = 1
-        self.send_window = _DEFAULT_WINDOW
-        """The server's connection-level window for our DATA."""
-        self.stream_initial_window = _DEFAULT_WINDOW
-        self.max_frame = 16384
+        # Non-blocking from here on, waiting with poll(2) for what a deadline leaves: a socket
+        # timeout would cost a system call to set before every read and write, and another to poll.
+        self.sock.setblocking(False)
+        self._readable = select.poll()
+        self._readable.register(self.sock, select.POLLIN)
+        self._writable = select.poll()
+        self._writable.register(self.sock, select.POLLOUT)
+        self.h2 = h2.connection.H2Connection(_CONFIG)
+        self.h2.local_settings = h2.settings.Settings(
+            client=True,
+            initial_values={
+                h2.settings.SettingCodes.ENABLE_PUSH: 0,
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: _RECEIVE_WINDOW,
+            },
+        )
+        self.h2.initiate_connection()
+        self.h2.increment_flow_control_window(_RECEIVE_WINDOW - 65535)
+        header_blocks.install(self.h2.encoder)
         self.unacked = 0
-        """DATA bytes received and not yet given back with a WINDOW_UPDATE."""
+        """DATA bytes received and not yet given back to the connection's window."""
+        self.window_given = False
+        """A window update is waiting in ``h2``'s output: the server may be blocked on it, send it now."""
         self.going_away: int | None = None
         """The last stream id the server will process, once it sent GOAWAY."""
         self.broken = False
-        self.settings = struct.pack(">HIHI", _SETTINGS_ENABLE_PUSH, 0, _SETTINGS_INITIAL_WINDOW_SIZE, _RECEIVE_WINDOW)
-        self.pending = (
-            _PREFACE
-            + _frame(_SETTINGS, 0, 0, self.settings)
-            + _frame(_WINDOW_UPDATE, 0, 0, (_RECEIVE_WINDOW - _DEFAULT_WINDOW).to_bytes(4, "big"))
-        )
-        """Bytes to send before the next frame of a call (the preface, control-frame answers)."""
 
     @property
     def reusable(self) -> bool:
         """May the pool hand this connection to another call?"""
-        return not self.broken and self.going_away is None and self.next_stream_id < _MAX_STREAM_ID - 2
+        return not self.broken and self.going_away is None and self.h2.highest_outbound_stream_id < 2**31 - 3
 
     def close(self) -> None:
         """Close the socket (the connection is broken from then on)."""
@@ -198,117 +215,112 @@ class _Connection:
     def abort(self) -> None:
         """From another thread: wake the owner's blocked read or write; it then fails."""
         self.broken = True
-        try:
+        with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
     # -------------------------------------------------------------- socket I/O
 
-    def send(self, data: bytes, deadline: float | None) -> None:
-        """Write ``data`` (after anything pending) within ``deadline``."""
-        if self.pending:
-            data, self.pending = self.pending + data, b""
-        with self._socket_errors(deadline):
-            self.sock.sendall(data)
+    def _wait(self, poller: select.poll, deadline: float | None) -> None:
+        """Wait until ``poller`` sees the socket ready (or closed); ``TimeoutError`` at ``deadline``."""
+        if deadline is None:
+            ready = poller.poll()
+        else:
+            left = deadline - time.monotonic()
+            ready = poller.poll(math.ceil(left * 1000)) if left > 0 else []
+        if not ready:
+            self.broken = True
+            raise TimeoutError
 
-    @contextlib.contextmanager
-    def _socket_errors(self, deadline: float | None) -> Iterator[None]:
-        """Set the socket timeout to what is left of ``deadline``; a failed I/O breaks the connection.
+    def _lost(self, error: OSError) -> RpcError:
+        """A failed socket I/O: the connection is broken and the call ``UNAVAILABLE``."""
+        self.broken = True
+        return RpcError(Status.UNAVAILABLE, f"the connection to containerd was lost ({error})")
+
+    def flush(self, deadline: float | None) -> None:
+        """Write what ``h2`` has to send within ``deadline``.
 
         ``TimeoutError`` passes through (the call turns it into DEADLINE_EXCEEDED);
         any other socket error is :class:`RpcError` ``UNAVAILABLE``.
         """
-        left = None if deadline is None else deadline - time.monotonic()
-        try:
-            if left is not None and left <= 0:
-                raise TimeoutError
-            self.sock.settimeout(left)
-            yield
-        except TimeoutError:
-            self.broken = True
-            raise
-        except OSError as error:
-            self.broken = True
-            raise RpcError(Status.UNAVAILABLE, f"the connection to containerd was lost ({error})") from error
+        self.window_given = False
+        view = memoryview(self.h2.data_to_send())
+        while view:
+            try:
+                view = view[self.sock.send(view) :]
+            except BlockingIOError:
+                self._wait(self._writable, deadline)
+            except OSError as error:
+                raise self._lost(error) from error
 
-    def _fill(self, deadline: float | None) -> None:
-        with self._socket_errors(deadline):
-            data = self.sock.recv(262144)
+    def _receive(self, data: bytes) -> list[h2.events.Event]:
+        """``h2``'s events for ``data``; the caller hands each to :meth:`note` (a call's dispatch does)."""
         if not data:
             self.broken = True
             raise RpcError(Status.UNAVAILABLE, "containerd closed the connection")
-        self.buffer += data
+        try:
+            return self.h2.receive_data(data)
+        except h2.exceptions.ProtocolError as error:
+            self.broken = True
+            raise RpcError(Status.INTERNAL, f"HTTP/2 protocol error from containerd: {error}") from None
 
-    def read_frame(self, deadline: float | None, *, wait: bool = True) -> tuple[int, int, int, bytes] | None:
-        """The next frame (type, flags, stream id, payload); ``None`` if ``not wait`` and none is complete."""
+    def note_data(self, length: int) -> None:
+        """Count DATA received on any stream; give the connection's window back in large steps.
+
+        (``h2``'s per-event acknowledgement would cost a frame's worth of work each time.)
+        """
+        self.unacked += length
+        if self.unacked >= _RECEIVE_WINDOW // 2:
+            self.h2.increment_flow_control_window(self.unacked)
+            self.unacked = 0
+            self.window_given = True
+
+    def note(self, events: Iterable[h2.events.Event]) -> None:
+        """What the connection itself does with events no call dispatches (read while idle)."""
+        for event in events:
+            if type(event) is h2.events.DataReceived:
+                self.note_data(event.flow_controlled_length)
+            elif type(event) is h2.events.ConnectionTerminated:
+                self.note_goaway(event)
+
+    def note_goaway(self, event: h2.events.ConnectionTerminated) -> None:
+        """The server is retiring the connection: streams above ``last_stream_id`` were refused."""
+        self.going_away = event.last_stream_id if event.last_stream_id is not None else 0
+
+    def read(self, deadline: float | None) -> list[h2.events.Event]:
+        """Wait for data and return the events it makes (possibly none); socket errors as in :meth:`flush`."""
         while True:
-            if len(self.buffer) >= 9:
-                length = int.from_bytes(self.buffer[:3], "big")
-                if len(self.buffer) >= 9 + length:
-                    kind, flags = self.buffer[3], self.buffer[4]
-                    stream_id = int.from_bytes(self.buffer[5:9], "big") & 0x7FFFFFFF
-                    payload = bytes(self.buffer[9 : 9 + length])
-                    del self.buffer[: 9 + length]
-                    return kind, flags, stream_id, payload
-            if not wait:
-                return None
-            self._fill(deadline)
+            self._wait(self._readable, deadline)
+            try:
+                data = self.sock.recv(_READ_SIZE)
+            except BlockingIOError:
+                continue  # woken for nothing
+            except OSError as error:
+                raise self._lost(error) from error
+            return self._receive(data)
 
-    def read_available(self) -> bool:
-        """Read what the server sent without blocking; False if the connection is closed."""
-        self.sock.settimeout(0.0)  # non-blocking
+    def read_available(self) -> list[h2.events.Event] | None:
+        """The events of what arrived, without blocking; ``None`` if the connection is closed."""
+        events: list[h2.events.Event] = []
         while True:
             try:
-                data = self.sock.recv(262144)
+                data = self.sock.recv(_READ_SIZE)
             except BlockingIOError:
-                return True
+                return events
             except OSError:
                 self.broken = True
-                return False
-            if not data:
-                self.broken = True
-                return False
-            self.buffer += data
-
-    # -------------------------------------------------------------- connection-level frames
-
-    def control(self, kind: int, flags: int, payload: bytes) -> None:
-        """Handle a frame on stream 0 (or one that concerns the connection)."""
-        if kind == _SETTINGS:
-            if flags & _ACK:
-                return
-            for offset in range(0, len(payload) - 5, 6):
-                key, value = struct.unpack_from(">HI", payload, offset)
-                if key == _SETTINGS_INITIAL_WINDOW_SIZE:
-                    self.stream_initial_window = value
-                elif key == _SETTINGS_MAX_FRAME_SIZE:
-                    self.max_frame = value
-            self.pending += _frame(_SETTINGS, _ACK, 0)
-        elif kind == _PING:
-            if not flags & _ACK:
-                self.pending += _frame(_PING, _ACK, 0, payload)
-        elif kind == _WINDOW_UPDATE:
-            self.send_window += int.from_bytes(payload[:4], "big") & 0x7FFFFFFF
-        elif kind == _GOAWAY:
-            self.going_away = int.from_bytes(payload[:4], "big") & 0x7FFFFFFF
-        elif kind == _PUSH_PROMISE:
-            self.broken = True
-            raise RpcError(Status.INTERNAL, "containerd sent PUSH_PROMISE, which this client disabled")
+                return None
+            try:
+                received = self._receive(data)
+            except RpcError:
+                return None
+            self.note(received)
+            events += received
 
     def handle_idle(self) -> bool:
         """Process what arrived while the connection sat in the pool; False if it can't be used."""
-        if not self.read_available():
+        if self._readable.poll(0) and self.read_available() is None:
             return False
-        while (frame := self.read_frame(None, wait=False)) is not None:
-            kind, flags, stream_id, payload = frame
-            if kind in (_HEADERS, _CONTINUATION):
-                self.broken = True  # a header block outside a call: the HPACK state is unknown
-            elif stream_id == 0 or kind == _PUSH_PROMISE:
-                self.control(kind, flags, payload)
-            elif kind == _DATA:
-                self.unacked += len(payload)
-        return self.reusable and not self.buffer
+        return self.reusable  # what it owes (PING and SETTINGS acks) goes with the next call's request
 
 
 class Call:
@@ -319,10 +331,18 @@ class Call:
     :meth:`cancel` may come from any thread.
     """
 
-    def __init__(self, channel: Channel, path: str, header_block: bytes, timeout: float | None) -> None:
+    def __init__(
+        self,
+        channel: Channel,
+        path: str,
+        headers: list[tuple[bytes, bytes]],
+        timeout: float | None,
+        max_receive: int = DEFAULT_MAX_RECEIVE_BYTES,
+    ) -> None:
         self._channel = channel
         self.path = path
         self.deadline = None if timeout is None else time.monotonic() + timeout
+        self.max_receive = max_receive
         self._connection: _Connection | None = None
         self._cancelled = False
         self._finished = False
@@ -331,21 +351,18 @@ class Call:
         self._lock = threading.Lock()
         self._messages: deque[bytes] = deque()
         self._data = bytearray()
-        self._block = bytearray()
-        self._headers: dict[str, str] | None = None
-        self._trailers: dict[str, str] | None = None
+        self._headers: dict[bytes, bytes] | None = None
+        self._trailers: dict[bytes, bytes] | None = None
+        """The reply's headers and trailers, as ``h2`` gives them (bytes: its ``header_encoding`` is off)."""
         self._remote_ended = False
         self._local_ended = False
         self._error: RpcError | None = None
-        self._send_window = 0
         self._unacked = 0
-        self._block_ends_stream = False
+        """DATA bytes received on this stream and not yet given back to its window."""
         try:
             connection = self._connection = channel._acquire(timeout)
-            self.stream_id = connection.next_stream_id
-            connection.next_stream_id += 2
-            self._send_window = connection.stream_initial_window
-            self._write(self._header_frames(connection, header_block))
+            self.stream_id = connection.h2.get_next_available_stream_id()
+            connection.h2.send_headers(self.stream_id, headers)  # goes out with the first message
         except BaseException:
             self._finish()
             raise
@@ -354,33 +371,51 @@ class Call:
 
     def send(self, message: bytes, *, end: bool = False) -> None:
         """Send one message (ending the request side if ``end``), within the flow-control windows."""
-        data = memoryview(_MESSAGE.pack(False, len(message)) + message)
+        framed = _MESSAGE.pack(False, len(message)) + message
         connection = self._live()
+        if len(framed) <= _SMALL_MESSAGE and not self._remote_ended and self._error is None:
+            try:  # h2 checks the windows and frame size before it changes anything
+                connection.h2.send_data(self.stream_id, framed, end_stream=end)
+            except (h2.exceptions.FlowControlError, h2.exceptions.FrameTooLargeError):
+                pass  # the general path waits for room
+            except h2.exceptions.StreamClosedError:
+                return
+            else:
+                self._flush()
+                self._local_ended = self._local_ended or end
+                return
+        data = memoryview(framed)
         while True:
             if self._remote_ended or self._error is not None:
                 return  # the server answered already: recv() reports it
-            room = min(self._send_window, connection.send_window, connection.max_frame)
-            if room <= 0:
+            try:
+                room = min(
+                    connection.h2.local_flow_control_window(self.stream_id), connection.h2.max_outbound_frame_size
+                )
+            except h2.exceptions.StreamClosedError:
+                return
+            if room <= 0 and data:
                 self._step()
                 continue
-            frames = bytearray()
             while data and room > 0:
-                size = min(room, len(data), connection.max_frame)
-                last = size == len(data)
-                frames += _frame(_DATA, _END_STREAM if end and last else 0, self.stream_id, bytes(data[:size]))
+                size = min(room, len(data))
+                connection.h2.send_data(self.stream_id, data[:size].tobytes(), end_stream=end and size == len(data))
                 data = data[size:]
-                self._send_window -= size
-                connection.send_window -= size
-                room = min(self._send_window, connection.send_window, connection.max_frame)
-            self._write(bytes(frames))
+                room = min(
+                    connection.h2.local_flow_control_window(self.stream_id), connection.h2.max_outbound_frame_size
+                )
+            self._flush()
             if not data:
-                self._local_ended = end
+                self._local_ended = self._local_ended or end
                 return
 
     def end(self) -> None:
         """End the request side (no more messages)."""
-        if not self._local_ended and not self._remote_ended:
-            self._write(_frame(_DATA, _END_STREAM, self.stream_id))
+        if not self._local_ended and not self._remote_ended and self._error is None:
+            connection = self._live()
+            with contextlib.suppress(h2.exceptions.StreamClosedError):
+                connection.h2.end_stream(self.stream_id)
+            self._flush()
             self._local_ended = True
 
     @property
@@ -391,10 +426,10 @@ class Call:
     def drain(self) -> None:
         """Take in what already arrived, without blocking (a bidirectional call between sends)."""
         with self._io() as connection:
-            available = connection.read_available()
-        if available:
-            while not self._remote_ended and (frame := connection.read_frame(None, wait=False)) is not None:
-                self._dispatch(*frame)
+            events = connection.read_available()
+        if events is not None:
+            self._dispatch(events)
+            self._flush()
 
     def recv(self) -> bytes | None:
         """The next reply message, or ``None`` once the call ended OK; raises :class:`RpcError`."""
@@ -450,16 +485,26 @@ class Call:
         connection = self._enter()
         try:
             yield connection
-        except TimeoutError:
-            raise self._fail(RpcError(Status.DEADLINE_EXCEEDED, "deadline exceeded")) from None
-        except RpcError as error:
-            raise self._fail(self._why(error)) from None
+        except (TimeoutError, RpcError) as error:
+            raise self._io_failed(error) from None
         finally:
             self._leave()
 
-    def _write(self, data: bytes) -> None:
-        with self._io() as connection:
-            connection.send(data, self.deadline)
+    def _io_failed(self, error: TimeoutError | RpcError) -> RpcError:
+        """The call's error after its read or write failed with ``error``."""
+        if isinstance(error, TimeoutError):
+            return self._fail(RpcError(Status.DEADLINE_EXCEEDED, "deadline exceeded"))
+        return self._fail(self._why(error))
+
+    def _flush(self) -> None:
+        # not through _io: this and _step run on every call, where a context manager's cost shows
+        connection = self._enter()
+        try:
+            connection.flush(self.deadline)
+        except (TimeoutError, RpcError) as error:
+            raise self._io_failed(error) from None
+        finally:
+            self._leave()
 
     def _why(self, error: RpcError) -> RpcError:
         if self._cancelled:
@@ -472,117 +517,133 @@ class Call:
         self._finish()
         return self._error
 
-    def _header_frames(self, connection: _Connection, block: bytes) -> bytes:
-        limit = connection.max_frame
-        if len(block) <= limit:
-            return _frame(_HEADERS, _END_HEADERS, self.stream_id, block)
-        out = _frame(_HEADERS, 0, self.stream_id, block[:limit])
-        for start in range(limit, len(block), limit):
-            last = start + limit >= len(block)
-            out += _frame(_CONTINUATION, _END_HEADERS if last else 0, self.stream_id, block[start : start + limit])
-        return out
-
     def _step(self) -> None:
-        """Read and handle one frame, and send what the connection owes (acks, window updates)."""
-        with self._io() as connection:
-            frame = connection.read_frame(self.deadline)
-        assert frame is not None
-        self._dispatch(*frame)
-        if connection.pending:
-            self._write(b"")
+        """Wait for what the server sends next and handle it; send a window update it may be waiting for.
 
-    def _dispatch(self, kind: int, flags: int, stream_id: int, payload: bytes) -> None:
+        Acknowledgements (of the server's PINGs and SETTINGS) stay in ``h2``'s output
+        and go with the next request on the connection, as the hand-written client
+        did: a reply's PING (Go's servers send one with every answer, to measure the
+        bandwidth-delay product) costs no write of its own.
+        """
+        connection = self._enter()
+        try:
+            events = connection.read(self.deadline)
+        except (TimeoutError, RpcError) as error:
+            raise self._io_failed(error) from None
+        finally:
+            self._leave()
+        self._dispatch(events)
+        if connection.window_given:
+            self._flush()
+
+    def _dispatch(self, events: Iterable[h2.events.Event]) -> None:
         connection = self._live()
-        if kind in (_HEADERS, _CONTINUATION):
-            if kind == _HEADERS:
-                payload = self._strip(flags, payload, priority=True)
-                self._block_ends_stream = bool(flags & _END_STREAM)
-            self._block += payload
-            if flags & _END_HEADERS:
-                block, self._block = bytes(self._block), bytearray()
-                try:
-                    decoded = connection.decoder.decode(block)
-                except hpack.HPACKError as error:
-                    connection.broken = True
-                    raise self._fail(RpcError(Status.INTERNAL, f"bad header block from containerd: {error}")) from None
-                headers = {str(name): str(value) for name, value in decoded}
-                if stream_id == self.stream_id:
-                    if self._headers is None:
-                        self._headers = headers
-                    else:
-                        self._trailers = headers
-                    if self._block_ends_stream:
-                        self._remote_ended = True
-        elif kind == _DATA:
-            size = len(payload)
-            connection.unacked += size
-            if connection.unacked >= _RECEIVE_WINDOW // 2:
-                connection.pending += _frame(_WINDOW_UPDATE, 0, 0, connection.unacked.to_bytes(4, "big"))
-                connection.unacked = 0
-            if stream_id != self.stream_id:
-                return
-            self._unacked += size
-            if self._unacked >= _RECEIVE_WINDOW // 2 and not flags & _END_STREAM:
-                connection.pending += _frame(_WINDOW_UPDATE, 0, self.stream_id, self._unacked.to_bytes(4, "big"))
-                self._unacked = 0
-            self._data += self._strip(flags, payload, priority=False)
-            self._split_messages()
-            if flags & _END_STREAM:
-                self._remote_ended = True
-        elif stream_id == 0:
-            initial_window = connection.stream_initial_window
-            connection.control(kind, flags, payload)
-            # a new SETTINGS_INITIAL_WINDOW_SIZE moves the window of open streams by the difference
-            self._send_window += connection.stream_initial_window - initial_window
-            if connection.going_away is not None and self.stream_id > connection.going_away:
-                raise self._fail(RpcError(Status.UNAVAILABLE, "containerd is going away and refused the call"))
-        elif kind == _WINDOW_UPDATE and stream_id == self.stream_id:
-            self._send_window += int.from_bytes(payload[:4], "big") & 0x7FFFFFFF
-        elif kind == _RST_STREAM and stream_id == self.stream_id:
-            code = int.from_bytes(payload[:4], "big")
-            status = _RESET_STATUS.get(code, Status.INTERNAL)
-            self._remote_ended = self._local_ended = True
-            raise self._fail(RpcError(status, f"containerd reset the stream (HTTP/2 error {code:#x})"))
-        elif kind == _PUSH_PROMISE:
-            connection.control(kind, flags, payload)
-        # PRIORITY, frames of earlier streams and unknown types are ignored, as RFC 9113 says
+        stream_id = self.stream_id
+        for event in events:
+            # Exact types, the most frequent first: h2's event classes have no subclasses. Events of
+            # earlier streams are skipped, and so is what follows the end of ours: Go's server resets
+            # a stream it answered before the request ended.
+            if type(event) is h2.events.DataReceived:
+                connection.note_data(event.flow_controlled_length)
+                if event.stream_id != stream_id or self._remote_ended:
+                    continue
+                self._unacked += event.flow_controlled_length
+                if self._unacked >= _RECEIVE_WINDOW // 2 and not event.stream_ended:
+                    given, self._unacked = self._unacked, 0
+                    # the stream may have ended already, later in the same read (its trailers)
+                    with contextlib.suppress(h2.exceptions.StreamClosedError):
+                        connection.h2.increment_flow_control_window(given, stream_id)
+                        connection.window_given = True
+                self._take(event.data)
+            elif type(event) is h2.events.ResponseReceived:
+                if event.stream_id == stream_id and not self._remote_ended:
+                    self._headers = dict(event.headers)
+                    self._check_content_type()
+            elif type(event) is h2.events.TrailersReceived:
+                if event.stream_id == stream_id and not self._remote_ended:
+                    self._trailers = dict(event.headers)
+            elif type(event) is h2.events.StreamEnded:
+                if event.stream_id == stream_id and not self._remote_ended:
+                    self._remote_ended = True
+                    if self._data:
+                        raise self._fail(
+                            RpcError(Status.INTERNAL, f"{self.path}: the reply stream ended inside a message")
+                        )
+            elif type(event) is h2.events.StreamReset:
+                if event.stream_id == stream_id and not self._remote_ended:
+                    code = int(event.error_code)
+                    status = _RESET_STATUS.get(code, Status.INTERNAL)
+                    self._remote_ended = self._local_ended = True
+                    raise self._fail(RpcError(status, f"containerd reset the stream (HTTP/2 error {code:#x})"))
+            elif type(event) is h2.events.ConnectionTerminated:
+                connection.note_goaway(event)
+                if stream_id > (connection.going_away or 0):
+                    raise self._fail(RpcError(Status.UNAVAILABLE, "containerd is going away and refused the call"))
 
-    @staticmethod
-    def _strip(flags: int, payload: bytes, *, priority: bool) -> bytes:
-        start, end = 0, len(payload)
-        if flags & _PADDED:
-            start, end = 1, len(payload) - payload[0]
-        if priority and flags & _PRIORITY:
-            start += 5
-        return payload[start:end]
+    def _check_content_type(self) -> None:
+        headers = self._headers or {}
+        if headers.get(b":status", b"200") != b"200":
+            return  # mapped from the HTTP status when the call ends
+        content_type = headers.get(b"content-type", b"")
+        if not content_type.startswith(b"application/grpc"):
+            raise self._fail(
+                RpcError(
+                    Status.INTERNAL,
+                    f"{self.path}: the reply's content-type is {content_type.decode(errors='replace')!r}, "
+                    "not application/grpc",
+                )
+            )
+
+    def _take(self, data: bytes) -> None:
+        """Take in a DATA frame's bytes: the messages it completes are queued for :meth:`recv`."""
+        if not self._data and len(data) >= _MESSAGE.size:
+            # the common case, a frame holding exactly one whole message: no buffer in between
+            compressed, length = _MESSAGE.unpack_from(data)
+            if not compressed and length <= self.max_receive and len(data) == _MESSAGE.size + length:
+                self._messages.append(data[_MESSAGE.size :])
+                return
+        self._data += data
+        self._split_messages()
 
     def _split_messages(self) -> None:
         while len(self._data) >= _MESSAGE.size:
             compressed, length = _MESSAGE.unpack_from(self._data)
-            if len(self._data) < _MESSAGE.size + length:
-                return
             if compressed:
                 raise self._fail(RpcError(Status.INTERNAL, "containerd sent a compressed message (none was offered)"))
+            if length > self.max_receive:
+                raise self._fail(
+                    RpcError(
+                        Status.RESOURCE_EXHAUSTED,
+                        f"{self.path}: received a message larger than the maximum ({length} vs. {self.max_receive})",
+                    )
+                )
+            if len(self._data) < _MESSAGE.size + length:
+                return
             self._messages.append(bytes(self._data[_MESSAGE.size : _MESSAGE.size + length]))
             del self._data[: _MESSAGE.size + length]
 
     def _status(self) -> RpcError | None:
         headers = self._headers or {}
         trailers = self._trailers
-        if trailers is None and "grpc-status" in headers:
+        if trailers is None and b"grpc-status" in headers:
             trailers = headers  # a trailers-only answer
         if trailers is None:
-            http = headers.get(":status", "200")
+            http = headers.get(b":status", b"200").decode(errors="replace")
             if http != "200":
-                return RpcError(_HTTP_STATUS.get(int(http), Status.UNKNOWN), f"HTTP status {http} from containerd")
+                status = _HTTP_STATUS.get(int(http), Status.UNKNOWN) if http.isdigit() else Status.UNKNOWN
+                return RpcError(status, f"HTTP status {http} from containerd")
             return RpcError(Status.INTERNAL, f"{self.path}: the call ended without a gRPC status")
+        code = trailers.get(b"grpc-status", b"2")
+        if code == b"0":
+            return None
         try:
-            status = Status(int(trailers.get("grpc-status", "2")))
+            status = Status(int(code))
         except ValueError:
             status = Status.UNKNOWN
         if status is Status.OK:
             return None
-        return RpcError(status, unquote(trailers.get("grpc-message", "")) or status.name)
+        message = unquote(trailers.get(b"grpc-message", b"").decode(errors="replace"))
+        return RpcError(status, message or status.name)
 
     def _finish(self) -> None:
         """Give the connection back to the pool (if it can carry another call) or close it."""
@@ -597,8 +658,9 @@ class Call:
         if clean and not self._local_ended:
             # the server answered before our request side ended: close the stream for both
             try:
-                connection.send(_frame(_RST_STREAM, 0, self.stream_id, _CANCEL.to_bytes(4, "big")), self.deadline)
-            except (TimeoutError, RpcError):
+                connection.h2.reset_stream(self.stream_id, h2.errors.ErrorCodes.CANCEL)
+                connection.flush(self.deadline)
+            except (TimeoutError, RpcError, h2.exceptions.ProtocolError):
                 clean = False
         self._channel._release(connection, reuse=clean)
 
@@ -609,41 +671,54 @@ class Channel:
     A call takes an idle connection (or makes one) and gives it back when it
     ended cleanly; a connection that broke, timed out, was cancelled or that the
     server is retiring (GOAWAY) is closed instead. So after containerd restarts
-    the next call simply connects again.
+    the next call simply connects again. Up to ``max_idle`` idle connections are
+    kept: as many as the engine has worker threads, so a burst never makes more
+    connections than calls ran at once. Reply messages over
+    ``max_receive_message_bytes`` fail their call with ``RESOURCE_EXHAUSTED``.
     """
 
-    def __init__(self, socket_path: str, authority: str = "localhost", max_idle: int = 16) -> None:
+    def __init__(
+        self,
+        socket_path: str,
+        authority: str = "localhost",
+        max_idle: int = 32,
+        max_receive_message_bytes: int = DEFAULT_MAX_RECEIVE_BYTES,
+    ) -> None:
         self.socket_path = socket_path
         self.authority = authority
         self.max_idle = max_idle
+        self.max_receive_message_bytes = max_receive_message_bytes
         self.connections_made = 0
         """How many connections this channel opened (a diagnostic for tests and benchmarks)."""
         self.active = 0
         """Calls in progress."""
         self._idle: list[_Connection] = []
+        self._header_blocks = _HeaderBlocks()
+        self._fixed_headers = (
+            (b":method", b"POST"),
+            (b":scheme", b"http"),
+            (b":authority", authority.encode()),
+            (b"te", b"trailers"),
+            (b"content-type", b"application/grpc"),
+        )
         self._lock = threading.Lock()
         self._closed = False
 
-    def header_block(self, path: str, metadata: Sequence[tuple[str, str]], timeout: float | None) -> bytes:
-        """The HPACK block of a call's request headers."""
-        headers = [
-            (":method", "POST"),
-            (":scheme", "http"),
-            (":path", path),
-            (":authority", self.authority),
-            ("te", "trailers"),
-            ("content-type", "application/grpc"),
-        ]
+    def request_headers(
+        self, path: str, metadata: Sequence[tuple[str, str]], timeout: float | None
+    ) -> list[tuple[bytes, bytes]]:
+        """A call's request headers, as bytes (what ``h2`` would otherwise encode for every call)."""
+        headers = [(b":path", path.encode()), *self._fixed_headers]
         if timeout is not None:
             # the server's copy of the deadline runs a little longer, so our own decides the status
             # (else containerd may answer first, e.g. UNKNOWN "subscription error: context deadline exceeded")
-            headers.append(("grpc-timeout", _timeout_header(timeout + _SERVER_DEADLINE_MARGIN_S)))
-        headers.extend(metadata)
-        return hpack_literals(headers)
+            headers.append((b"grpc-timeout", _timeout_header(timeout + _SERVER_DEADLINE_MARGIN_S).encode()))
+        headers.extend((name.encode(), value.encode()) for name, value in metadata)
+        return headers
 
     def open(self, path: str, metadata: Sequence[tuple[str, str]] = (), timeout: float | None = None) -> Call:
         """Start a call to ``path`` (``/package.Service/Method``): its request headers are sent."""
-        return Call(self, path, self.header_block(path, metadata, timeout), timeout)
+        return Call(self, path, self.request_headers(path, metadata, timeout), timeout, self.max_receive_message_bytes)
 
     def unary(
         self,
@@ -703,7 +778,7 @@ class Channel:
                     return connection
                 connection.close()
         try:
-            connection = _Connection(self.socket_path, timeout)
+            connection = _Connection(self.socket_path, timeout, self._header_blocks)
         except BaseException:
             with self._lock:
                 self.active -= 1

@@ -47,6 +47,8 @@ class ContainerdOptions:
     log_max_files: PositiveInt = PositiveInt(DEFAULT_MAX_FILES)
     runtimes: Mapping[str, str] = attrs.field(factory=dict)
     """OCI runtimes a microservice's ``runtime`` may name, each a runc-compatible binary (``runc`` is built in)."""
+    grpc_max_receive_bytes: PositiveInt = PositiveInt(4 * 1024 * 1024)
+    """The largest message accepted from containerd (gRPC's default; a larger one fails its call)."""
     storage_root: str = "/var/lib/containerd"
     """An external containerd's root (the embedded one's is under the agent's data dir), for disk-pressure pruning."""
 

@@ -215,6 +215,11 @@ class ContainerdEngine(Engine):
         return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
 
     @property
+    def max_receive_message_bytes(self) -> int:
+        """The largest gRPC reply accepted from containerd (option ``grpcMaxReceiveBytes``)."""
+        return int(self.options.grpc_max_receive_bytes)
+
+    @property
     def _c(self) -> Client:
         if self.client is None:
             raise EngineError("the containerd engine is not started: call start() first")
@@ -246,7 +251,7 @@ class ContainerdEngine(Engine):
         for d in (self.records.directory, self._files_dir, self._logs_dir, self._runc_root):
             d.mkdir(parents=True, exist_ok=True)
         address = await self._run(self._choose_address)
-        self.client = Client(address, self.namespace)
+        self.client = Client(address, self.namespace, self.max_receive_message_bytes)
         try:
             await self._run(self.client.wait_ready, self.start_timeout_s)
         except RpcError as error:

@@ -31,7 +31,7 @@ def fogwire_register_engines(registry: EngineRegistry) -> None:
         _containerd_engine,
         description="containerd over gRPC; starts an embedded containerd when none is configured",
         aliases=("edgelet",),
-        requires=("hpack", "google.protobuf"),
+        requires=("h2", "hpack", "google.protobuf"),
     )
 
 
