@@ -88,6 +88,20 @@ BENCHMARKS: dict[str, tuple[list[str], list[Row]]] = {
             ),
         ],
     ),
+    "grpc_client": (
+        [],
+        [
+            Row(
+                "containerd client CPU per unary call",
+                _get("cpu_ms_per_call"),
+                "ms",
+                "ratio ≤ 1.5",
+                lambda d: d["ratio"] <= 1.5,
+                _get("peer_cpu_ms_per_call"),
+                "hand-written HTTP/2",
+            ),
+        ],
+    ),
     "reconcile": (
         ["--engine", "containerd"],
         [
