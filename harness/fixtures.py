@@ -22,10 +22,12 @@ Every test is put in one layer (a marker), so a layer can run alone:
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from harness import images, services
+from harness import images, proxy, services
 
 SKIP_ENV = "FOGWIRE_SKIP_SERVICES"
 
@@ -46,6 +48,7 @@ SERVICE_FIXTURES = frozenset(
         "harness_dockerd",
         "harness_podman",
         "harness_containerd",
+        "harness_proxy",
     }
 )
 """Fixtures that start (or reuse) a harness service."""
@@ -111,3 +114,11 @@ def harness_containerd() -> services.Containerd:
     """The external harness containerd; gRPC at ``harness_containerd.url``."""
     _skip_if_asked("containerd")
     return services.start_containerd()
+
+
+@pytest.fixture
+def harness_proxy(tmp_path: Path) -> Iterator[proxy.TinyProxy]:
+    """A tinyproxy of this test's own on 127.0.0.1 (Basic auth, a log of its requests), stopped after the test."""
+    _skip_if_asked("tinyproxy")
+    with proxy.tinyproxy(tmp_path / "tinyproxy") as running:
+        yield running

@@ -67,11 +67,15 @@ class ImageNotFoundError(EngineError):
     """The image is neither available locally nor pullable."""
 
 
-class RegistryAuthError(EngineError):
+class RegistryError(EngineError):
+    """A registry (or a proxy or CDN on the way to it) could not be reached or answered with an error."""
+
+
+class RegistryAuthError(RegistryError):
     """The registry refused the credentials (the password is never included)."""
 
 
-class RegistryCertificateError(EngineError):
+class RegistryCertificateError(RegistryError):
     """The registry's TLS certificate could not be verified (no CA, or the wrong one, for it)."""
 
 

@@ -24,7 +24,7 @@ from fogwire_bundle.importer import RegistryTarget, import_bundle
 from fogwire_bundle.registry import Credentials, RegistryClient
 from fogwire_bundle.testing import Image, client_for, layout_bundle, prefix_fixture, random_layer
 
-from harness import images, services
+from harness import images, registry_fronts, services
 
 TOKEN = "fogwire-bundle-test-token"
 
@@ -44,21 +44,8 @@ class _Front(http.server.ThreadingHTTPServer):
         return f"127.0.0.1:{self.server_address[1]}"
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
+class _Handler(registry_fronts.QuietHandler):
     server: _Front
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def _reply(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
 
     def _token(self) -> None:
         upstream = self.server.upstream

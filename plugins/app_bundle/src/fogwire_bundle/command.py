@@ -43,7 +43,11 @@ def _add_registry_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--registry-file", metavar="FILE", help="a Registry document (kind: Registry) with url, username, password"
     )
-    group.add_argument("--insecure", action="store_true", help="plain http (for a registry on loopback or a lab LAN)")
+    group.add_argument(
+        "--insecure",
+        action="store_true",
+        help="skip TLS verification, or plain http for a registry without TLS (a lab LAN registry; loopback is plain http anyway)",
+    )
 
 
 def _add_target_options(parser: argparse.ArgumentParser) -> None:
@@ -170,7 +174,9 @@ def _client_factory(args: argparse.Namespace) -> Any:
         if server not in cache:
             creds = credentials if only is None or only == server else None
             if insecure and not is_loopback(server):
-                log.warning("talking plain http to %s (--insecure)", server)
+                log.warning(
+                    "not verifying the TLS certificate of %s, or plain http if it has none (--insecure)", server
+                )
             cache[server] = RegistryClient(server, creds, insecure=insecure)
         return cache[server]
 

@@ -314,42 +314,32 @@ class ImageStore:
 
     def pull(self, reference: str, auth: Any) -> str:
         """Pull ``reference`` for this platform; return the image ID (config digest)."""
-        from fogwire_engine_containerd._registry import RegistryClient  # http.client, ssl: only when pulling
+        # http.client, ssl: only when pulling
+        from fogwire.registry_client import iter_chunks
+        from fogwire_engine_containerd._registry import client_for, manifest
 
         ref = _ref.parse(reference)
-        registry = RegistryClient(ref, auth)
+        registry = client_for(ref, auth)
         try:
-            data, media_type = registry.manifest(ref.object)
+            data, media_type = manifest(registry, ref, ref.object)
             if media_type in INDEX_TYPES:
                 desc = pick_platform(json.loads(data), ref.name)
-                data, media_type = registry.manifest(desc["digest"])
+                data, media_type = manifest(registry, ref, desc["digest"])
                 if sha256(data) != desc["digest"]:
                     raise EngineError(f"manifest of {ref.name!r} failed its digest check")
             elif ref.digest and sha256(data) != ref.digest:
                 raise EngineError(f"manifest of {ref.name!r} does not match digest {ref.digest}")
             if media_type not in MANIFEST_TYPES:
                 raise EngineError(f"{ref.name!r}: unsupported manifest type {media_type!r}")
-            manifest = json.loads(data)
+            manifest_doc = json.loads(data)
 
             def fetch(desc: dict[str, Any]) -> tuple[int, Iterator[bytes]]:
-                resp = registry.blob(desc["digest"])
-
-                def chunks() -> Iterator[bytes]:
-                    remaining = int(desc["size"])
-                    while remaining > 0:
-                        chunk = resp.read(min(CHUNK, remaining))
-                        if not chunk:
-                            raise EngineError(
-                                f"registry {ref.api_host} closed the connection with {remaining} bytes of "
-                                f"{desc['digest']} left"
-                            )
-                        remaining -= len(chunk)
-                        yield chunk
-
-                return int(desc["size"]), chunks()
+                stream, _ = registry.open_blob(ref.repository, desc["digest"])
+                size = int(desc["size"])
+                return size, iter_chunks(stream, size, f"registry {ref.api_host} ({desc['digest']})")
 
             with Lease(self.client) as lease:
-                return self.store([ref.name], manifest, data, media_type, fetch, lease, ref.name)
+                return self.store([ref.name], manifest_doc, data, media_type, fetch, lease, ref.name)
         finally:
             registry.close()
 
