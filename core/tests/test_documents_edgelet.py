@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 import yaml
 
@@ -104,3 +107,25 @@ def test_an_edgelet_manifest_of_another_kind_or_without_an_image_is_refused() ->
         "edgelet.yaml:DOC#2: spec.image: expected an image reference, got null",
         "edgelet.yaml:DOC#3: spec.type: fogwire pulls container images only ('oci'), got 'hf'",
     ]
+
+
+def test_an_edgelet_registry_ca_is_the_registrys_own_ca(tmp_path: Path) -> None:
+    """edgelet's ``ca`` means what ioFog's requiresCert and certificate mean; a bad one is refused at spec.ca."""
+    from fogwire.testing.pki import make_pki
+
+    ca_pem = make_pki(tmp_path).ca_cert.read_text()
+    manifest: dict[str, Any] = {
+        "apiVersion": "edgelet.iofog.org/v1",
+        "kind": "Registry",
+        "spec": {"id": 7, "url": "registry.example.com:5443", "ca": ca_pem},
+    }
+    desired = assemble(make_converter(), [manifest], "edgelet.yaml")
+    registry = desired.registries[7]
+    assert (registry.requires_cert, registry.certificate) == (True, ca_pem)
+
+    manifest["spec"] = {"url": "registry.example.com:5443", "ca": "/etc/ssl/ca.pem"}
+    with pytest.raises(ConfigError) as caught:
+        assemble(make_converter(), [manifest], "edgelet.yaml")
+    assert str(caught.value.problems[0]).startswith(
+        "edgelet.yaml:DOC#1: spec.ca: expected PEM text of a CA certificate"
+    )

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from fogwire.convert import pem_problem
 from fogwire.errors import ConfigError, Problem
 
 API_VERSION = "edgelet.iofog.org/v1"
@@ -89,11 +90,17 @@ def translate(mapping: Mapping[str, Any], origin: str, index: int) -> dict[str, 
                     origin, index, "spec.type", f"fogwire pulls container images only ('oci'), got {spec['type']!r}"
                 )
             )
-        if spec.get("ca"):
-            problems.append(Problem(origin, index, "spec.ca", "fogwire doesn't take a registry CA here yet"))
+        ca = spec.get("ca")
+        if ca not in (None, ""):
+            why = pem_problem(ca) if isinstance(ca, str) else f"expected PEM text of a CA certificate, got {_shown(ca)}"
+            if why:
+                problems.append(Problem(origin, index, "spec.ca", why))
         if problems:
             raise ConfigError(problems)
         registry = {key: value for key, value in spec.items() if key not in ("type", "ca")}
+        if ca:
+            # edgelet's engine trusts ``ca`` for this registry: what ioFog says with requiresCert and certificate
+            registry.update(requiresCert=True, certificate=ca)
         return {"apiVersion": "iofog.org/v3", "kind": "Registry", "metadata": dict(metadata), "spec": registry}
     # Microservice
     name = metadata.get("name")
