@@ -176,6 +176,8 @@ class DockerEngine(Engine):
         self._executor = ThreadPoolExecutor(self.options.workers, thread_name_prefix="fogwire-docker")
         self._client: docker.DockerClient | None = None
         self._locks: dict[str, asyncio.Lock] = {}
+        self._runtimes_seen: frozenset[str] = frozenset()
+        """The OCI runtimes dockerd reported when last asked (``docker info``)."""
         self._subscribers: set[asyncio.Queue[EngineEvent | BaseException | None]] = set()
         self._oom_watch: dockerapi.KernelOomWatch | None = None
         certs = self.options.registry_certs_dir
@@ -520,9 +522,11 @@ class DockerEngine(Engine):
 
     def _check_runtime(self, spec: WorkloadSpec) -> None:
         """Refuse an OCI runtime dockerd doesn't know (its ``daemon.json`` ``runtimes``), naming the field."""
-        if not spec.runtime:
+        if not spec.runtime or spec.runtime in self._runtimes_seen:
             return
+        # asked again only for a runtime not seen yet: daemon.json may gain one (and a SIGHUP) at any time
         known = sorted((self.client.info().get("Runtimes") or {}).keys())
+        self._runtimes_seen = frozenset(known)
         if spec.runtime not in known:
             raise EngineError(
                 f"workload {spec.name!r}: dockerd at {self.where} has no OCI runtime {spec.runtime!r} (field runtime; "
