@@ -1,8 +1,9 @@
 """The test OCI runtime: runc behind a wrapper that records each call, known to every harness engine.
 
 dockerd learns it from the harness's ``daemon.json`` (``runtimes``), the containerd
-engine from its ``runtimes`` option. (podman's REST API ignores a container's
-runtime, so the podman plugin offers none.)
+engine from its ``runtimes`` option, podman from the containers.conf drop-in
+``scripts/setup.sh`` writes (:data:`PODMAN_CONF`; the harness restarts its podman
+service when podman's configuration changed since it started).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
 NAME = "fogwire-test-runc"
 PATH = Path("/usr/local/libexec/fogwire-test/fogwire-test-runc")
 CALLS = Path("/run/fogwire-test-runc/calls")
+PODMAN_CONF = Path("/etc/containers/containers.conf.d/50-fogwire-test-runtime.conf")
 
 SCRIPT = f"""#!/bin/sh
 # Written by fogwire's test harness: runc, with a record of each call (one line of arguments).
@@ -42,6 +44,13 @@ def contract_runtime() -> ContractRuntime:
 
     ensure_wrapper()
     return ContractRuntime(NAME, CALLS)
+
+
+def podman_contract_runtime() -> ContractRuntime:
+    """:func:`contract_runtime`, once podman's configuration names the wrapper (``make setup`` writes it)."""
+    if f'{NAME} = ["{PATH}"]' not in (PODMAN_CONF.read_text() if PODMAN_CONF.is_file() else ""):
+        raise RuntimeError(f"{PODMAN_CONF} does not define the test runtime {NAME} as {PATH}: run `make setup`")
+    return contract_runtime()
 
 
 def containerd_options() -> dict[str, dict[str, str]]:

@@ -683,8 +683,26 @@ def start_podman() -> Podman:
     for p in (root, runroot, tmpdir):
         p.mkdir(parents=True, exist_ok=True)
     argv = ["podman", *podman_cli_args(root, runroot, tmpdir), "system", "service", "--time=0", f"unix://{sock}"]
-    pid = _ensure("podman", "podman", argv, lambda: _ping_unix(sock), stale=[sock])
+    runtimes.ensure_wrapper()  # first: podman leaves out a runtime whose binary is missing when it starts
+    read_config = _run_dir() / "podman.config"  # what the running service read: its containers.conf files
+    with _locked("podman-config"):
+        config = podman_config()
+        pid = _service_pid("podman", "podman")
+        stale_config = not read_config.is_file() or read_config.read_text() != config
+        if pid and stale_config and os.environ.get(FORBID_ENV) != "1":
+            _terminate("podman", pid)  # podman reads its runtimes only when it starts
+        pid = _ensure("podman", "podman", argv, lambda: _ping_unix(sock), stale=[sock])
+        if stale_config:
+            read_config.write_text(config)
     return Podman(f"unix://{sock}", sock, root, runroot, tmpdir, pid)
+
+
+def podman_config() -> str:
+    """The containers.conf files podman reads (their paths and text), as one text to compare."""
+    etc = Path("/etc/containers")
+    paths = [Path("/usr/share/containers/containers.conf"), etc / "containers.conf"]
+    paths += sorted((etc / "containers.conf.d").glob("*.conf"))
+    return "".join(f"--- {p}\n{p.read_text()}" for p in paths if p.is_file())
 
 
 def _containerd_paths() -> dict[str, Path]:

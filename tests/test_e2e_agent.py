@@ -528,7 +528,7 @@ async def test_an_edgelet_manifest_runs_as_edgelet_deploy_would(env: Env) -> Non
 
 
 async def test_a_field_the_engine_cant_honour_refuses_only_that_microservice(env: Env) -> None:
-    """Annotations on docker (API 1.41 has none), a named runtime on podman (its API ignores it): refused, named."""
+    """Annotations on docker (API 1.41 has none): refused, naming the engine and the field; the others run."""
     plain, annotated, runtime = env.name("plain"), env.name("annotated"), env.name("runtime")
     ms = [
         microservice(plain, env.images.ref_v1, SLEEP),
@@ -550,6 +550,21 @@ async def test_a_field_the_engine_cant_honour_refuses_only_that_microservice(env
                 problem = result["problems"][name]
                 assert f"the {env.kind} engine can't honour spec.microservices[{index}].container.{field}" in problem
     assert wanted <= set(await env.actual())
+
+
+async def test_a_runtime_in_the_document_runs_the_microservice_under_it(env: Env) -> None:
+    """A container's ``runtime: fogwire-test-runc`` reaches the engine: the recording wrapper created the workload."""
+    name = env.name("runtime")
+    options = runtimes.containerd_options() if env.kind == "containerd" else {}
+    async with agents.running(env.agent(profile=env.profile(engine_options=options))) as agent:
+        result = await agent.apply(
+            documents(env.images, [microservice(name, env.images.ref_v1, SLEEP, runtime=runtimes.NAME)])
+        )
+        assert [a["name"] for a in result["actions"] if a["ok"]] == [name], result
+        workload = (await env.actual())[name]
+        assert workload.state is WorkloadState.RUNNING
+        calls = runtimes.CALLS.read_text().splitlines()
+        assert any("create" in c.split() and c.split()[-1] == workload.id for c in calls), workload.id
 
 
 async def test_a_volume_for_this_agent_is_copied_before_its_workload_runs(env: Env, tmp_path: Path) -> None:

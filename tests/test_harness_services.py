@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import images, services
+from harness import images, runtimes, services
 
 
 def _get(url: str, auth: tuple[str, str] | None = None) -> int:
@@ -37,6 +37,14 @@ def test_registry_start_is_idempotent(harness_registry: services.Registry) -> No
     again = services.start_registry()
     assert again == harness_registry
     assert services.is_running("registry")
+
+
+def test_podman_is_reused_while_its_containers_conf_is_unchanged(harness_podman: services.Podman) -> None:
+    """The harness restarts podman only when the containers.conf files it read changed (it learns runtimes then)."""
+    again = services.start_podman()
+    assert again.pid == harness_podman.pid
+    assert (services.harness_dir() / "run" / "podman.config").read_text() == services.podman_config()
+    assert runtimes.NAME in services.podman_config()
 
 
 def test_image_digests_are_stable_across_builds(tmp_path: Path) -> None:

@@ -9,16 +9,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import subprocess
+import tempfile
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import podman
 import podman.errors
 import pytest
 
 from fogwire.engine import RegistryAuth
-from fogwire.testing import ContractArchives, ContractRegistry, ContractTlsRegistry, UnmanagedContainers
-from harness import images, services
+from fogwire.testing import (
+    ContractArchives,
+    ContractRegistry,
+    ContractRuntime,
+    ContractTlsRegistry,
+    UnmanagedContainers,
+)
+from harness import images, runtimes, services
 
 ULIMITS = [{"Name": "nofile", "Soft": 1024, "Hard": 1024}, {"Name": "nproc", "Soft": 4096, "Hard": 4096}]
 
@@ -74,6 +83,16 @@ def unclosed_after_gc() -> Callable[[], list[str]]:
 
 
 @pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """A short path (unix sockets) that is unmounted and removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="fwp-", ignore_cleanup_errors=True) as d:
+        yield Path(d)
+        mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+        for point in sorted((m for m in mounts if m.startswith(d)), key=len, reverse=True):
+            subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+
+
+@pytest.fixture
 def podman_client(harness_podman: services.Podman) -> Iterator[podman.PodmanClient]:
     """A plain SDK client on the harness service, for what the engine must not see."""
     client = podman.PodmanClient(base_url=harness_podman.url)
@@ -125,3 +144,9 @@ class LabelFreeContainers:
 def fogwire_unmanaged(podman_client: podman.PodmanClient) -> UnmanagedContainers:
     """Label-free containers instead of the suite's default (another agent's)."""
     return LabelFreeContainers(podman_client)
+
+
+@pytest.fixture(scope="session")
+def fogwire_runtime(harness_podman: services.Podman) -> ContractRuntime:
+    """The harness's recording runc wrapper, which the harness podman service knows by name (containers.conf)."""
+    return runtimes.podman_contract_runtime()

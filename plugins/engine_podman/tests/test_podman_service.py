@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +16,6 @@ from fogwire_engine_podman.service import socket_answers
 from fogwire.engine import EngineContext
 from fogwire.errors import ConfigError
 from harness import images, services
-
-
-@pytest.fixture
-def short_dir() -> Iterator[Path]:
-    """A short path (unix sockets) that is unmounted and removed afterwards."""
-    with tempfile.TemporaryDirectory(prefix="fwp-", ignore_cleanup_errors=True) as d:
-        yield Path(d)
-        mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
-        for point in sorted((m for m in mounts if m.startswith(d)), key=len, reverse=True):
-            subprocess.run(["umount", "-l", point], check=False, capture_output=True)
 
 
 async def test_starts_supervises_and_stops_its_own_service(

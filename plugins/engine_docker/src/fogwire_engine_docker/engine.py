@@ -166,7 +166,7 @@ class DockerEngine(Engine):
     """Docker Engine through the docker SDK; see the module docstring and the plugin README."""
 
     features = frozenset({"pid_mode", "ipc_mode", "devices", "runtime"})
-    """No annotations: Debian's dockerd (API 1.41) has none. No ``runtime`` yet (only names dockerd's config defines)."""
+    """No annotations: Debian's dockerd (API 1.41) has none. ``runtime``: a name dockerd's daemon.json defines."""
 
     name = "docker"
 

@@ -15,7 +15,10 @@ Workarounds for podman 4.3 and podman-py 5 (``shared/reference/python-clients.md
 * events are filtered by label on the client side (a ``label`` filter returns
   nothing on 4.3);
 * credentials and ``tlsVerify`` are sent with every pull (the service's login
-  stores nothing).
+  stores nothing);
+* a workload naming an OCI runtime is created through a podman of the engine's
+  own started with ``--runtime`` (the API ignores a container's runtime; see
+  :mod:`fogwire_engine_podman.runtimes`).
 
 Two things the service does not do on a host without systemd, the engine does
 itself (options ``healthchecks`` and ``oomWatch``): it runs the health checks
@@ -84,6 +87,7 @@ from fogwire.streams import (
     stream_in_thread,
     time_from_nanos,
 )
+from fogwire_engine_podman import runtimes
 from fogwire_engine_podman.service import PodmanService, default_sockets, socket_answers
 from fogwire_engine_podman.streaming import DedicatedStream
 from fogwire_engine_podman.transport import close_failed_connects, unreachable
@@ -210,10 +214,8 @@ def _explain(error: Exception) -> str:
 class PodmanEngine(Engine):
     """Podman through its REST service; see the module docstring and the plugin README."""
 
-    # no "runtime": podman's REST API ignores a container's OCI runtime (SpecGenerator.oci_runtime), up to
-    # releases of 2026 (containers/podman#28429); the container would silently run under the default runtime
-    features = frozenset({"pid_mode", "ipc_mode", "devices", "annotations"})
-    """No ``runtime`` yet: podman 4.3 takes a runtime only by a name its containers.conf defines."""
+    features = frozenset({"pid_mode", "ipc_mode", "devices", "annotations", "runtime"})
+    """``runtime``: a name the host's containers.conf defines, created through podman itself (see :mod:`.runtimes`)."""
 
     name = "podman"
 
@@ -633,9 +635,7 @@ class PodmanEngine(Engine):
             if mount.kind == "volume":
                 self._ensure_volume(mount.source)
         try:
-            container = self.client.containers.create(
-                spec.image, list(spec.command) or None, **self._create_kwargs(spec)
-            )
+            created = self._create_container(spec)
         except podman.errors.ImageNotFound:
             raise ImageNotFoundError(
                 f"cannot create workload {spec.name!r}: image {spec.image!r} is not present; pull or load it first"
@@ -652,7 +652,54 @@ class PodmanEngine(Engine):
                     f"cannot create workload {spec.name!r}: a container of that name already exists ({text})"
                 ) from None
             raise EngineError(f"cannot create workload {spec.name!r}: {text}") from None
-        return self._info(container.attrs)
+        return self._info(created)
+
+    def _create_container(self, spec: WorkloadSpec) -> dict[str, Any]:
+        """Create ``spec``'s container, through a podman of its own if it names another OCI runtime; its inspect."""
+        arguments = (spec.image, list(spec.command) or None)
+        runtime, runtime_args = spec.runtime, self._runtime_args(spec)
+        if runtime is None or runtime_args is None:
+            made: dict[str, Any] = self.client.containers.create(*arguments, **self._create_kwargs(spec)).attrs
+            return made
+        with (
+            runtimes.creating_service(spec.name, runtime, runtime_args) as url,
+            podman.PodmanClient(base_url=url, timeout=self.options.timeout_s) as client,
+        ):
+            close_failed_connects(client.api)
+            container = client.containers.create(*arguments, **self._create_kwargs(spec))
+            found = self._inspect_raw(str(container.id))
+            if found is None:
+                container.remove(force=True)
+                raise EngineError(
+                    f"cannot create workload {spec.name!r} under OCI runtime {spec.runtime!r} (field runtime): the "
+                    f"podman service at {self.url} does not see the storage it reports ({' '.join(runtime_args)})"
+                )
+        return found
+
+    def _runtime_args(self, spec: WorkloadSpec) -> list[str] | None:
+        """The global flags of a podman that creates ``spec`` under its OCI runtime; ``None``: the service's default.
+
+        Refused before anything is created when the service's host can't be the one that creates it.
+        """
+        if not spec.runtime:
+            return None
+        response = self.api.get("/info")
+        response.raise_for_status()
+        info: dict[str, Any] = response.json()
+        if spec.runtime == runtimes.default_runtime(info):
+            return None
+        if "/" in spec.runtime:
+            raise EngineError(
+                f"workload {spec.name!r}: OCI runtime {spec.runtime!r} (field runtime) is a path; podman takes "
+                "a runtime by the name containers.conf gives it in [engine.runtimes]"
+            )
+        if not (self.url or "").startswith("unix:"):
+            raise EngineError(
+                f"workload {spec.name!r}: OCI runtime {spec.runtime!r} (field runtime) needs a podman service on "
+                f"this host, and {self.url} is not one: podman's API ignores a container's runtime, so the engine "
+                "creates such a container with podman itself, on the service's storage"
+            )
+        return runtimes.storage_args(info)
 
     async def create(self, spec: WorkloadSpec) -> WorkloadInfo:
         """Create ``spec`` (not started) with this agent's labels and the configured ulimits."""
@@ -674,6 +721,12 @@ class PodmanEngine(Engine):
             raise conflict
         if response.status_code == 404:
             raise WorkloadNotFoundError(f"workload {name!r} disappeared while starting")
+        if "is missing" in text and found.get("OCIRuntime"):
+            raise EngineError(
+                f"cannot start workload {name!r}: the podman service at {self.url} doesn't know its OCI runtime "
+                f"{found['OCIRuntime']!r} (field runtime; {text}); podman reads containers.conf's "
+                "[engine.runtimes] when it starts: restart the service"
+            )
         raise EngineError(f"cannot start workload {name!r}: {text}")
 
     async def start_workload(self, name: str) -> None:
