@@ -257,6 +257,30 @@ def test_a_ping_that_came_while_idle_is_answered_with_the_next_call(serve: Any) 
     assert peer.connections == 1
 
 
+def test_a_ping_with_an_answer_is_acknowledged_after_the_next_request(serve: Any) -> None:
+    """As Go's server does, the peer pings with each answer; the ack rides behind the next call's request.
+
+    Go pings (to estimate bandwidth) on the first DATA it receives while no ping of its
+    own is unanswered: an ack that comes after that DATA spares the next call a ping.
+    """
+    pings = iter([b"ping-one", b"ping-two", b"ping-thr"])
+
+    def respond(conn: h2.connection.H2Connection, sid: int, headers: dict[str, str], body: bytes) -> None:
+        conn.ping(next(pings))
+        answer(conn, sid, b"fine")
+
+    peer, channel = serve(respond)
+    for _ in range(3):
+        assert channel.unary(PATH, b"", [], 5) == b"fine"
+    order = [
+        f"ack {e.ping_data.decode()}" if isinstance(e, h2.events.PingAckReceived) else f"data {e.stream_id}"
+        for e in peer.received
+        if isinstance(e, (h2.events.PingAckReceived, h2.events.DataReceived))
+    ]
+    assert order == ["data 1", "data 3", "ack ping-one", "data 5", "ack ping-two"]
+    assert peer.connections == 1
+
+
 def test_a_reply_stream_that_ends_inside_a_message_is_an_error(serve: Any) -> None:
     """grpcio and grpc-go report a truncated message; it is never a clean end."""
 
