@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.metadata
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -40,8 +40,13 @@ async def running(agent: Agent, timeout_s: float = 60.0) -> AsyncIterator[Agent]
 
 
 @contextlib.asynccontextmanager
-async def harness_engine(kind: str, base: Path, agent_id: str) -> AsyncIterator[Engine]:
-    """A started engine plugin ``kind`` on the harness service, its dirs under ``base``; closed at the end."""
+async def harness_engine(
+    kind: str, base: Path, agent_id: str, options: Mapping[str, Any] | None = None
+) -> AsyncIterator[Engine]:
+    """A started engine plugin ``kind`` on the harness service, its dirs under ``base``; closed at the end.
+
+    ``options`` are the engine's options (``engineOptions``).
+    """
     from fogwire.engine import EngineContext
     from fogwire.plugins import PluginHost
     from harness import services
@@ -52,6 +57,7 @@ async def harness_engine(kind: str, base: Path, agent_id: str) -> AsyncIterator[
         run_dir=base / "run",
         log_dir=base / "log",
         url=services.engine_url(kind),
+        options=dict(options or {}),
     )
     engine = PluginHost().engine_factory(kind)(context)
     await engine.start()

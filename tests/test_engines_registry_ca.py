@@ -12,40 +12,27 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from fogwire.certdirs import RegistryCertDirs
-from fogwire.engine import Engine, EngineContext, RegistryAuth
+from fogwire.engine import Engine, RegistryAuth
 from fogwire.errors import RegistryCertificateError
-from fogwire.plugins import PluginHost
 from fogwire.testing.pki import make_pki
-from harness import agents, images, services
+from harness import agents, images
 
 CERTS_D = {"docker": Path("/etc/docker/certs.d"), "podman": Path("/etc/containers/certs.d")}
 DAEMON_PULLS = [k for k in agents.installed_engines() if k in CERTS_D]
 PER_PULL_INSECURE = [k for k in agents.installed_engines() if k in ("podman", "containerd")]
 
 
-@contextlib.asynccontextmanager
-async def engine_of(kind: str, tmp: Path, options: Mapping[str, Any] | None = None) -> AsyncIterator[Engine]:
-    context = EngineContext(
-        agent_id=f"rca-{secrets.token_hex(3)}",
-        data_dir=tmp / "data",
-        run_dir=tmp / "run",
-        log_dir=tmp / "log",
-        url=services.engine_url(kind),
-        options=dict(options or {}),
-    )
-    engine = PluginHost().engine_factory(kind)(context)
-    await engine.start()
-    try:
-        yield engine
-    finally:
-        await engine.close()
+def engine_of(
+    kind: str, tmp: Path, options: Mapping[str, Any] | None = None
+) -> contextlib.AbstractAsyncContextManager[Engine]:
+    return agents.harness_engine(kind, tmp, f"rca-{secrets.token_hex(3)}", options)
 
 
 def with_ca(tls: images.TlsTestImage, ca_pem: str | None = None, *, insecure: bool = False) -> RegistryAuth:
