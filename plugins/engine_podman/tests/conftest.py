@@ -19,7 +19,7 @@ import podman
 import podman.errors
 import pytest
 
-from fogwire.engine import RegistryAuth
+from fogwire.engine import EngineContext, RegistryAuth
 from fogwire.testing import (
     ContractArchives,
     ContractRegistry,
@@ -90,6 +90,25 @@ def short_dir() -> Iterator[Path]:
         mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
         for point in sorted((m for m in mounts if m.startswith(d)), key=len, reverse=True):
             subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+
+
+@pytest.fixture
+def own_service_context(short_dir: Path) -> Callable[[str], EngineContext]:
+    """Makes engine contexts whose podman engine starts a service of its own, its storage under ``short_dir``."""
+
+    def make(agent_id: str) -> EngineContext:
+        args = ["--root", str(short_dir / "root"), "--runroot", str(short_dir / "runroot")]
+        args += ["--tmpdir", str(short_dir / "tmp"), "--runtime", "runc"]
+        args += ["--cgroup-manager", "cgroupfs", "--events-backend", "file"]
+        return EngineContext(
+            agent_id=agent_id,
+            data_dir=short_dir / "data",
+            run_dir=short_dir / "run",
+            log_dir=short_dir / "log",
+            options={"serviceArgs": args, "oomWatch": "off"},
+        )
+
+    return make
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 import podman
@@ -50,29 +51,16 @@ async def test_a_runtime_path_is_refused_and_the_default_name_is_the_services_ow
 
 
 async def test_a_runtime_added_after_the_service_started_is_named_when_the_workload_starts(
-    short_dir: Path, harness_images: images.TestImages, monkeypatch: pytest.MonkeyPatch
+    short_dir: Path,
+    own_service_context: Callable[[str], EngineContext],
+    harness_images: images.TestImages,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The service read containers.conf before the runtime was there: the start is refused, saying to restart it."""
     runtimes.podman_contract_runtime()  # the host's containers.conf defines the test runtime
     before = short_dir / "containers.conf"  # the service's configuration, without the test runtime
     before.write_text('[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]\n')
-    args = [
-        "--root",
-        str(short_dir / "root"),
-        "--runroot",
-        str(short_dir / "runroot"),
-        "--tmpdir",
-        str(short_dir / "tmp"),
-    ]
-    args += ["--runtime", "runc", "--cgroup-manager", "cgroupfs", "--events-backend", "file"]
-    context = EngineContext(
-        agent_id="runtime-test",
-        data_dir=short_dir / "data",
-        run_dir=short_dir / "run",
-        log_dir=short_dir / "log",
-        options={"serviceArgs": args, "oomWatch": "off"},
-    )
-    engine = PodmanEngine(context)
+    engine = PodmanEngine(own_service_context("runtime-test"))
     monkeypatch.setenv("CONTAINERS_CONF", str(before))
     await engine.start()
     monkeypatch.delenv("CONTAINERS_CONF")  # the podman that creates the container reads the host's

@@ -19,25 +19,11 @@ from harness import images, services
 
 
 async def test_starts_supervises_and_stops_its_own_service(
-    short_dir: Path, unclosed_after_gc: Callable[[], list[str]]
+    short_dir: Path,
+    own_service_context: Callable[[str], EngineContext],
+    unclosed_after_gc: Callable[[], list[str]],
 ) -> None:
-    args = [
-        "--root",
-        str(short_dir / "root"),
-        "--runroot",
-        str(short_dir / "runroot"),
-        "--tmpdir",
-        str(short_dir / "tmp"),
-    ]
-    args += ["--runtime", "runc", "--cgroup-manager", "cgroupfs", "--events-backend", "file"]
-    context = EngineContext(
-        agent_id="service-test",
-        data_dir=short_dir / "data",
-        run_dir=short_dir / "run",
-        log_dir=short_dir / "log",
-        options={"serviceArgs": args, "oomWatch": "off"},
-    )
-    engine = PodmanEngine(context)
+    engine = PodmanEngine(own_service_context("service-test"))
     await engine.start()
     try:
         service = engine.service
