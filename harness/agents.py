@@ -12,7 +12,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from fogwire.agent import Agent
-    from fogwire.engine import Engine
+    from fogwire.engine import Engine, EngineContext
+    from fogwire.paths import Paths
 
 HARNESS_ENGINES = ("containerd", "docker", "podman")
 
@@ -48,7 +49,6 @@ async def harness_engine(
     ``options`` are the engine's options (``engineOptions``).
     """
     from fogwire.engine import EngineContext
-    from fogwire.plugins import PluginHost
     from harness import services
 
     context = EngineContext(
@@ -59,6 +59,35 @@ async def harness_engine(
         url=services.engine_url(kind),
         options=dict(options or {}),
     )
+    async with _started(kind, context) as engine:
+        yield engine
+
+
+@contextlib.asynccontextmanager
+async def agents_engine(kind: str, paths: Paths, agent_id: str) -> AsyncIterator[Engine]:
+    """The engine an agent with ``paths`` and ``agent_id`` runs on the harness service, started; closed at the end.
+
+    Its directories are the agent's own (data under ``state_dir/engine``, as
+    :class:`fogwire.Agent` makes them), so a test sees what the agent's engine holds.
+    """
+    from fogwire.engine import EngineContext
+    from harness import services
+
+    context = EngineContext(
+        agent_id=agent_id,
+        data_dir=paths.state_dir / "engine",
+        run_dir=paths.run_dir,
+        log_dir=paths.log_dir,
+        url=services.engine_url(kind),
+    )
+    async with _started(kind, context) as engine:
+        yield engine
+
+
+@contextlib.asynccontextmanager
+async def _started(kind: str, context: EngineContext) -> AsyncIterator[Engine]:
+    from fogwire.plugins import PluginHost
+
     engine = PluginHost().engine_factory(kind)(context)
     await engine.start()
     try:

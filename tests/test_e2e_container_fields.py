@@ -85,21 +85,8 @@ class Env:
             api_socket=False,
         )
 
-    @contextlib.asynccontextmanager
-    async def engine(self) -> AsyncIterator[Engine]:
-        context = EngineContext(
-            agent_id=self.agent_id,
-            data_dir=self.paths.state_dir / "engine",
-            run_dir=self.paths.run_dir,
-            log_dir=self.paths.log_dir,
-            url=self.url,
-        )
-        engine = self.host.engine_factory(self.kind)(context)
-        await engine.start()
-        try:
-            yield engine
-        finally:
-            await engine.close()
+    def engine(self) -> contextlib.AbstractAsyncContextManager[Engine]:
+        return agents.agents_engine(self.kind, self.paths, self.agent_id)
 
     async def actual(self) -> dict[str, WorkloadInfo]:
         async with self.engine() as engine:

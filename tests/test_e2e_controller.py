@@ -29,7 +29,7 @@ from fogwire_config_controller.client import ControllerClient
 from fogwire_config_controller.testing import StandInController
 
 from fogwire.agent import Agent
-from fogwire.engine import EngineContext, WorkloadState
+from fogwire.engine import Engine, WorkloadState
 from fogwire.model.agent_config import PluginSelection, Profile
 from fogwire.paths import Paths
 from fogwire.plugins import PluginHost
@@ -154,17 +154,8 @@ class Node:
             services=services or [],
         )
 
-    @contextlib.asynccontextmanager
-    async def engine(self) -> AsyncIterator[Any]:
-        context = EngineContext(
-            self.agent_id, self.paths.state_dir / "engine", self.paths.run_dir, self.paths.log_dir, url=self.url
-        )
-        engine = self.host.engine_factory(self.kind)(context)
-        await engine.start()
-        try:
-            yield engine
-        finally:
-            await engine.close()
+    def engine(self) -> contextlib.AbstractAsyncContextManager[Engine]:
+        return agents.agents_engine(self.kind, self.paths, self.agent_id)
 
     async def actual(self) -> dict[str, Any]:
         async with self.engine() as engine:

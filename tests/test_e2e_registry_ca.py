@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from fogwire.agent import Agent
-from fogwire.engine import Engine, EngineContext, WorkloadState
+from fogwire.engine import Engine, WorkloadState
 from fogwire.model.agent_config import Profile
 from fogwire.paths import Paths
 from fogwire.plugins import PluginHost
@@ -64,22 +64,9 @@ class Env:
             }},
         ]  # fmt: skip
 
-    @contextlib.asynccontextmanager
-    async def engine(self) -> AsyncIterator[Engine]:
+    def engine(self) -> contextlib.AbstractAsyncContextManager[Engine]:
         """The agent's engine, to look at what it holds."""
-        context = EngineContext(
-            agent_id=self.agent_id,
-            data_dir=self.paths.state_dir / "engine",
-            run_dir=self.paths.run_dir,
-            log_dir=self.paths.log_dir,
-            url=self.url,
-        )
-        engine = self.host.engine_factory(self.kind)(context)
-        await engine.start()
-        try:
-            yield engine
-        finally:
-            await engine.close()
+        return agents.agents_engine(self.kind, self.paths, self.agent_id)
 
 
 @pytest.fixture(params=ENGINES)
