@@ -42,6 +42,8 @@ import h2.exceptions
 import h2.settings
 import hpack
 
+from fogwire_engine_containerd import _frame_repr
+
 __all__ = ["DEFAULT_MAX_RECEIVE_BYTES", "Call", "Channel", "RpcError", "Status"]
 
 
@@ -121,6 +123,7 @@ _TrailersReceived = h2.events.TrailersReceived
 _StreamEnded = h2.events.StreamEnded
 _StreamReset = h2.events.StreamReset
 _ConnectionTerminated = h2.events.ConnectionTerminated
+_frame_repr.install()  # h2 formats every received frame's repr: make that cost independent of its size
 _CONFIG = h2.config.H2Configuration(
     client_side=True,
     header_encoding=None,
