@@ -322,3 +322,16 @@ def test_a_reply_that_is_not_grpc_is_refused(serve: Any) -> None:
     error = call_error(channel)
     assert error.code() is Status.INTERNAL
     assert "content-type is 'text/html'" in error.details()
+
+
+@pytest.mark.parametrize("size", [0, 10_000, 16_379, 16_380, 200_000])
+def test_a_unary_request_of_any_size_arrives_whole(serve: Any, size: int) -> None:
+    """Up to one frame the request goes out at once; beyond it (or the 64 KiB window) it waits for room."""
+
+    def echo_length(conn: h2.connection.H2Connection, sid: int, headers: dict[str, str], body: bytes) -> None:
+        length = struct.unpack(">I", body[1:5])[0]
+        answer(conn, sid, b"%d %d" % (length, len(body) - 5))
+
+    request = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    _, channel = serve(echo_length)
+    assert channel.unary(PATH, request, [], 5) == b"%d %d" % (size, size)
