@@ -92,7 +92,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[Row]]] = {
         [],
         [
             Row(
-                "containerd client CPU per unary call",
+                "containerd client CPU per unary call (the worst ratio of 4 calls)",
                 _get("cpu_ms_per_call"),
                 "ms",
                 "ratio ≤ 1.5",
