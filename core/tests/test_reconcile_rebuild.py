@@ -207,3 +207,43 @@ async def test_resolving_is_reused_for_the_same_desired_state_only(store: Store)
     assert fresh["web"].config_hash != first["web"].config_hash
     again["web"] = None  # type: ignore[assignment]  # callers get copies: the cache stays whole
     assert r.resolve_all(changed)[0]["web"] is fresh["web"]
+
+
+async def test_only_the_failed_microservices_are_resolved_again_until_they_are_mended(
+    store: Store, tmp_path: Path
+) -> None:
+    """One microservice waiting for a CDI spec file costs the others no new resolution each pass."""
+    spec_dir = tmp_path / "cdi"
+    r = Reconciler(NoEngine(), store, arch="amd64", cdi_spec_dirs=(str(spec_dir),))  # type: ignore[arg-type]
+    await r.load()
+    doc = {
+        "apiVersion": "iofog.org/v3",
+        "kind": "Application",
+        "metadata": {"name": "app"},
+        "spec": {
+            "microservices": [
+                {"name": "web", "images": {"x86": "reg.example/img:1", "arm": "reg.example/img:1"}},
+                {
+                    "name": "gpu",
+                    "images": {"x86": "reg.example/img:1", "arm": "reg.example/img:1"},
+                    "container": {"cdiDevices": ["vendor.example/gpu=0"]},
+                },
+            ]
+        },
+    }
+    desired = assemble(make_converter(), [doc], "test.yaml")
+    first, problems = r.resolve_all(desired)
+    assert set(first) == {"web"} and "no CDI device" in problems["gpu"]
+    again, problems = r.resolve_all(desired)
+    assert again["web"] is first["web"], "a problem elsewhere does not make the good ones resolve again"
+    assert set(problems) == {"gpu"}
+    spec_dir.mkdir()
+    (spec_dir / "gpu.json").write_text(
+        '{"cdiVersion": "0.6.0", "kind": "vendor.example/gpu", "devices": [{"name": "0", "containerEdits": '
+        '{"env": ["GPU=0"]}}]}'
+    )
+    mended, problems = r.resolve_all(desired)
+    assert problems == {}
+    assert mended["web"] is first["web"]
+    assert mended["gpu"].spec.env == {"GPU": "0"}
+    assert r.resolve_all(desired)[0]["gpu"] is mended["gpu"], "once nothing fails, the whole result is reused"

@@ -303,13 +303,21 @@ class Reconciler:
         Resolving is a pure function of the (frozen) desired state, and hashing 30
         specs costs milliseconds on the event loop, so the result for the same
         ``desired`` object is reused: every pass and plan between two deliveries.
+        Only the microservices that failed are resolved again on each call: a
+        failure may be mended from outside the desired state (a CDI spec file added).
         """
         cached = self._resolved
         if cached is not None and cached[0] is desired:
-            return dict(cached[1]), dict(cached[2])
-        resolved: dict[str, ResolvedMicroservice] = {}
-        problems: dict[str, str] = {}
-        for name, ms in desired.microservices.items():
+            resolved, problems = dict(cached[1]), dict(cached[2])
+            if not problems:
+                return resolved, problems
+            names = list(problems)
+        else:
+            resolved, problems = {}, {}
+            names = list(desired.microservices)
+        for name in names:
+            problems.pop(name, None)
+            ms = desired.microservices[name]
             try:
                 resolved[name] = self._amended(
                     resolve(
@@ -328,8 +336,7 @@ class Reconciler:
                 problems[name] = (
                     f"microservice {name!r}: the {engine} engine can't honour {fields}; remove it or use another engine"
                 )
-        # a failure may be mended from outside the desired state (a CDI spec file added): look again next pass
-        self._resolved = (desired, resolved, problems) if not problems else None
+        self._resolved = (desired, resolved, problems)
         return dict(resolved), dict(problems)
 
     def _amended(self, r: ResolvedMicroservice, ms: DesiredMicroservice) -> ResolvedMicroservice:
