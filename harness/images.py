@@ -125,15 +125,7 @@ class TestImages:
         reference = f"{self.registry}/{repository}:{tag}"
         with tempfile.TemporaryDirectory(prefix="fwvariant-") as tmp:
             build_busybox_layout(tmp, tag, marker=marker, user=user)
-            _skopeo(
-                "copy",
-                "--quiet",
-                "--dest-tls-verify=false",
-                "--dest-creds",
-                f"{self.username}:{self.password}",
-                f"oci:{tmp}:{tag}",
-                f"docker://{reference}",
-            )
+            _push_layout(tmp, tag, reference, f"{self.username}:{self.password}")
         return reference
 
 
@@ -415,16 +407,8 @@ def ensure_tls_test_image(tls: TlsRegistry, images: TestImages) -> TlsTestImage:
     with open(images.layout.parent / ".lock-tls", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if _tls_registry_digest(tls, REPOSITORY, "1") != images.digest_v1:
-            _skopeo(
-                "copy",
-                "--quiet",
-                "--dest-cert-dir",
-                str(tls.cert_dir),
-                "--dest-creds",
-                f"{tls.username}:{tls.password}",
-                f"oci:{images.layout}:1",
-                f"docker://{tls.url}/{REPOSITORY}:1",
-            )
+            reference = f"{tls.url}/{REPOSITORY}:1"
+            _push_layout(images.layout, "1", reference, f"{tls.username}:{tls.password}", cert_dir=tls.cert_dir)
             pushed = _tls_registry_digest(tls, REPOSITORY, "1")
             if pushed != images.digest_v1:
                 raise RuntimeError(
@@ -440,6 +424,12 @@ def ensure_tls_test_image(tls: TlsRegistry, images: TestImages) -> TlsTestImage:
         tls.ca_pem,
         tls.cert_dir,
     )
+
+
+def _push_layout(layout: str | Path, tag: str, reference: str, creds: str, *, cert_dir: Path | None = None) -> None:
+    """Push ``tag`` of the OCI layout to ``reference`` with skopeo: over TLS trusting ``cert_dir``, else plain HTTP."""
+    tls = ["--dest-cert-dir", str(cert_dir)] if cert_dir is not None else ["--dest-tls-verify=false"]
+    _skopeo("copy", "--quiet", *tls, "--dest-creds", creds, f"oci:{layout}:{tag}", f"docker://{reference}")
 
 
 def _skopeo(*args: str) -> None:
@@ -512,15 +502,7 @@ def _ensure_locked(registry: Registry, root: Path) -> TestImages:
     creds = f"{registry.username}:{registry.password}"
     for tag in TAGS:
         if _registry_digest(registry, REPOSITORY, tag) != built[tag].digest:
-            _skopeo(
-                "copy",
-                "--quiet",
-                "--dest-tls-verify=false",
-                "--dest-creds",
-                creds,
-                f"oci:{layout}:{tag}",
-                f"docker://{registry.url}/{REPOSITORY}:{tag}",
-            )
+            _push_layout(layout, tag, f"{registry.url}/{REPOSITORY}:{tag}", creds)
             pushed = _registry_digest(registry, REPOSITORY, tag)
             if pushed != built[tag].digest:
                 raise RuntimeError(

@@ -499,13 +499,17 @@ def _ensure_htpasswd(htpasswd: Path) -> None:
         tmp.replace(htpasswd)
 
 
-def start_registry() -> Registry:
-    """Debian's ``docker-registry`` on 127.0.0.1:5001 with htpasswd auth (bcrypt, low cost)."""
-    d, config, data = _registry_paths()
-    data.mkdir(parents=True, exist_ok=True)
-    htpasswd = d / "htpasswd"
-    _ensure_htpasswd(htpasswd)
-    config_text = f"""\
+def _registry_config(data: Path, addr: str, htpasswd: Path, tls: tuple[Path, Path] | None = None) -> str:
+    """A ``docker-registry`` config: storage under ``data``, htpasswd auth, HTTPS with ``tls`` (cert, key) if given."""
+    tls_text = (
+        f"""
+  tls:
+    certificate: {tls[0]}
+    key: {tls[1]}"""
+        if tls is not None
+        else ""
+    )
+    return f"""\
 version: 0.1
 log:
   level: warn
@@ -520,13 +524,22 @@ storage:
     uploadpurging:
       enabled: false
 http:
-  addr: {REGISTRY_ADDR}
-  secret: fogwire-harness-not-a-secret
+  addr: {addr}
+  secret: fogwire-harness-not-a-secret{tls_text}
 auth:
   htpasswd:
     realm: fogwire-test
     path: {htpasswd}
 """
+
+
+def start_registry() -> Registry:
+    """Debian's ``docker-registry`` on 127.0.0.1:5001 with htpasswd auth (bcrypt, low cost)."""
+    d, config, data = _registry_paths()
+    data.mkdir(parents=True, exist_ok=True)
+    htpasswd = d / "htpasswd"
+    _ensure_htpasswd(htpasswd)
+    config_text = _registry_config(data, REGISTRY_ADDR, htpasswd)
     if not config.exists() or config.read_text() != config_text:
         config.write_text(config_text)
     pid = _ensure("registry", "docker-registry", ["docker-registry", "serve", str(config)], _registry_answers)
@@ -590,31 +603,7 @@ def start_tls_registry() -> TlsRegistry:
             made = make_pki(pki, names=("localhost",), ips=(TLS_REGISTRY_HOST,), valid_days=TLS_VALID_DAYS)
             p["ca"].mkdir(exist_ok=True)
             shutil.copyfile(made.ca_cert, p["ca"] / "ca.crt")
-        config_text = f"""\
-version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: {p["data"]}
-  delete:
-    enabled: true
-  maintenance:
-    uploadpurging:
-      enabled: false
-http:
-  addr: {TLS_REGISTRY_ADDR}
-  secret: fogwire-harness-not-a-secret
-  tls:
-    certificate: {pki / "tls.crt"}
-    key: {pki / "tls.key"}
-auth:
-  htpasswd:
-    realm: fogwire-test
-    path: {htpasswd}
-"""
+        config_text = _registry_config(p["data"], TLS_REGISTRY_ADDR, htpasswd, tls=(pki / "tls.crt", pki / "tls.key"))
         if not p["config"].exists() or p["config"].read_text() != config_text:
             p["config"].write_text(config_text)
     ca_cert = p["ca"] / "ca.crt"
