@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.metadata
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +13,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from fogwire.agent import Agent
-    from fogwire.engine import Engine, EngineContext
+    from fogwire.engine import Engine, EngineContext, WorkloadInfo
+    from fogwire.model.agent_config import Profile
     from fogwire.paths import Paths
 
 HARNESS_ENGINES = ("containerd", "docker", "podman")
@@ -94,3 +96,62 @@ async def _started(kind: str, context: EngineContext) -> AsyncIterator[Engine]:
         yield engine
     finally:
         await engine.close()
+
+
+class AgentEnv:
+    """One test's agent set-up on one harness engine: its own paths, a unique agent id and workload-name prefix.
+
+    Each e2e module subclasses it with what its tests add (images, documents).
+    ``agent_prefix`` and ``name_prefix`` tell a module's agents and workloads
+    apart on the engines every test shares.
+    """
+
+    agent_defaults: Mapping[str, Any] = {"rollback_grace_s": 1.5, "backoff_cap_s": 1.0, "api_socket": False}
+    """Keyword arguments every agent of the set-up gets unless a test gives its own."""
+
+    def __init__(self, kind: str, tmp: Path, *, agent_prefix: str, name_prefix: str) -> None:
+        from fogwire.paths import Paths
+        from fogwire.plugins import PluginHost
+        from harness import services
+
+        self.kind = kind
+        self.url = services.engine_url(kind)
+        self.id = uuid.uuid4().hex[:6]
+        self.agent_id = f"{agent_prefix}-{self.id}"
+        self.name_prefix = f"{name_prefix}{self.id}"
+        self.paths = Paths(tmp / "config.yaml", tmp / "state", tmp / "log", tmp / "run")
+        self.host = PluginHost()
+
+    def name(self, short: str) -> str:
+        """A workload name unique to this set-up."""
+        return f"{self.name_prefix}-{short}"
+
+    def profile(self, **changes: Any) -> Profile:
+        """The agent's profile: this engine and agent id, with ``changes``."""
+        from fogwire.model.agent_config import Profile
+
+        return Profile(container_engine=self.kind, container_engine_url=self.url, agent_id=self.agent_id, **changes)
+
+    def agent(self, **kwargs: Any) -> Agent:
+        """An agent of this set-up (``profile=`` replaces :meth:`profile`'s; other keywords go to ``Agent``)."""
+        from fogwire.agent import Agent
+
+        profile = kwargs.pop("profile", None) or self.profile()
+        return Agent(
+            engine=self.kind, profile=profile, paths=self.paths, plugins=self.host, **{**self.agent_defaults, **kwargs}
+        )
+
+    def engine(self, agent_id: str | None = None) -> contextlib.AbstractAsyncContextManager[Engine]:
+        """The agent's engine (or another agent id's, on the same directories), started; closed at the end."""
+        return agents_engine(self.kind, self.paths, agent_id or self.agent_id)
+
+    async def actual(self) -> dict[str, WorkloadInfo]:
+        """The workloads the agent's engine manages, by name."""
+        async with self.engine() as engine:
+            return {w.name: w for w in await engine.list_managed()}
+
+    async def cleanup(self) -> None:
+        """Remove every workload the agent's engine manages."""
+        async with self.engine() as engine:
+            for w in await engine.list_managed():
+                await engine.remove(w.name)

@@ -12,7 +12,6 @@ import contextlib
 import socket
 import time
 import urllib.request
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,17 +19,15 @@ from typing import Any
 import pytest
 import yaml
 
-from fogwire.agent import Agent, write_documents
-from fogwire.engine import Engine, EngineContext, WorkloadSpec, WorkloadState
+from fogwire.agent import write_documents
+from fogwire.engine import Engine, WorkloadSpec, WorkloadState
 from fogwire.hookspecs import hookimpl
-from fogwire.model.agent_config import PluginSelection, Profile
-from fogwire.paths import Paths
+from fogwire.model.agent_config import PluginSelection
 from fogwire.payloads import DESIRED_STATE
-from fogwire.plugins import PluginHost
 from fogwire.services import AgentService
 from fogwire.sinks import ApplyReport, ItemResult, ReloadSink, SinkContext
 from fogwire.sinks import Outcome as SinkOutcome
-from harness import agents, images, runtimes, services
+from harness import agents, images, runtimes
 
 ENGINES = agents.installed_engines()
 
@@ -67,57 +64,12 @@ def microservice(name: str, image: str, command: list[str], **container: Any) ->
     }
 
 
-class Env:
-    """One test's agent set-up: paths, a unique agent id and name prefix, engine access."""
+class Env(agents.AgentEnv):
+    """One test's agent set-up: paths, a unique agent id and name prefix, engine access, the test images."""
 
     def __init__(self, kind: str, tmp: Path, test_images: images.TestImages) -> None:
-        self.kind = kind
-        self.url = services.engine_url(kind)
+        super().__init__(kind, tmp, agent_prefix="t6", name_prefix="fw6")
         self.images = test_images
-        self.id = uuid.uuid4().hex[:6]
-        self.agent_id = f"t6-{self.id}"
-        self.paths = Paths(tmp / "config.yaml", tmp / "state", tmp / "log", tmp / "run")
-        self.host = PluginHost()
-
-    def name(self, short: str) -> str:
-        return f"fw6{self.id}-{short}"
-
-    def profile(self, **changes: Any) -> Profile:
-        return Profile(container_engine=self.kind, container_engine_url=self.url, agent_id=self.agent_id, **changes)
-
-    def agent(self, **kwargs: Any) -> Agent:
-        kwargs.setdefault("rollback_grace_s", 1.5)
-        kwargs.setdefault("backoff_cap_s", 1.0)
-        kwargs.setdefault("api_socket", False)
-        profile = kwargs.pop("profile", None) or self.profile()
-        return Agent(engine=self.kind, profile=profile, paths=self.paths, plugins=self.host, **kwargs)
-
-    def engine(self, agent_id: str | None = None) -> Engine:
-        context = EngineContext(
-            agent_id=agent_id or self.agent_id,
-            data_dir=self.paths.state_dir / "engine",
-            run_dir=self.paths.run_dir,
-            log_dir=self.paths.log_dir,
-            url=self.url,
-        )
-        return self.host.engine_factory(self.kind)(context)
-
-    async def actual(self) -> dict[str, Any]:
-        engine = self.engine()
-        await engine.start()
-        try:
-            return {w.name: w for w in await engine.list_managed()}
-        finally:
-            await engine.close()
-
-    async def cleanup(self) -> None:
-        engine = self.engine()
-        await engine.start()
-        try:
-            for w in await engine.list_managed():
-                await engine.remove(w.name)
-        finally:
-            await engine.close()
 
 
 @pytest.fixture(params=ENGINES)
@@ -279,10 +231,8 @@ async def test_offline_start_runs_the_last_applied_state(env: Env) -> None:
         assert set(await env.actual()) == set(names)
     # The device reboots with no source: the file is gone and a workload was lost.
     desired_file.unlink()
-    engine = env.engine()
-    await engine.start()
-    await engine.remove(names[0])
-    await engine.close()
+    async with env.engine() as engine:
+        await engine.remove(names[0])
     restarted = time.time()
     async with agents.running(env.agent(profile=profile)) as agent:
         await agent.reconcile_now()
@@ -296,17 +246,15 @@ async def test_offline_start_runs_the_last_applied_state(env: Env) -> None:
 @contextlib.asynccontextmanager
 async def another_agents_workload(env: Env, name: str, *, started: bool) -> AsyncIterator[Engine]:
     """A workload ``name`` managed by another agent id on the same engine, removed afterwards."""
-    other = env.engine(agent_id=f"other-{env.id}")
-    await other.start()
-    try:
-        await other.obtain_image(env.images.ref_v1, _auth(env.images))
-        await other.create(WorkloadSpec(name=name, image=env.images.ref_v1, command=tuple(SLEEP)))
-        if started:
-            await other.start_workload(name)
-        yield other
-    finally:
-        await other.remove(name)
-        await other.close()
+    async with env.engine(agent_id=f"other-{env.id}") as other:
+        try:
+            await other.obtain_image(env.images.ref_v1, _auth(env.images))
+            await other.create(WorkloadSpec(name=name, image=env.images.ref_v1, command=tuple(SLEEP)))
+            if started:
+                await other.start_workload(name)
+            yield other
+        finally:
+            await other.remove(name)
 
 
 async def test_unmanaged_workloads_are_never_touched(env: Env) -> None:
@@ -592,15 +540,11 @@ async def test_a_volume_for_this_agent_is_copied_before_its_workload_runs(env: E
         events = [(e["kind"], e["message"]) for e in (await agent.status())["events"]]
         assert ("volume-pushed", f"Volume 'greetings': 1 files from {source} to {destination}") in events
     assert (destination / "greeting").stat().st_mode & 0o777 == 0o644
-    engine = env.engine()
-    await engine.start()
-    try:
+    async with env.engine() as engine:
         deadline = time.monotonic() + 20
         while "hello from the volume" not in [line.text async for line in engine.logs(name)]:
             assert time.monotonic() < deadline, "the workload never printed the volume's file"
             await asyncio.sleep(0.2)
-    finally:
-        await engine.close()
 
 
 async def test_pruning_removes_the_volume_of_a_removed_microservice_and_keeps_a_desired_ones(env: Env) -> None:
@@ -672,14 +616,10 @@ async def test_cdi_devices_give_their_device_nodes_env_mounts_and_hooks(env: Env
         if not runs_hooks:
             problem = result["problems"][hooked]
             assert f"the {env.kind} engine can't honour spec.microservices[1].container.cdiDevices" in problem
-    engine = env.engine()
-    await engine.start()
-    try:
+    async with env.engine() as engine:
         deadline = time.monotonic() + 20
         wanted = ["char-device-ok", "env=one/null", "from the cdi mount"]
         while (lines := [line.text async for line in engine.logs(device)])[:3] != wanted:
             assert time.monotonic() < deadline, lines
             await asyncio.sleep(0.2)
-    finally:
-        await engine.close()
     assert marker.exists() == runs_hooks, "the createRuntime hook ran exactly where the engine runs hooks"

@@ -10,7 +10,6 @@ while the good microservices of the same document are.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import signal
 import socket
@@ -25,10 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
-from fogwire.agent import Agent
-from fogwire.engine import Engine, EngineContext, WorkloadInfo, WorkloadState
-from fogwire.model.agent_config import Profile
-from fogwire.paths import Paths
+from fogwire.engine import EngineContext, WorkloadState
 from fogwire.plugins import PluginHost
 from harness import agents, images, services
 
@@ -58,39 +54,12 @@ def microservice(name: str, image: str, **container: Any) -> dict[str, Any]:
     }
 
 
-class Env:
-    """One test's agent set-up on one engine."""
+class Env(agents.AgentEnv):
+    """One test's agent set-up on one engine, and the test images."""
 
     def __init__(self, kind: str, tmp: Path, test_images: images.TestImages) -> None:
-        self.kind = kind
-        self.url = services.engine_url(kind)
+        super().__init__(kind, tmp, agent_prefix="cf", name_prefix="fwcf")
         self.images = test_images
-        self.id = uuid.uuid4().hex[:6]
-        self.agent_id = f"cf-{self.id}"
-        self.paths = Paths(tmp / "config.yaml", tmp / "state", tmp / "log", tmp / "run")
-        self.host = PluginHost()
-
-    def name(self, short: str) -> str:
-        return f"fwcf{self.id}-{short}"
-
-    def agent(self) -> Agent:
-        profile = Profile(container_engine=self.kind, container_engine_url=self.url, agent_id=self.agent_id)
-        return Agent(
-            engine=self.kind,
-            profile=profile,
-            paths=self.paths,
-            plugins=self.host,
-            rollback_grace_s=1.5,
-            backoff_cap_s=1.0,
-            api_socket=False,
-        )
-
-    def engine(self) -> contextlib.AbstractAsyncContextManager[Engine]:
-        return agents.agents_engine(self.kind, self.paths, self.agent_id)
-
-    async def actual(self) -> dict[str, WorkloadInfo]:
-        async with self.engine() as engine:
-            return {w.name: w for w in await engine.list_managed()}
 
     async def shown(self, name: str) -> list[str]:
         """uid, gid and allowed CPUs the workload ``name`` printed."""
@@ -102,11 +71,6 @@ class Env:
                     return [t.removeprefix("Cpus_allowed_list:").strip() for t in lines[: lines.index("shown")]]
                 assert time.monotonic() < deadline, f"{name} never printed its ids: {lines}"
                 await asyncio.sleep(0.2)
-
-    async def cleanup(self) -> None:
-        async with self.engine() as engine:
-            for w in await engine.list_managed():
-                await engine.remove(w.name)
 
 
 @pytest.fixture(params=ENGINES)

@@ -11,9 +11,7 @@ image digest label), not only what the agent reports.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import subprocess
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,10 +19,8 @@ from typing import Any
 import pytest
 
 from fogwire.agent import Agent, write_documents
-from fogwire.engine import Engine, EngineContext, RegistryAuth, WorkloadInfo, WorkloadState
-from fogwire.model.agent_config import PluginSelection, Profile
-from fogwire.paths import Paths
-from fogwire.plugins import PluginHost
+from fogwire.engine import RegistryAuth, WorkloadInfo, WorkloadState
+from fogwire.model.agent_config import PluginSelection
 from fogwire.resolve import DIGEST_LABEL
 from harness import agents, images, services
 
@@ -33,22 +29,17 @@ ENGINES = agents.installed_engines()
 SLEEP = ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]
 
 
-class Env:
+class Env(agents.AgentEnv):
     """One test's agent set-up: a file source, a fresh repository, engine access."""
 
+    agent_defaults = {**agents.AgentEnv.agent_defaults, "rollback_grace_s": 1.0}
+
     def __init__(self, kind: str, tmp: Path, test_images: images.TestImages) -> None:
-        self.kind = kind
-        self.url = services.engine_url(kind)
+        super().__init__(kind, tmp, agent_prefix="rb", name_prefix="fwrb")
         self.images = test_images
-        self.id = uuid.uuid4().hex[:6]
-        self.paths = Paths(tmp / "config.yaml", tmp / "state", tmp / "log", tmp / "run")
         self.desired_file = tmp / "desired.yaml"
-        self.host = PluginHost()
         self.repository = f"{test_images.registry}/rebuild-{self.id}"
         self.references: set[str] = set()
-
-    def name(self, short: str) -> str:
-        return f"fwrb{self.id}-{short}"
 
     def ref(self, short: str) -> str:
         return f"{self.repository}/{short}:1"
@@ -85,45 +76,9 @@ class Env:
             subprocess.run([*cli, *names], capture_output=True, timeout=120, check=False)
 
     def agent(self, **kwargs: Any) -> Agent:
-        profile = Profile(
-            container_engine=self.kind,
-            container_engine_url=self.url,
-            agent_id=f"rb-{self.id}",
-            config_source=PluginSelection("file", {"path": str(self.desired_file)}),
-        )
-        return Agent(
-            engine=self.kind,
-            profile=profile,
-            paths=self.paths,
-            plugins=self.host,
-            rollback_grace_s=1.0,
-            backoff_cap_s=1.0,
-            api_socket=False,
-            **kwargs,
-        )
-
-    def engine(self) -> Engine:
-        context = EngineContext(
-            agent_id=f"rb-{self.id}",
-            data_dir=self.paths.state_dir / "engine",
-            run_dir=self.paths.run_dir,
-            log_dir=self.paths.log_dir,
-            url=self.url,
-        )
-        return self.host.engine_factory(self.kind)(context)
-
-    @contextlib.asynccontextmanager
-    async def engine_session(self) -> AsyncIterator[Engine]:
-        engine = self.engine()
-        await engine.start()
-        try:
-            yield engine
-        finally:
-            await engine.close()
-
-    async def actual(self) -> dict[str, WorkloadInfo]:
-        async with self.engine_session() as engine:
-            return {w.name: w for w in await engine.list_managed()}
+        """An agent reading its desired state from :attr:`desired_file`."""
+        profile = self.profile(config_source=PluginSelection("file", {"path": str(self.desired_file)}))
+        return super().agent(profile=profile, **kwargs)
 
     def documents(self, microservices: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [
@@ -150,7 +105,7 @@ def microservice(name: str, image: str, rebuild: bool, registry: int | str = 3) 
 async def env(request: pytest.FixtureRequest, tmp_path: Path, harness_images: images.TestImages) -> AsyncIterator[Env]:
     e = Env(request.param, tmp_path, harness_images)
     yield e
-    async with e.engine_session() as engine:
+    async with e.engine() as engine:
         for w in await engine.list_managed():
             await engine.remove(w.name)
     e.forget_images()
@@ -178,7 +133,7 @@ async def test_rebuild_repulls_recreates_once_and_again_after_a_toggle(env: Env)
     env.point(ref, "1")
     env.point(cached_ref, "1")
     # ``cached`` runs from registry ``local``: its image must be present and is never pulled.
-    async with env.engine_session() as engine:
+    async with env.engine() as engine:
         auth = RegistryAuth(env.images.registry, env.images.username, env.images.password, insecure=True)
         await engine.obtain_image(cached_ref, auth)
 

@@ -9,47 +9,24 @@ and a workload can only come from the registry (no fallback to a local copy).
 
 from __future__ import annotations
 
-import contextlib
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from fogwire.agent import Agent
-from fogwire.engine import Engine, WorkloadState
-from fogwire.model.agent_config import Profile
-from fogwire.paths import Paths
-from fogwire.plugins import PluginHost
-from harness import agents, images, services
+from fogwire.engine import WorkloadState
+from harness import agents, images
 
 ENGINES = agents.installed_engines()
 
 
-class Env:
+class Env(agents.AgentEnv):
     """One test's agent on one engine, and the image it pulls from the TLS registry."""
 
     def __init__(self, kind: str, tmp: Path, tls_image: images.TlsTestImage) -> None:
-        self.kind = kind
-        self.url = services.engine_url(kind)
+        super().__init__(kind, tmp, agent_prefix="ca", name_prefix="fwca")
         self.tls = tls_image
-        self.id = uuid.uuid4().hex[:6]
-        self.agent_id = f"ca-{self.id}"
-        self.paths = Paths(tmp / "config.yaml", tmp / "state", tmp / "log", tmp / "run")
-        self.host = PluginHost()
-
-    def agent(self) -> Agent:
-        profile = Profile(container_engine=self.kind, container_engine_url=self.url, agent_id=self.agent_id)
-        return Agent(
-            engine=self.kind,
-            profile=profile,
-            paths=self.paths,
-            plugins=self.host,
-            rollback_grace_s=1.5,
-            backoff_cap_s=1.0,
-            api_socket=False,
-        )
 
     def documents(self, name: str, image: str, *, with_ca: bool) -> list[dict[str, Any]]:
         microservice = {
@@ -63,10 +40,6 @@ class Env:
                 "microservices": [microservice]
             }},
         ]  # fmt: skip
-
-    def engine(self) -> contextlib.AbstractAsyncContextManager[Engine]:
-        """The agent's engine, to look at what it holds."""
-        return agents.agents_engine(self.kind, self.paths, self.agent_id)
 
 
 @pytest.fixture(params=ENGINES)
@@ -85,8 +58,8 @@ def cert_dirs(server: str) -> list[Path]:
 
 
 async def test_a_registry_with_its_own_ca_runs_its_microservice(env: Env) -> None:
-    name = f"fwca{env.id}-svc"
-    image = env.tls.copy_to(f"fwca{env.id}/busybox")
+    name = env.name("svc")
+    image = env.tls.copy_to(f"{env.name_prefix}/busybox")
     async with agents.running(env.agent()) as agent:
         result = await agent.apply(env.documents(name, image, with_ca=True))
         assert [(a["action"], a["name"], a["ok"]) for a in result["actions"]] == [("create", name, True)], result
@@ -102,8 +75,8 @@ async def test_a_registry_with_its_own_ca_runs_its_microservice(env: Env) -> Non
 
 
 async def test_without_its_ca_the_pull_fails_saying_so(env: Env) -> None:
-    name = f"fwca{env.id}-noca"
-    image = env.tls.copy_to(f"fwca{env.id}/busybox")
+    name = env.name("noca")
+    image = env.tls.copy_to(f"{env.name_prefix}/busybox")
     async with agents.running(env.agent()) as agent:
         result = await agent.apply(env.documents(name, image, with_ca=False))
         [action] = result["actions"]
