@@ -17,7 +17,6 @@ import json
 import logging
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -29,11 +28,9 @@ from fogwire_config_controller.client import ControllerClient
 from fogwire_config_controller.testing import StandInController
 
 from fogwire.agent import Agent
-from fogwire.engine import Engine, WorkloadState
-from fogwire.model.agent_config import PluginSelection, Profile
-from fogwire.paths import Paths
-from fogwire.plugins import PluginHost
-from harness import agents, images, services
+from fogwire.engine import WorkloadState
+from fogwire.model.agent_config import PluginSelection
+from harness import agents, images
 
 ENGINES = agents.installed_engines()
 SLEEP = ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]
@@ -59,16 +56,14 @@ def add_harness_registry(controller: StandInController, test_images: images.Test
     return controller.add_registry(f"http://{test_images.registry}", test_images.username, test_images.password)
 
 
-class Node:
+class Node(agents.AgentEnv):
     """One test's node: paths, agent id, the stand-in, engine access."""
 
+    agent_defaults = {**agents.AgentEnv.agent_defaults, "rollback_grace_s": 1.0}
+
     def __init__(self, kind: str, tmp: Path, controller: StandInController) -> None:
-        self.kind = kind
-        self.url = services.engine_url(kind)
+        super().__init__(kind, tmp, agent_prefix="t14", name_prefix="fw14")
         self.controller = controller
-        self.agent_id = f"t14-{uuid.uuid4().hex[:6]}"
-        self.paths = Paths(tmp / "config.yaml", tmp / "state", tmp / "log", tmp / "run")
-        self.host = PluginHost()
         self.uuid = ""
 
     async def provision(self) -> str:
@@ -134,37 +129,14 @@ class Node:
         )
 
     def agent(self, status_frequency: int = 1, services: list[tuple[str, dict[str, Any]]] | None = None) -> Agent:
-        profile = Profile(
-            container_engine=self.kind,
-            container_engine_url=self.url,
-            agent_id=self.agent_id,
+        """An agent on the stand-in controller, polling every second."""
+        profile = self.profile(
             controller_url=self.controller.url,
             config_source=PluginSelection("controller"),
             change_frequency=1,
             status_frequency=status_frequency,
         )
-        return Agent(
-            engine=self.kind,
-            profile=profile,
-            paths=self.paths,
-            plugins=self.host,
-            api_socket=False,
-            rollback_grace_s=1.0,
-            backoff_cap_s=1.0,
-            services=services or [],
-        )
-
-    def engine(self) -> contextlib.AbstractAsyncContextManager[Engine]:
-        return agents.agents_engine(self.kind, self.paths, self.agent_id)
-
-    async def actual(self) -> dict[str, Any]:
-        async with self.engine() as engine:
-            return {w.name: w for w in await engine.list_managed()}
-
-    async def cleanup(self) -> None:
-        async with self.engine() as engine:
-            for w in await engine.list_managed():
-                await engine.remove(w.name)
+        return super().agent(profile=profile, services=services or [])
 
     def reported(self, ms: str) -> dict[str, Any] | None:
         return self.controller.reported(self.uuid)["microservices"].get(ms)
