@@ -473,42 +473,6 @@ class Call:
                 return None
             self._step()
 
-    def exchange(self, message: bytes) -> bytes:
-        """A unary call's whole exchange: send ``message``, end the request side, return the one reply.
-
-        The same protocol as :meth:`send` then :meth:`recv` twice, fused for the call
-        the engine makes most: the write and the reads are one span of I/O for
-        :meth:`cancel` (one lock round trip, not one per read and write). A message
-        too large to go without asking for the windows takes the general path.
-        """
-        framed = _MESSAGE.pack(False, len(message)) + message
-        sent_at_once = True
-        connection = self._enter()
-        try:
-            try:  # h2 checks the windows and frame size before it changes anything
-                connection.h2.send_data(self.stream_id, framed, end_stream=True)
-            except (h2.exceptions.FlowControlError, h2.exceptions.FrameTooLargeError):
-                sent_at_once = False  # send() below sends it as the windows allow
-            else:
-                self._local_ended = True
-                connection.flush(self.deadline)
-                while not self._remote_ended and self._error is None:
-                    self._dispatch(connection.read(self.deadline))
-                    if connection.window_given:
-                        connection.flush(self.deadline)
-        except (TimeoutError, RpcError) as error:
-            raise self._io_failed(error) from None
-        finally:
-            self._leave()
-        if not sent_at_once:
-            self.send(message, end=True)
-        reply = self.recv()
-        if reply is None:
-            raise RpcError(Status.INTERNAL, f"{self.path}: containerd sent no reply")
-        if self.recv() is not None:
-            raise RpcError(Status.INTERNAL, f"{self.path}: containerd sent more than one reply")
-        return reply
-
     def cancel(self) -> None:
         """End the call from any thread; the caller's pending or next ``recv`` raises ``CANCELLED``."""
         with self._lock:
@@ -796,7 +760,13 @@ class Channel:
         call = self.open(path, metadata, timeout)
         if started is not None:
             started(call)
-        return call.exchange(request)
+        call.send(request, end=True)
+        reply = call.recv()
+        if reply is None:
+            raise RpcError(Status.INTERNAL, f"{path}: containerd sent no reply")
+        if call.recv() is not None:
+            raise RpcError(Status.INTERNAL, f"{path}: containerd sent more than one reply")
+        return reply
 
     def bidi(
         self, path: str, requests: Iterable[bytes], metadata: Sequence[tuple[str, str]], timeout: float | None
