@@ -1,7 +1,8 @@
 """A small blocking gRPC client on a unix socket, over ``h2``: what containerd's API needs.
 
 HTTP/2 itself (framing, settings, flow control, HPACK, PING, GOAWAY, padding,
-CONTINUATION) is ``h2``, python-hyper's sans-IO implementation. What is ours is
+CONTINUATION) is ``h2``, python-hyper's sans-IO implementation (its connection
+without a per-frame trace line: ``_h2_connection``). What is ours is
 gRPC's own layer: length-prefixed messages (with a maximum size), the
 ``grpc-timeout`` header, the content type, statuses and trailers, and cancellation.
 
@@ -35,14 +36,13 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from urllib.parse import unquote
 
 import h2.config
-import h2.connection
 import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
 import hpack
 
-from fogwire_engine_containerd import _frame_repr
+from fogwire_engine_containerd._h2_connection import new_connection
 
 __all__ = ["DEFAULT_MAX_RECEIVE_BYTES", "Call", "Channel", "RpcError", "Status"]
 
@@ -123,7 +123,6 @@ _TrailersReceived = h2.events.TrailersReceived
 _StreamEnded = h2.events.StreamEnded
 _StreamReset = h2.events.StreamReset
 _ConnectionTerminated = h2.events.ConnectionTerminated
-_frame_repr.install()  # h2 formats every received frame's repr: make that cost independent of its size
 _CONFIG = h2.config.H2Configuration(
     client_side=True,
     header_encoding=None,
@@ -193,7 +192,7 @@ class _Connection:
         self._readable.register(self.sock, select.POLLIN)
         self._writable = select.poll()
         self._writable.register(self.sock, select.POLLOUT)
-        self.h2 = h2.connection.H2Connection(_CONFIG)
+        self.h2 = new_connection(_CONFIG)
         self.h2.local_settings = h2.settings.Settings(
             client=True,
             initial_values={
