@@ -8,6 +8,9 @@ imported (what the agent holds before it selects an engine):
 * ``engine module``: ``import fogwire_engine_containerd.engine`` (the plugin's
   gRPC client on ``h2``, protobuf and the generated stubs): wall time and RSS added (VmRSS before/after).
   Goals: under 100 ms and under 15 MiB.
+* the same with the hand-written HTTP/2 client the plugin had before ``h2`` (commit
+  452b9f1, read from git history: ``bench/hand_written_client.py``) in place of
+  today's: the engine import as it cost before, measured in the same run.
 * ``h2 alone`` and ``h2 + protobuf runtime``, for reference: the floor of
   the plugin's own gRPC client.
 * ``grpcio`` (``import grpc``), the C-core client the plugin used before, when it
@@ -28,6 +31,10 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
+
+import hand_written_client
 
 MEASURE = r"""
 import json, sys, time
@@ -38,6 +45,7 @@ def rss():
             return int(line.split()[1])
 before = rss()
 start, cpu = time.perf_counter(), time.process_time()
+{prelude}
 import {module}
 elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
 print(json.dumps({{"ms": elapsed * 1000, "cpu_ms": cpu * 1000, "rss_kib": rss() - before}}))
@@ -64,16 +72,17 @@ def _env() -> dict[str, str]:
     return env
 
 
-def measure(module: str, runs: int) -> tuple[float, float, float]:
+def measure(module: str, runs: int, prelude: str = "") -> tuple[float, float, float]:
     """Median import wall time (ms), CPU time (ms) and RSS added (MiB) of ``module`` over ``runs`` fresh processes.
 
     CPU time is what the import itself costs; wall time also counts waiting for
-    a CPU, which dominates on a busy machine.
+    a CPU, which dominates on a busy machine. ``prelude`` runs just before the
+    import, and is counted with it.
     """
     times, cpus, rss = [], [], []
     for _ in range(runs + 1):
         proc = subprocess.run(
-            [sys.executable, "-c", MEASURE.format(module=module)],
+            [sys.executable, "-c", MEASURE.format(module=module, prelude=prelude)],
             check=True,
             capture_output=True,
             text=True,
@@ -105,6 +114,12 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = parser.parse_args()
     engine_ms, engine_cpu, engine_mib = measure("fogwire_engine_containerd.engine", args.runs)
+    with tempfile.TemporaryDirectory(prefix="fogwire-bench-") as tmp:
+        client = hand_written_client.write_module(Path(tmp))
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(client)], check=True, env=_env())
+        old_ms, old_cpu, old_mib = measure(
+            "fogwire_engine_containerd.engine", args.runs, hand_written_client.install_code(client)
+        )
     grpc_ms, grpc_cpu, grpc_mib = measure("h2.connection", args.runs)
     floor_ms, floor_cpu, floor_mib = measure(
         "h2.connection, google.protobuf.any_pb2, google.protobuf.timestamp_pb2", args.runs
@@ -117,6 +132,9 @@ def main() -> int:
         "engine_import_ms": round(engine_ms, 1),
         "engine_import_cpu_ms": round(engine_cpu, 1),
         "engine_rss_mib": round(engine_mib, 1),
+        "hand_written_engine_import_ms": round(old_ms, 1),
+        "hand_written_engine_import_cpu_ms": round(old_cpu, 1),
+        "hand_written_engine_rss_mib": round(old_mib, 1),
         "h2_import_cpu_ms": round(grpc_cpu, 1),
         "h2_protobuf_import_cpu_ms": round(floor_cpu, 1),
         "load_average_1m": os.getloadavg()[0],
@@ -141,6 +159,12 @@ def main() -> int:
             f"{engine_ms:.1f} ms",
             f"cpu {engine_cpu:.1f} ms, {engine_mib:.1f} MiB",
             "< 100 ms, < 15 MiB",
+        ),
+        (
+            f"  the same, hand-written client ({hand_written_client.COMMIT})",
+            f"{old_ms:.1f} ms",
+            f"cpu {old_cpu:.1f} ms, {old_mib:.1f} MiB",
+            "",
         ),
         ("import h2 (reference)", f"{grpc_ms:.1f} ms", f"cpu {grpc_cpu:.1f} ms, {grpc_mib:.1f} MiB", ""),
         (

@@ -4,9 +4,9 @@ Both clients run in fresh processes against the harness containerd (started as t
 tests start it) and make the same unary calls, each ``--calls`` times after a
 warm-up; the figure is the client's CPU time per call (``time.process_time``:
 what the calling thread spends, not containerd's time) and the memory the client
-module adds when imported. The previous client is read from this repository's
-history (``git show OLD:plugins/engine_containerd/src/fogwire_engine_containerd/_grpc.py``,
-the last commit before the move to ``h2``), so both are measured in the same run.
+module adds when imported. The previous client is read from this repository's history
+(``bench/hand_written_client.py``: the last commit before the move to ``h2``), so
+both are measured in the same run.
 
 The calls: ``Version`` (no metadata, a 34-byte reply: the smallest call there is,
 where fixed per-call costs weigh most), and three calls the engine makes on every
@@ -37,10 +37,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import hand_written_client
+
 ROOT = Path(__file__).resolve().parents[1]
 MODULE = "plugins/engine_containerd/src/fogwire_engine_containerd/_grpc.py"
-OLD_COMMIT = "452b9f1"
-"""The last commit with the hand-written HTTP/2 client."""
+OLD_COMMIT = hand_written_client.COMMIT
 
 H2_FLOOR = r"""
 '''The same unary call on h2 with nothing of gRPC around it: the floor of a client on h2 driven as ours drives it.'''
@@ -257,15 +258,11 @@ def main() -> int:
     from harness import services
 
     socket = str(services.start_containerd().socket)
-    old_source = subprocess.run(
-        ["git", "-C", str(ROOT), "show", f"{OLD_COMMIT}:{MODULE}"], check=True, capture_output=True, text=True
-    ).stdout
     calls = calls_measured(args.calls)
     container_records(socket, create=True)
     try:
         with tempfile.TemporaryDirectory(prefix="fwgrpc-") as tmp:
-            old_path = Path(tmp) / "old_grpc.py"
-            old_path.write_text(old_source)
+            old_path = hand_written_client.write_module(Path(tmp))
             floor_path = Path(tmp) / "h2_floor.py"
             floor_path.write_text(H2_FLOOR)
             paths = {"ours": ROOT / MODULE, "old": old_path, "floor": floor_path}

@@ -9,6 +9,8 @@
     number of engine write calls (goals < 30 ms and 0);
 (c) the idle daemon's RSS with the containerd plugin loaded (goal < 45 MiB);
 (d) the idle daemon's CPU over ``--idle-seconds`` (goal < 1 %).
+(c) and (d) are measured twice: as the engine is, and with the hand-written HTTP/2
+client it had before ``h2`` in place of its own (``bench/hand_written_client.py``).
 
 The image is pulled once beforehand and the microservices use registry ``local``,
 so both sides measure starting containers, not pulling. Services come from
@@ -34,6 +36,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import hand_written_client  # noqa: E402
 
 from fogwire.agent import Agent  # noqa: E402
 from fogwire.engine import EngineContext, RegistryAuth  # noqa: E402
@@ -180,6 +184,14 @@ async def bench_apply(
     }
 
 
+DAEMON = """
+import runpy, sys
+sys.argv[1:1] = ["daemon"]
+runpy.run_module("fogwire.cli", run_name="__main__", alter_sys=True)
+"""
+"""What ``python -m fogwire.cli daemon`` does, as code to follow the client's installation."""
+
+
 def proc_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -193,12 +205,17 @@ def proc_cpu_s(pid: int) -> float:
 
 
 def bench_idle(
-    idle_seconds: float, work: Path, profile: dict[str, Any] | None = None, extra_packages: tuple[str, ...] = ()
+    idle_seconds: float,
+    work: Path,
+    profile: dict[str, Any] | None = None,
+    extra_packages: tuple[str, ...] = (),
+    client: Path | None = None,
 ) -> dict[str, Any]:
     """The daemon on the containerd plugin (external harness containerd), idle with an empty desired state.
 
     ``profile`` adds to (or replaces) the agent-config profile's keys, e.g. another
-    ``configSource``; the daemon's state dir is ``work / "s"``.
+    ``configSource``; the daemon's state dir is ``work / "s"``. ``client`` is a gRPC
+    client module the engine uses instead of its own (``bench/hand_written_client.py``).
     """
     url = services.start_containerd().url
     desired = work / "desired.yaml"
@@ -228,8 +245,13 @@ def bench_idle(
     packages = ("fogwire", "fogwire_engine_containerd", *extra_packages)
     find = f"import importlib.util as u; print(*[p for n in {packages!r} for p in u.find_spec(n).submodule_search_locations], sep='\\n')"
     dirs = subprocess.run([sys.executable, "-c", find], check=True, capture_output=True, text=True).stdout.split()
+    if client is not None:
+        dirs.append(str(client))
     subprocess.run([sys.executable, "-m", "compileall", "-q", *dirs], check=True, stdout=subprocess.DEVNULL)
-    proc = subprocess.Popen([sys.executable, "-m", "fogwire.cli", "daemon", *flags], stderr=subprocess.DEVNULL)
+    # Both clients' daemons start the same way: run as ``python -m fogwire.cli``, after the code that
+    # puts the other client in place when there is one.
+    launch = (hand_written_client.install_code(client) if client else "") + DAEMON
+    proc = subprocess.Popen([sys.executable, "-c", launch, *flags], stderr=subprocess.DEVNULL)
     try:
         sock = work / "r" / "fogwire.sock"
         deadline = time.monotonic() + 60
@@ -252,6 +274,11 @@ def bench_idle(
     }
 
 
+def ratio(result: dict[str, Any], key: str) -> float:
+    """Ours over the hand-written client's, for ``key``."""
+    return float(result[key]) / float(result[f"hand_written_{key}"])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--engine", default="containerd", choices=("containerd", "docker", "podman"))
@@ -266,11 +293,15 @@ def main() -> int:
         work = Path(tmp)
         (work / "a").mkdir()
         (work / "i").mkdir()
+        (work / "h").mkdir()
         if args.only != "idle":
             test_images = images.ensure_test_images(services.start_registry())
             result.update(asyncio.run(bench_apply(args.engine, args.count, test_images, work / "a", args.concurrency)))
         if args.only != "apply":
             result.update(bench_idle(args.idle_seconds, work / "i"))
+            # the same daemon with the hand-written HTTP/2 client the engine had before h2
+            before = bench_idle(args.idle_seconds, work / "h", client=hand_written_client.write_module(work))
+            result.update({f"hand_written_{key}": value for key, value in before.items() if key != "idle_seconds"})
     goals = []
     if "cold_apply_agent_s" in result:
         goals += [
@@ -287,7 +318,17 @@ def main() -> int:
     if "idle_rss_mib" in result:
         goals += [
             ("(c) idle daemon RSS (containerd plugin)", f"{result['idle_rss_mib']} MiB", "< 45 MiB"),
+            (
+                f"    with the hand-written client ({hand_written_client.COMMIT})",
+                f"{result['hand_written_idle_rss_mib']} MiB (ratio {ratio(result, 'idle_rss_mib'):.3f})",
+                "",
+            ),
             ("(d) idle daemon CPU", f"{result['idle_cpu_percent']} % over {result['idle_seconds']:g} s", "< 1 %"),
+            (
+                f"    with the hand-written client ({hand_written_client.COMMIT})",
+                f"{result['hand_written_idle_cpu_percent']} %",
+                "",
+            ),
         ]
     print(f"fogwire reconcile benchmark: engine {args.engine}, {args.count} microservices")
     width = max(len(g[0]) for g in goals)
