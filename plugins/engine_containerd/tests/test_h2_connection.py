@@ -2,11 +2,12 @@
 
 Each scenario plays a server (``h2``'s own server side, plus raw frames where a
 misbehaving server is needed) against two clients, ``h2``'s ``H2Connection`` and
-:class:`TraceFreeConnection`, and records what each client reports and writes
-after every delivery. The two records must be identical; each scenario also
-checks its own outcome on the trace-free client (a RST_STREAM, or a connection
-error with a GOAWAY), so both branches of the override's error handling are
-taken.
+:class:`TraceFreeConnection`, and records what each client reports (its events,
+or the error it raises and that error's cause) and writes after every delivery.
+The two records must be identical. The scenarios' own outcomes are checked on the
+trace-free client too (a RST_STREAM and the events that come with it, or a
+connection error with its GOAWAY); between them they take every branch of the
+override's error handling.
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ class Wire:
         self.client = client_class(_grpc._CONFIG)
         self.server = server_class(SERVER_CONFIG)
         self.record: list[tuple[Any, ...]] = []
+        self.events: list[h2.events.Event] = []
+        """Every event the client reported, as objects (the record holds their reprs)."""
         self.client.initiate_connection()
         self.server.initiate_connection()
         self.server.receive_data(self.client.data_to_send())
@@ -77,12 +80,14 @@ class Wire:
         try:
             events = self.client.receive_data(self.server.data_to_send() + raw)
             self.record.append(("events", [repr(event) for event in events]))
+            self.events += events
         except h2.exceptions.ProtocolError as error:
-            self.record.append(("raised", type(error).__name__, str(error)))
+            cause = error.__cause__
+            self.record.append(("raised", type(error).__name__, str(error), type(cause).__name__, str(cause)))
         self.record.append(("wrote", self.client.data_to_send()))
 
     def written_frames(self) -> list[hyperframe.frame.Frame]:
-        """Every frame the client wrote after the handshake, parsed."""
+        """Every frame the client wrote in the record (the handshake's acknowledgement among them), parsed."""
         frames = []
         for entry in self.record[1:]:
             if entry[0] != "wrote":
@@ -95,9 +100,9 @@ class Wire:
                 data = data[9 + length :]
         return frames
 
-    def raised(self) -> list[str]:
-        """Names of the errors the client raised."""
-        return [entry[1] for entry in self.record if entry[0] == "raised"]
+    def raised(self) -> list[tuple[str, str]]:
+        """The errors the client raised: each one's class name and its cause's (``NoneType`` for none)."""
+        return [(entry[1], entry[3]) for entry in self.record if entry[0] == "raised"]
 
 
 Scenario = Callable[[Wire], None]
@@ -124,16 +129,15 @@ def full_reply(wire: Wire) -> None:
     wire.deliver()
 
 
-def data_on_a_stream_it_reset(wire: Wire) -> None:
-    """The client resets its stream; the reply, already on its way, arrives."""
+def reply_on_a_stream_it_reset(wire: Wire) -> None:
+    """The client resets its stream; the reply's headers, already on their way, arrive."""
     stream = wire.request()
     wire.client.reset_stream(stream, h2.errors.ErrorCodes.CANCEL)
     wire.server.send_headers(stream, RESPONSE)
-    wire.server.send_data(stream, b"\0\0\0\0\x01x")
     wire.deliver()
 
 
-def data_on_a_reset_stream_it_forgot(wire: Wire) -> None:
+def reply_on_a_reset_stream_it_forgot(wire: Wire) -> None:
     """As above, after a newer stream made the client forget the reset one."""
     stream = wire.request()
     wire.client.reset_stream(stream, h2.errors.ErrorCodes.CANCEL)
@@ -152,9 +156,20 @@ def ended_reply(wire: Wire) -> int:
 
 
 def data_after_the_stream_ended(wire: Wire) -> None:
-    """A server that sends DATA on a stream it already ended (``h2`` resets the stream)."""
+    """A server that sends DATA on a stream it already ended (``h2``'s DATA handler resets the stream itself)."""
     stream = ended_reply(wire)
     wire.deliver(hyperframe.frame.DataFrame(stream, data=b"late").serialize())
+
+
+def headers_after_the_reply_ended_while_the_request_is_open(wire: Wire) -> None:
+    """HEADERS after the server ended its reply while the client's request is still open (``h2`` resets the stream)."""
+    stream = wire.client.get_next_available_stream_id()
+    wire.client.send_headers(stream, REQUEST)
+    wire.server.receive_data(wire.client.data_to_send())
+    wire.server.send_headers(stream, RESPONSE)
+    wire.server.send_headers(stream, TRAILERS, end_stream=True)
+    wire.deliver()
+    wire.deliver(hyperframe.frame.HeadersFrame(stream, data=STATUS_200_BLOCK, flags=["END_HEADERS"]).serialize())
 
 
 def headers_after_the_stream_ended(wire: Wire) -> None:
@@ -219,9 +234,10 @@ def push_below_the_highest(wire: Wire) -> None:
 
 SCENARIOS = [
     full_reply,
-    data_on_a_stream_it_reset,
-    data_on_a_reset_stream_it_forgot,
+    reply_on_a_stream_it_reset,
+    reply_on_a_reset_stream_it_forgot,
     data_after_the_stream_ended,
+    headers_after_the_reply_ended_while_the_request_is_open,
     headers_after_the_stream_ended,
     push_reusing_a_stream_it_reset,
     push_reusing_a_stream_that_ended,
@@ -262,45 +278,68 @@ def test_every_frame_is_answered_as_h2_answers_it(scenario: Scenario) -> None:
 
 def test_a_full_reply_reaches_the_client() -> None:
     wire = played(full_reply, TraceFreeConnection)
-    events = [event for entry in wire.record if entry[0] == "events" for event in entry[1]]
-    assert any(event.startswith("<ResponseReceived") for event in events)
-    assert sum(len(event) for event in events if event.startswith("<DataReceived")) > 0
-    assert any(event.startswith("<PingReceived") for event in events)
-    assert any(event.startswith("<UnknownFrameReceived") for event in events)
-    assert any(event.startswith("<TrailersReceived") for event in events)
-    assert any(event.startswith("<ConnectionTerminated") for event in events)
+    kinds = {type(event) for event in wire.events}
+    assert {
+        h2.events.ResponseReceived,
+        h2.events.PingReceived,
+        h2.events.PriorityUpdated,
+        h2.events.UnknownFrameReceived,
+        h2.events.TrailersReceived,
+        h2.events.StreamEnded,
+        h2.events.ConnectionTerminated,
+    } <= kinds
+    body = b"".join(event.data for event in wire.events if isinstance(event, h2.events.DataReceived))
+    assert body == b"\x00\x00\x00\xbb\x80" + b"m" * 48000
     assert not wire.raised()
 
 
 @pytest.mark.parametrize(
     ("scenario", "stream"),
     [
-        (data_on_a_stream_it_reset, 1),
-        (data_on_a_reset_stream_it_forgot, 1),
+        (reply_on_a_stream_it_reset, 1),
+        (reply_on_a_reset_stream_it_forgot, 1),
         (push_reusing_a_stream_it_reset, 2),
         (data_after_the_stream_ended, 1),
+        (headers_after_the_reply_ended_while_the_request_is_open, 1),
     ],
 )
 def test_a_frame_on_a_closed_stream_is_a_stream_error(scenario: Scenario, stream: int) -> None:
     wire = played(scenario, TraceFreeConnection)
     assert not wire.raised()
-    resets = [f for f in wire.written_frames() if isinstance(f, hyperframe.frame.RstStreamFrame)]
-    # the client's own resets are CANCEL: STREAM_CLOSED is the answer to the frame
-    assert (stream, h2.errors.ErrorCodes.STREAM_CLOSED) in [(f.stream_id, f.error_code) for f in resets]
+    resets = [
+        (f.stream_id, f.error_code) for f in wire.written_frames() if isinstance(f, hyperframe.frame.RstStreamFrame)
+    ]
+    # the client's own resets are CANCEL: the one STREAM_CLOSED is the answer to the frame
+    assert resets.count((stream, h2.errors.ErrorCodes.STREAM_CLOSED)) == 1
     assert not any(isinstance(f, hyperframe.frame.GoAwayFrame) for f in wire.written_frames())
 
 
+def test_the_events_of_a_stream_h2_reset_are_reported() -> None:
+    wire = played(headers_after_the_reply_ended_while_the_request_is_open, TraceFreeConnection)
+    resets = [event for event in wire.events if isinstance(event, h2.events.StreamReset)]
+    assert [(r.stream_id, r.error_code, r.remote_reset) for r in resets] == [
+        (1, h2.errors.ErrorCodes.STREAM_CLOSED, False)
+    ]
+
+
 @pytest.mark.parametrize(
-    ("scenario", "error", "code"),
+    ("scenario", "error", "cause", "code"),
     [
-        (headers_after_the_stream_ended, "StreamClosedError", h2.errors.ErrorCodes.STREAM_CLOSED),
-        (push_reusing_a_stream_that_ended, "StreamClosedError", h2.errors.ErrorCodes.STREAM_CLOSED),
-        (push_below_the_highest, "StreamIDTooLowError", h2.errors.ErrorCodes.PROTOCOL_ERROR),
+        (headers_after_the_stream_ended, "StreamClosedError", "NoneType", h2.errors.ErrorCodes.STREAM_CLOSED),
+        (
+            push_reusing_a_stream_that_ended,
+            "StreamClosedError",
+            "StreamIDTooLowError",
+            h2.errors.ErrorCodes.STREAM_CLOSED,
+        ),
+        (push_below_the_highest, "StreamIDTooLowError", "NoneType", h2.errors.ErrorCodes.PROTOCOL_ERROR),
     ],
 )
-def test_a_frame_on_a_stream_that_ended_is_a_connection_error(scenario: Scenario, error: str, code: int) -> None:
+def test_a_frame_on_a_stream_that_ended_is_a_connection_error(
+    scenario: Scenario, error: str, cause: str, code: int
+) -> None:
     wire = played(scenario, TraceFreeConnection)
-    assert wire.raised() == [error]
+    assert wire.raised() == [(error, cause)]
     goaways = [f for f in wire.written_frames() if isinstance(f, hyperframe.frame.GoAwayFrame)]
     assert [f.error_code for f in goaways] == [code]
 
