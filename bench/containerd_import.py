@@ -72,28 +72,47 @@ def _env() -> dict[str, str]:
     return env
 
 
-def measure(module: str, runs: int, prelude: str = "") -> tuple[float, float, float]:
-    """Median import wall time (ms), CPU time (ms) and RSS added (MiB) of ``module`` over ``runs`` fresh processes.
+def _sample(module: str, prelude: str) -> tuple[float, float, float]:
+    """One fresh process: import wall time (ms), CPU time (ms) and RSS added (MiB) of ``module`` after ``prelude``."""
+    proc = subprocess.run(
+        [sys.executable, "-c", MEASURE.format(module=module, prelude=prelude)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=_env(),
+    )
+    doc = json.loads(proc.stdout.strip().splitlines()[-1])
+    return doc["ms"], doc["cpu_ms"], doc["rss_kib"] / 1024
 
-    CPU time is what the import itself costs; wall time also counts waiting for
-    a CPU, which dominates on a busy machine. ``prelude`` runs just before the
-    import, and is counted with it.
+
+def measure_alternating(variants: list[tuple[str, str]], runs: int) -> list[tuple[float, float, float]]:
+    """Per ``(module, prelude)`` variant: median import wall time (ms), CPU time (ms) and RSS added (MiB).
+
+    Each variant runs once to warm the page cache and write its ``.pyc`` files
+    (dropped), then ``runs`` times, the variants taking turns, so a change in the
+    machine's load falls on all of them. CPU time is what the import itself
+    costs; wall time also counts waiting for a CPU, which dominates on a busy
+    machine. ``prelude`` runs just before the import and is counted with it.
     """
-    times, cpus, rss = [], [], []
-    for _ in range(runs + 1):
-        proc = subprocess.run(
-            [sys.executable, "-c", MEASURE.format(module=module, prelude=prelude)],
-            check=True,
-            capture_output=True,
-            text=True,
-            env=_env(),
+    for module, prelude in variants:
+        _sample(module, prelude)
+    samples: list[list[tuple[float, float, float]]] = [[] for _ in variants]
+    for _ in range(runs):
+        for got, (module, prelude) in zip(samples, variants, strict=True):
+            got.append(_sample(module, prelude))
+    return [
+        (
+            statistics.median(s[0] for s in got),
+            statistics.median(s[1] for s in got),
+            statistics.median(s[2] for s in got),
         )
-        doc = json.loads(proc.stdout.strip().splitlines()[-1])
-        times.append(doc["ms"])
-        cpus.append(doc["cpu_ms"])
-        rss.append(doc["rss_kib"] / 1024)
-    # the first run warms the page cache and writes .pyc files; it is dropped
-    return statistics.median(times[1:]), statistics.median(cpus[1:]), statistics.median(rss[1:])
+        for got in samples
+    ]
+
+
+def measure(module: str, runs: int) -> tuple[float, float, float]:
+    """:func:`measure_alternating` of ``module`` alone."""
+    return measure_alternating([(module, "")], runs)[0]
 
 
 def heavy_modules(argv: list[str]) -> list[str]:
@@ -113,13 +132,16 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = parser.parse_args()
-    engine_ms, engine_cpu, engine_mib = measure("fogwire_engine_containerd.engine", args.runs)
+    engine = "fogwire_engine_containerd.engine"
     with tempfile.TemporaryDirectory(prefix="fogwire-bench-") as tmp:
         client = hand_written_client.write_module(Path(tmp))
-        subprocess.run([sys.executable, "-m", "compileall", "-q", str(client)], check=True, env=_env())
-        old_ms, old_cpu, old_mib = measure(
-            "fogwire_engine_containerd.engine", args.runs, hand_written_client.install_code(client)
-        )
+        if client is None:
+            print(f"(no git history of {hand_written_client.COMMIT}: the hand-written client is left out)")
+            (engine_ms, engine_cpu, engine_mib), old = measure(engine, args.runs), None
+        else:
+            subprocess.run([sys.executable, "-m", "compileall", "-q", str(client)], check=True, env=_env())
+            variants = [(engine, ""), (engine, hand_written_client.install_code(client))]
+            (engine_ms, engine_cpu, engine_mib), old = measure_alternating(variants, args.runs)
     grpc_ms, grpc_cpu, grpc_mib = measure("h2.connection", args.runs)
     floor_ms, floor_cpu, floor_mib = measure(
         "h2.connection, google.protobuf.any_pb2, google.protobuf.timestamp_pb2", args.runs
@@ -132,9 +154,9 @@ def main() -> int:
         "engine_import_ms": round(engine_ms, 1),
         "engine_import_cpu_ms": round(engine_cpu, 1),
         "engine_rss_mib": round(engine_mib, 1),
-        "hand_written_engine_import_ms": round(old_ms, 1),
-        "hand_written_engine_import_cpu_ms": round(old_cpu, 1),
-        "hand_written_engine_rss_mib": round(old_mib, 1),
+        "hand_written_engine_import_ms": round(old[0], 1) if old else None,
+        "hand_written_engine_import_cpu_ms": round(old[1], 1) if old else None,
+        "hand_written_engine_rss_mib": round(old[2], 1) if old else None,
         "h2_import_cpu_ms": round(grpc_cpu, 1),
         "h2_protobuf_import_cpu_ms": round(floor_cpu, 1),
         "load_average_1m": os.getloadavg()[0],
@@ -162,8 +184,8 @@ def main() -> int:
         ),
         (
             f"  the same, hand-written client ({hand_written_client.COMMIT})",
-            f"{old_ms:.1f} ms",
-            f"cpu {old_cpu:.1f} ms, {old_mib:.1f} MiB",
+            f"{old[0]:.1f} ms" if old else "-",
+            f"cpu {old[1]:.1f} ms, {old[2]:.1f} MiB" if old else "no git history",
             "",
         ),
         ("import h2 (reference)", f"{grpc_ms:.1f} ms", f"cpu {grpc_cpu:.1f} ms, {grpc_mib:.1f} MiB", ""),

@@ -263,6 +263,8 @@ def main() -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="fwgrpc-") as tmp:
             old_path = hand_written_client.write_module(Path(tmp))
+            if old_path is None:
+                raise SystemExit(f"no git history of {OLD_COMMIT}: the hand-written client to compare with is missing")
             floor_path = Path(tmp) / "h2_floor.py"
             floor_path.write_text(H2_FLOOR)
             paths = {"ours": ROOT / MODULE, "old": old_path, "floor": floor_path}
