@@ -5,7 +5,7 @@ tests start it) and make the same unary calls, each ``--calls`` times after a
 warm-up; the figure is the client's CPU time per call (``time.process_time``:
 what the calling thread spends, not containerd's time) and the memory the client
 module adds when imported. The previous client is read from this repository's history
-(``bench/hand_written_client.py``: the last commit before the move to ``h2``), so
+(``bench/hand_written_client.py``: its final form, before the move to ``h2``), so
 both are measured in the same run.
 
 The calls: ``Version`` (no metadata, a 34-byte reply: the smallest call there is,
@@ -39,8 +39,9 @@ from typing import Any
 
 import hand_written_client
 
-ROOT = Path(__file__).resolve().parents[1]
-MODULE = "plugins/engine_containerd/src/fogwire_engine_containerd/_grpc.py"
+ROOT = hand_written_client.ROOT
+MODULE = hand_written_client.MODULE
+"""The client module, today's in this tree and the hand-written one in git history."""
 OLD_COMMIT = hand_written_client.COMMIT
 
 H2_FLOOR = r"""
